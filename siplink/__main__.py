@@ -1,0 +1,3 @@
+from siplink.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The ``siplink`` command line.
+
+Each subcommand lives in its own module under :mod:`siplink.commands` and exposes
+``register(subparsers) -> None``; the module registers an ``argparse`` sub-parser whose
+``func`` default takes the parsed namespace and returns the process exit code.  Command
+modules must be cheap to import: heavy imports (Twisted reactor, codecs) belong inside
+the function that runs the command.
+
+Exit codes shared by every command: 0 success, 1 the operation failed (a peer answered
+with an error, a check did not pass), 2 bad usage or configuration, 3 timeout / no answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from siplink import __version__
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import siplink.commands
+
+    parser = argparse.ArgumentParser(
+        prog="siplink",
+        description="SIP user agent with ICE-negotiated media: calls, tests and diagnostics.",
+    )
+    parser.add_argument("--version", action="version", version=f"siplink {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="print a SIP/STUN trace to stderr (repeat for more detail)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(siplink.commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"siplink.commands.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``siplink`` command line: one module each, see :mod:`siplink.cli`."""
