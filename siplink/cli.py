@@ -17,8 +17,12 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from siplink import __version__
+
+if TYPE_CHECKING:
+    from siplink.config import Config
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -38,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0,
         help="print a SIP/STUN trace to stderr (repeat for more detail)",
     )
+    parser.add_argument(
+        "-c", "--config", metavar="FILE", default=None,
+        help="TOML configuration file (see conf/siplink.toml); flags override it",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(siplink.commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -47,14 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_config(args: argparse.Namespace) -> Config:
+    """The configuration named by ``--config`` (defaults when none); raises ConfigError."""
+    from siplink.config import load
+
+    return load(getattr(args, "config", None))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from siplink.config import ConfigError
+
     try:
         code: int = args.func(args)
+    except ConfigError as e:
+        print(f"siplink: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     return code
