@@ -1,1 +1,33 @@
-"""SDP offer/answer (RFC 3264) with ICE attributes (RFC 8839), on top of sdp-transform."""
+"""SDP offer/answer (RFC 3264) with ICE attributes (RFC 8839), on top of sdp-transform.
+
+``parse(text)`` gives a typed :class:`SessionDescription` (or raises :class:`SdpError`);
+``SessionDescription.serialize()`` writes it back; :class:`OfferAnswer` applies the RFC 3264
+rules per dialog. :mod:`sdp.transform` is the only module that touches sdp-transform.
+"""
+
+from sdp.errors import OfferPendingError, SdpError
+from sdp.ice import RemoteCandidate
+from sdp.session import (
+    Bandwidth,
+    Codec,
+    Connection,
+    MediaDescription,
+    Origin,
+    Rtcp,
+    SessionDescription,
+    parse,
+)
+
+__all__ = [
+    "Bandwidth",
+    "Codec",
+    "Connection",
+    "MediaDescription",
+    "OfferPendingError",
+    "Origin",
+    "RemoteCandidate",
+    "Rtcp",
+    "SdpError",
+    "SessionDescription",
+    "parse",
+]
