@@ -7,6 +7,17 @@ rules per dialog. :mod:`sdp.transform` is the only module that touches sdp-trans
 
 from sdp.errors import OfferPendingError, SdpError
 from sdp.ice import RemoteCandidate
+from sdp.offeranswer import (
+    DEFAULT_CODECS,
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    IceParams,
+    Negotiated,
+    NegotiatedMedia,
+    OfferAnswer,
+    RemoteIce,
+)
 from sdp.session import (
     Bandwidth,
     Codec,
@@ -19,6 +30,15 @@ from sdp.session import (
 )
 
 __all__ = [
+    "DEFAULT_CODECS",
+    "PCMA",
+    "PCMU",
+    "TELEPHONE_EVENT",
+    "IceParams",
+    "Negotiated",
+    "NegotiatedMedia",
+    "OfferAnswer",
+    "RemoteIce",
     "Bandwidth",
     "Codec",
     "Connection",
