@@ -104,8 +104,22 @@ def _kill_pids(pids: Sequence[int]) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; reaps it when it is our own child, zombies count as dead."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _delete_ns(name: str) -> None:
