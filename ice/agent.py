@@ -1,0 +1,1068 @@
+"""The ICE agent (RFC 8445, with RFC 5245 aggressive nomination), as a sans-I/O state machine.
+
+The agent never opens a socket or reads the clock.  Its driver (``ice.twisted_agent`` on real
+UDP sockets, ``ice.simnet`` in virtual time) binds one socket per component per stream on the
+addresses :meth:`Agent.addresses_to_bind` names, reports them with
+:meth:`Agent.add_host_socket`, then feeds datagrams to :meth:`Agent.receive`, sends what
+:meth:`Agent.datagrams_to_send` returns, and calls :meth:`Agent.handle_timer` at
+:meth:`Agent.get_timer`.  What happens is reported by :meth:`Agent.next_event`.
+
+Timing, all configurable (``now`` is seconds, any epoch):
+
+* one new check (ordinary or triggered) per ``ta`` across every stream (RFC 8445 §6.1.4.2);
+* a check's RTO is ``max(500 ms, ta * pairs Waiting or In-Progress)`` (RFC 8445 §14.3); it
+  is retransmitted ``check_rc`` times in all, doubling the interval, and fails ``check_rm * RTO``
+  after the last send: with the defaults (Rc 5, Rm 8, RTO 500 ms) a pair that never answers
+  fails 11.5 s after its first check;
+* a stream whose checks all failed, once end-of-candidates is known, fails at once; one still
+  not Completed ``failed_timeout`` (30 s) after :meth:`start_checks` fails anyway;
+* consent freshness (RFC 7675): a Binding request every 5 s +-20 % on each selected pair,
+  retransmitted (RTO 500 ms) so one lost packet does not matter; 30 s without any response
+  expires consent (``ConsentExpired``) and :meth:`send_data` refuses that component.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from twisted.logger import Logger
+
+from ice import stun
+from ice.candidate import (
+    TYPE_PREFERENCE,
+    Candidate,
+    CandidateType,
+    candidate_priority,
+    compute_foundation,
+)
+from ice.checklist import (
+    CandidatePair,
+    CheckList,
+    CheckListSet,
+    CheckListState,
+    PairState,
+    form_pairs,
+)
+from ice.events import (
+    ApplicationData,
+    CandidateGathered,
+    CheckSent,
+    ConsentExpired,
+    Event,
+    GatheringComplete,
+    GatheringFailed,
+    IceCompleted,
+    IceFailed,
+    PairStateChanged,
+    RoleChanged,
+    SelectedPairChanged,
+)
+from ice.gathering import (
+    StunServer,
+    TurnServer,
+    host_candidate,
+    is_redundant,
+    local_preferences,
+    reflexive_candidate,
+)
+from ice.stun import Attr, Class, Method
+from ice.stun_transaction import StunClientTransaction
+from ice.trace import Trace, TraceRecord
+
+log = Logger(namespace="ice.agent")
+
+Address = tuple[str, int]
+Datagram = tuple[bytes, Address, Address]   # (data, local address, remote address)
+
+_ICE_CHARS = string.ascii_letters + string.digits + "+/"
+CONSENT_INTERVAL = 5.0
+CONSENT_TIMEOUT = 30.0
+MAX_EARLY_CHECKS = 64
+MAX_REMOTE_CANDIDATES = 1000
+
+
+class IceError(Exception):
+    """Misuse of the agent API (unknown stream, bad credentials, closed agent)."""
+
+
+@dataclass
+class _Pending:
+    kind: str                        # "check" | "consent" | "gather"
+    txn: StunClientTransaction
+    local: Address
+    stream: int
+    component: int
+    pair: CandidatePair | None = None
+    use_candidate: bool = False
+    controlling: bool = False
+    key: bytes | None = None
+    priority: int = 0
+    server: Address | None = None
+    triggered: bool = False
+
+
+@dataclass
+class _Consent:
+    pair: CandidatePair
+    last_ok: float
+    next_at: float
+    ufrag: str                       # USERNAME "remote:local" used for this pair
+    key: bytes                       # remote password in force when the pair was selected
+    expired: bool = False
+
+
+@dataclass
+class _Stream:
+    index: int
+    components: int
+    checklist: CheckList
+    local_candidates: list[Candidate] = field(default_factory=list)
+    remote_candidates: list[Candidate] = field(default_factory=list)
+    remote_ufrag: str | None = None
+    remote_pwd: str | None = None
+    remote_end: bool = False
+    gathering_done: bool = False
+    gather_started: bool = False
+    selected: dict[int, CandidatePair] = field(default_factory=dict)
+    consent: dict[int, _Consent] = field(default_factory=dict)
+    completed: bool = False
+    failed: bool = False
+    checks_started_at: float | None = None
+    first_valid_at: float | None = None
+
+
+def _random_string(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(_ICE_CHARS) for _ in range(n))
+
+
+class Agent:
+    """A full (or lite) ICE agent for ``streams`` media streams of ``components`` each."""
+
+    def __init__(
+        self,
+        controlling: bool,
+        *,
+        components: int = 1,
+        streams: int = 1,
+        ta: float = 0.05,
+        lite: bool = False,
+        nomination: str = "regular",
+        stun_servers: Sequence[StunServer | Address] = (),
+        turn_servers: Sequence[TurnServer] = (),
+        local_addresses: Sequence[str] = ("127.0.0.1",),
+        policy: str = "all",
+        max_pairs: int = 100,
+        tie_breaker: int | None = None,
+        rng: random.Random | None = None,
+        trickle: bool = False,
+        remote_lite: bool = False,
+        check_rc: int = 5,
+        check_rm: int = 8,
+        gather_rc: int = 4,
+        gather_rm: int = 4,
+        failed_timeout: float = 30.0,
+        nomination_delay: float = 1.0,
+        consent_interval: float = CONSENT_INTERVAL,
+        consent_timeout: float = CONSENT_TIMEOUT,
+        local_username: str | None = None,
+        local_password: str | None = None,
+    ) -> None:
+        if nomination not in ("regular", "aggressive"):
+            raise IceError(f"nomination must be 'regular' or 'aggressive', not {nomination!r}")
+        if policy not in ("all", "relay"):
+            raise IceError(f"policy must be 'all' or 'relay', not {policy!r}")
+        if not 1 <= components <= 2 or streams < 1:
+            raise IceError("components must be 1 or 2 and streams at least 1")
+        if ta <= 0:
+            raise IceError("Ta must be positive")
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self.lite = lite
+        self.controlling = controlling and not lite
+        self.remote_lite = remote_lite
+        if remote_lite and lite:
+            raise IceError("two lite agents cannot run ICE together")
+        if remote_lite:
+            self.controlling = True
+        self.ta = ta
+        self.nomination = nomination
+        self.policy = policy
+        self.trickle = trickle
+        self.check_rc, self.check_rm = check_rc, check_rm
+        self.gather_rc, self.gather_rm = gather_rc, gather_rm
+        self.failed_timeout = failed_timeout
+        self.nomination_delay = nomination_delay
+        self.consent_interval = consent_interval
+        self.consent_timeout = consent_timeout
+        self.stun_servers = [s if isinstance(s, StunServer) else StunServer(s[0], s[1])
+                             for s in stun_servers]
+        self.turn_servers = list(turn_servers)
+        self.local_addresses = list(local_addresses)
+        self._local_pref = local_preferences(self.local_addresses)
+        self.max_pairs = max_pairs
+        self.tie_breaker = (tie_breaker if tie_breaker is not None
+                            else self._rng.getrandbits(64))
+        self.local_username = local_username or _random_string(self._rng, 8)
+        self.local_password = local_password or _random_string(self._rng, 24)
+        self._old_credentials: tuple[str, str] | None = None
+        self._streams: list[_Stream] = [
+            _Stream(i, components, CheckList(i, components, max_pairs)) for i in range(streams)]
+        self._set = CheckListSet()
+        for s in self._streams:
+            self._set.add(s.checklist)
+        self._sockets: dict[Address, tuple[int, int]] = {}
+        self._base_of: dict[Address, Address] = {}
+        self._pending: dict[bytes, _Pending] = {}
+        self._out: list[Datagram] = []
+        self._events: deque[Event] = deque()
+        self._early: deque[tuple[stun.Message, Address, Address, int, int]] = deque(
+            maxlen=MAX_EARLY_CHECKS)
+        self._running = False
+        self._next_check_at = 0.0
+        self._closed = False
+        self._prflx_counter = 0
+        self.trace = Trace()
+
+    # ================================================================ public: gathering
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
+
+    def addresses_to_bind(self) -> list[tuple[int, int, str]]:
+        """(stream, component, local IP) for every host socket the driver must bind."""
+        return [(s.index, c, ip) for s in self._streams for c in range(1, s.components + 1)
+                for ip in self.local_addresses]
+
+    def add_host_socket(self, stream: int, component: int, address: Address) -> None:
+        """The driver bound ``address`` for ``stream``/``component``."""
+        self._stream(stream)
+        self._sockets[address] = (stream, component)
+
+    def component_of(self, local: Address) -> tuple[int, int] | None:
+        return self._sockets.get(local)
+
+    def gather(self, now: float) -> None:
+        """Host candidates now; server-reflexive ones as STUN servers answer (RFC 8445 §5.1.1).
+        ``GatheringComplete`` follows once every server answered or gave up."""
+        for s in self._streams:
+            if s.gather_started:
+                continue
+            s.gather_started = True
+            for addr, (si, comp) in self._sockets.items():
+                if si != s.index:
+                    continue
+                pref = self._local_pref.get(addr[0], 65535 - 128 * len(self._local_pref))
+                cand = host_candidate(addr, comp, pref)
+                self._base_of[addr] = addr
+                if self.policy == "all":
+                    self._add_local(s, cand)
+                if self.lite:
+                    continue
+                for server in self.stun_servers:
+                    if (":" in server.host) != (":" in addr[0]) or self.policy == "relay":
+                        continue
+                    self._start_gather(s, comp, addr, (server.host, server.port), now)
+                if self.turn_servers:
+                    for t in self.turn_servers:
+                        self._events.append(GatheringFailed(
+                            s.index, comp, (t.host, t.port),
+                            "relayed candidates need ice.turn, not integrated yet"))
+            self._maybe_gathering_done(s)
+
+    def local_candidates(self, stream: int = 0) -> list[Candidate]:
+        return list(self._stream(stream).local_candidates)
+
+    def remote_candidates(self, stream: int = 0) -> list[Candidate]:
+        return list(self._stream(stream).remote_candidates)
+
+    def default_candidate(self, stream: int, component: int) -> Candidate | None:
+        """RFC 8445 §5.1.4: the candidate for the c=/m= line (relay > srflx > host)."""
+        order = {CandidateType.RELAYED: 0, CandidateType.SERVER_REFLEXIVE: 1,
+                 CandidateType.HOST: 2, CandidateType.PEER_REFLEXIVE: 3}
+        cands = [c for c in self._stream(stream).local_candidates if c.component == component]
+        return min(cands, key=lambda c: (order[c.type], -c.priority), default=None)
+
+    # ================================================================ public: remote side
+    def set_remote_credentials(self, stream: int, ufrag: str, pwd: str) -> None:
+        if not ufrag or not pwd:
+            raise IceError("remote ufrag and pwd must not be empty")
+        s = self._stream(stream)
+        s.remote_ufrag, s.remote_pwd = ufrag, pwd
+
+    def add_remote_candidate(self, stream: int, cand: Candidate, now: float | None = None
+                             ) -> None:
+        """A remote candidate from the offer/answer or trickled later (RFC 8838)."""
+        s = self._stream(stream)
+        if cand.transport != "udp" or not 1 <= cand.component <= s.components:
+            return
+        if len(s.remote_candidates) >= MAX_REMOTE_CANDIDATES:
+            return
+        for i, old in enumerate(s.remote_candidates):
+            if (old.address, old.port, old.component) == (cand.address, cand.port,
+                                                          cand.component):
+                if old.type is CandidateType.PEER_REFLEXIVE:
+                    s.remote_candidates[i] = cand   # signalled later: keep its real type
+                return
+        s.remote_candidates.append(cand)
+        if not self.lite:
+            self._pair(s, [c for c in s.local_candidates if self._pairable(c)], [cand])
+        if now is not None:
+            self._pace(now)
+
+    def end_of_candidates(self, stream: int, now: float | None = None) -> None:
+        s = self._stream(stream)
+        s.remote_end = True
+        if now is not None and self._running:
+            self._check_failed(s, now)
+
+    # ================================================================ public: checks
+    def start_checks(self, now: float) -> None:
+        """Begin connectivity checks (RFC 8445 §6.1.4); call once remote credentials and
+        candidates are known (more candidates may trickle in afterwards)."""
+        if self._closed:
+            raise IceError("agent is closed")
+        for s in self._streams:
+            if s.remote_ufrag is None:
+                raise IceError(f"stream {s.index}: remote credentials not set")
+            if s.checks_started_at is None:
+                s.checks_started_at = now
+            if not self.trickle:
+                s.remote_end = True
+        self._running = True
+        if not self.lite:
+            for pair in self._set.initial_unfreeze():
+                self._emit_state(pair)
+        early, self._early = list(self._early), deque(maxlen=MAX_EARLY_CHECKS)
+        for msg, local, remote, si, comp in early:
+            self._handle_request_checked(msg, local, remote, si, comp, now)
+        self._pace(now)
+        for s in self._streams:
+            self._check_failed(s, now)
+
+    def receive(self, data: bytes, local_addr: Address, remote_addr: Address, now: float
+                ) -> None:
+        """One datagram arrived on the host socket ``local_addr`` from ``remote_addr``."""
+        if self._closed:
+            return
+        where = self._sockets.get(local_addr)
+        if where is None:
+            return
+        si, comp = where
+        if not stun.is_stun(data):
+            self._events.append(ApplicationData(si, comp, data, remote_addr))
+            return
+        try:
+            msg = stun.decode(data)
+        except stun.StunDecodeError as e:
+            self._trace(now, "in", f"undecodable STUN from {remote_addr}: {e.reason}",
+                        local_addr, remote_addr, data)
+            return
+        if msg.cls == Class.REQUEST:
+            self._handle_request(msg, data, local_addr, remote_addr, si, comp, now)
+        elif msg.cls in (Class.SUCCESS, Class.ERROR):
+            self._handle_response(msg, data, local_addr, remote_addr, now)
+        # indications (keepalives) need nothing
+
+    def datagrams_to_send(self, now: float) -> list[Datagram]:
+        out, self._out = self._out, []
+        for p in list(self._pending.values()):
+            for data, addr in p.txn.datagrams_to_send(now):
+                out.append((data, p.local, addr))
+        return out
+
+    def get_timer(self) -> float | None:
+        if self._closed:
+            return None
+        times: list[float] = []
+        for p in self._pending.values():
+            t = p.txn.get_timer()
+            if t is not None:
+                times.append(t)
+        if self._running and not self.lite and self._has_work():
+            times.append(self._next_check_at)
+        for s in self._streams:
+            for c in s.consent.values():
+                if not c.expired:
+                    times.append(c.next_at)
+                    times.append(c.last_ok + self.consent_timeout)
+            if s.checks_started_at is not None and not s.completed and not s.failed:
+                times.append(s.checks_started_at + self.failed_timeout)
+                if (self.controlling and self.nomination == "regular"
+                        and s.first_valid_at is not None):
+                    times.append(s.first_valid_at + self.nomination_delay)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        if self._closed:
+            return
+        for tid, p in list(self._pending.items()):
+            p.txn.handle_timer(now)
+            if p.txn.timed_out:
+                del self._pending[tid]
+                self._on_timeout(p, now)
+        for s in self._streams:
+            if s.checks_started_at is not None and not s.completed and not s.failed:
+                if now >= s.checks_started_at + self.failed_timeout:
+                    self._fail(s, "timeout: no pair nominated within "
+                               f"{self.failed_timeout:g} s", now)
+                    continue
+                if (self.controlling and self.nomination == "regular"
+                        and s.first_valid_at is not None
+                        and now >= s.first_valid_at + self.nomination_delay):
+                    self._maybe_nominate(s, now, force=True)
+            self._consent_timers(s, now)
+        self._pace(now)
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # ================================================================ public: media
+    def selected_pair(self, stream: int, component: int = 1) -> CandidatePair | None:
+        return self._stream(stream).selected.get(component)
+
+    def send_data(self, stream: int, component: int, data: bytes) -> bool:
+        """Queue ``data`` on the selected pair; False when there is none or consent expired."""
+        s = self._stream(stream)
+        pair = s.selected.get(component)
+        if pair is None or self._closed:
+            return False
+        consent = s.consent.get(component)
+        if consent is not None and consent.expired:
+            return False
+        self._out.append((data, pair.local_base, pair.remote_addr))
+        return True
+
+    def state(self, stream: int = 0) -> str:
+        s = self._stream(stream)
+        return "Failed" if s.failed else "Completed" if s.completed else "Running"
+
+    def checklist(self, stream: int = 0) -> CheckList:
+        return self._stream(stream).checklist
+
+    def restart(self, now: float) -> None:
+        """ICE restart (RFC 8445 §9): new ufrag/pwd and fresh check lists; media keeps going
+        on the old selected pairs until new ones are selected.  The caller then signals the
+        new credentials, sets the remote ones and calls :meth:`start_checks` again."""
+        self._old_credentials = (self.local_username, self.local_password)
+        self.local_username = _random_string(self._rng, 8)
+        self.local_password = _random_string(self._rng, 24)
+        for tid, p in list(self._pending.items()):
+            if p.kind == "check":
+                p.txn.cancel()
+                del self._pending[tid]
+        self._set = CheckListSet()
+        for s in self._streams:
+            s.checklist = CheckList(s.index, s.components, self.max_pairs)
+            self._set.add(s.checklist)
+            s.remote_candidates = []
+            s.remote_ufrag = s.remote_pwd = None
+            s.remote_end = False
+            s.completed = s.failed = False
+            s.checks_started_at = None
+            s.first_valid_at = None
+            s.local_candidates = [c for c in s.local_candidates
+                                  if c.type is not CandidateType.PEER_REFLEXIVE]
+        self._running = False
+        self._trace(now, "event", "ICE restart: new credentials " + self.local_username)
+
+    def close(self) -> None:
+        """Stop everything: no more timers, datagrams or events (TURN allocations would be
+        released here once relayed candidates are gathered)."""
+        for p in self._pending.values():
+            p.txn.cancel()
+        self._pending.clear()
+        for s in self._streams:
+            s.consent.clear()
+        self._out.clear()
+        self._running = False
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ================================================================ internals: helpers
+    def _stream(self, index: int) -> _Stream:
+        if not 0 <= index < len(self._streams):
+            raise IceError(f"no stream {index}")
+        return self._streams[index]
+
+    def _trace(self, now: float, direction: str, summary: str, local: Address | None = None,
+               remote: Address | None = None, raw: bytes = b"", detail: str = "") -> None:
+        self.trace.add(TraceRecord(now, direction, summary, detail, local, remote,  # type: ignore[arg-type]
+                                   "stun" if raw else "ice", raw))
+
+    def _emit_state(self, pair: CandidatePair) -> None:
+        self._events.append(PairStateChanged(pair.stream, pair.component, pair.local_base,
+                                             pair.remote_addr, pair.state.value))
+
+    def _set_state(self, pair: CandidatePair, state: PairState, now: float) -> None:
+        if pair.state is state:
+            return
+        pair.state = state
+        self._emit_state(pair)
+        self._trace(now, "event", f"pair {pair.describe()} -> {state.value}")
+
+    def _pairable(self, c: Candidate) -> bool:
+        if self.policy == "relay":
+            return c.type is CandidateType.RELAYED
+        return True
+
+    def _add_local(self, s: _Stream, cand: Candidate) -> None:
+        if is_redundant(cand, s.local_candidates):
+            return
+        s.local_candidates.append(cand)
+        self._events.append(CandidateGathered(s.index, cand))
+        if not self.lite and self._pairable(cand):
+            self._pair(s, [cand], s.remote_candidates)
+
+    def _pair(self, s: _Stream, locals_: Iterable[Candidate], remotes: Iterable[Candidate]
+              ) -> list[CandidatePair]:
+        added: list[CandidatePair] = []
+        for pair in form_pairs(s.index, list(locals_), list(remotes), self._base_of,
+                               self.controlling):
+            kept = s.checklist.add(pair)
+            if kept is pair:
+                added.append(pair)
+        if self._running and s.checklist.state is CheckListState.RUNNING:
+            # RFC 8838 §10: a new pair is Waiting unless its foundation is being checked
+            busy = self._set.active_foundations()
+            for pair in added:
+                if pair.foundation not in busy:
+                    busy.add(pair.foundation)
+                    pair.state = PairState.WAITING
+                    self._emit_state(pair)
+        return added
+
+    def _has_work(self) -> bool:
+        for cl in self._set:
+            if cl.state is not CheckListState.RUNNING:
+                continue
+            if cl.triggered:
+                return True
+            for p in cl.pairs:
+                if p.state in (PairState.WAITING, PairState.FROZEN):
+                    return True
+        return False
+
+    def _rto(self) -> float:
+        n = sum(cl.active_count() for cl in self._set)
+        return max(0.5, self.ta * n)
+
+    def _new_tid(self) -> bytes:
+        return self._rng.randbytes(12)
+
+    # ================================================================ internals: checks
+    def _pace(self, now: float) -> None:
+        """Send at most one new check per Ta (RFC 8445 §6.1.4.2)."""
+        if not self._running or self.lite or self._closed or now < self._next_check_at:
+            return
+        pick = self._set.next_check()
+        if pick is None:
+            return
+        pair, triggered, unfrozen = pick
+        for p in unfrozen:
+            self._emit_state(p)
+        pair.extra.pop("retry", None)
+        self._send_check(pair, now, triggered, pair.extra.pop("nominate", False) is True)
+        self._next_check_at = now + self.ta
+
+    def _send_check(self, pair: CandidatePair, now: float, triggered: bool,
+                    nominate: bool) -> None:
+        s = self._streams[pair.stream]
+        assert s.remote_ufrag is not None and s.remote_pwd is not None
+        use_candidate = self.controlling and (nominate or self.nomination == "aggressive")
+        prflx_priority = candidate_priority(TYPE_PREFERENCE[CandidateType.PEER_REFLEXIVE],
+                                            (pair.local.priority >> 8) & 0xFFFF, pair.component)
+        tid = self._new_tid()
+        msg = stun.Message(Method.BINDING, Class.REQUEST, tid)
+        msg[Attr.USERNAME] = f"{s.remote_ufrag}:{self.local_username}"
+        msg[Attr.PRIORITY] = prflx_priority
+        if self.controlling:
+            msg[Attr.ICE_CONTROLLING] = self.tie_breaker
+            if use_candidate:
+                msg[Attr.USE_CANDIDATE] = True
+        else:
+            msg[Attr.ICE_CONTROLLED] = self.tie_breaker
+        key = stun.short_term_key(s.remote_pwd)
+        data = stun.encode(msg, key=key)
+        if pair.state is not PairState.SUCCEEDED or not nominate:
+            self._set_state(pair, PairState.IN_PROGRESS, now)
+        # cancel an older transaction of the same pair: the new one replaces it
+        for old_tid, old in list(self._pending.items()):
+            if old.pair is pair and old.kind == "check":
+                old.txn.cancel()
+                del self._pending[old_tid]
+        txn = StunClientTransaction(data, tid, pair.remote_addr, now, rto=self._rto(),
+                                    rc=self.check_rc, rm=self.check_rm)
+        self._pending[tid] = _Pending("check", txn, pair.local_base, pair.stream,
+                                      pair.component, pair, use_candidate, self.controlling,
+                                      key, prflx_priority, triggered=triggered)
+        pair.checks_sent += 1
+        pair.extra["sent_at"] = now
+        self._events.append(CheckSent(pair.stream, pair.component, pair.local_base,
+                                      pair.remote_addr, use_candidate, triggered))
+        self._trace(now, "out", f"check {'triggered ' if triggered else ''}"
+                    f"{'USE-CANDIDATE ' if use_candidate else ''}{pair.describe()}",
+                    pair.local_base, pair.remote_addr, data, msg.summary())
+
+    def _handle_response(self, msg: stun.Message, data: bytes, local: Address,
+                         remote: Address, now: float) -> None:
+        p = self._pending.get(msg.transaction_id)
+        if p is None:
+            return
+        if p.key is not None and stun.verify(data, p.key) is not None:
+            self._trace(now, "in", f"response failed integrity from {remote}", local, remote,
+                        data)
+            return
+        del self._pending[msg.transaction_id]
+        p.txn.receive_response(msg, now)
+        self._trace(now, "in", f"{msg.summary()} from {remote[0]}:{remote[1]}", local, remote,
+                    data)
+        if p.kind == "gather":
+            self._on_gather_response(p, msg, now)
+        elif p.kind == "consent":
+            self._on_consent_response(p, msg, remote, now)
+        else:
+            self._on_check_response(p, msg, local, remote, now)
+
+    def _on_check_response(self, p: _Pending, msg: stun.Message, local: Address,
+                           remote: Address, now: float) -> None:
+        pair = p.pair
+        assert pair is not None
+        s = self._streams[pair.stream]
+        if pair.extra.get("sent_at") is not None:
+            pair.rtt = now - float(pair.extra["sent_at"])  # type: ignore[arg-type]
+        # RFC 8445 §7.2.5.2.1: the response must come back on the same pair of addresses
+        if remote != pair.remote_addr or local != pair.local_base:
+            self._set_state(pair, PairState.FAILED, now)
+            self._check_failed(s, now)
+            return
+        if msg.cls == Class.ERROR:
+            err = msg.error_code
+            if err is not None and err[0] == 487:
+                # RFC 8445 §7.2.5.1: switch to the role the request did not claim, retry
+                if p.controlling == self.controlling:
+                    self._switch_role(not p.controlling, "487 Role Conflict received", now)
+                pair.extra["retry"] = True
+                self._set_state(pair, PairState.WAITING, now)
+                s.checklist.push_triggered(pair)
+                self._pace(now)
+                return
+            self._set_state(pair, PairState.FAILED, now)
+            self._check_failed(s, now)
+            return
+        if s.checklist.find(pair.component, pair.local_base, pair.remote_addr) is not pair \
+                and pair.extra.get("valid_only") is None:
+            return   # the pair belongs to a check list replaced by a restart
+        self._set_state(pair, PairState.SUCCEEDED, now)
+        mapped = msg.address(Attr.XOR_MAPPED_ADDRESS) or msg.address(Attr.MAPPED_ADDRESS)
+        valid = self._valid_pair_for(s, pair, mapped, p.priority, now)
+        was_nominated = valid.nominated
+        if p.use_candidate or (not self.controlling and pair.remote_nominated):
+            valid.nominated = True
+        # RFC 8445 §7.2.5.3.3: unfreeze the same foundation in every check list
+        for q in self._set.unfreeze_foundation(pair.foundation):
+            self._emit_state(q)
+        if s.first_valid_at is None:
+            s.first_valid_at = now
+        self._refresh_consent(s, valid, now)
+        if valid.nominated and not was_nominated:
+            self._trace(now, "event", f"nominated {valid.describe()}")
+        self._update_selected(s, now)
+        if self.controlling and self.nomination == "regular":
+            self._maybe_nominate(s, now)
+        self._pace(now)
+
+    def _valid_pair_for(self, s: _Stream, pair: CandidatePair, mapped: Address | None,
+                        priority: int, now: float) -> CandidatePair:
+        """RFC 8445 §7.2.5.3.2: the valid pair has the local candidate whose address equals the
+        mapped address (a new peer-reflexive one when none does, §7.2.5.3.1)."""
+        existing = pair.extra.get("valid")
+        if isinstance(existing, CandidatePair):
+            return existing
+        valid = pair
+        if mapped is not None and mapped != (pair.local.address, pair.local.port):
+            local = next((c for c in s.local_candidates if (c.address, c.port) == mapped
+                          and c.component == pair.component), None)
+            if local is None:
+                local = Candidate(
+                    foundation=compute_foundation(CandidateType.PEER_REFLEXIVE,
+                                                  pair.local_base[0]),
+                    component=pair.component, transport="udp", priority=priority,
+                    address=mapped[0], port=mapped[1], type=CandidateType.PEER_REFLEXIVE,
+                    related_address=pair.local_base[0], related_port=pair.local_base[1])
+                self._base_of[mapped] = pair.local_base
+                s.local_candidates.append(local)
+                self._trace(now, "event", f"learnt local peer-reflexive {mapped[0]}:{mapped[1]}")
+            valid = CandidatePair(s.index, local, pair.remote, pair.local_base)
+            valid.update_priority(self.controlling)
+            valid.state = PairState.SUCCEEDED
+            valid.extra["valid_only"] = True
+            valid.extra["checked"] = pair
+            valid.remote_nominated = pair.remote_nominated
+        valid.valid = True
+        pair.extra["valid"] = valid
+        if valid is not pair:
+            valid.extra["valid"] = valid
+            s.checklist.valid_extra.append(valid)
+        return valid
+
+    def _valid_list(self, s: _Stream, component: int) -> list[CandidatePair]:
+        pairs = [p for p in s.checklist.pairs if p.valid and p.component == component]
+        pairs += [p for p in s.checklist.valid_extra if p.component == component]
+        return sorted(pairs, key=lambda p: -p.priority)
+
+    def _maybe_nominate(self, s: _Stream, now: float, force: bool = False) -> None:
+        """Regular nomination (RFC 8445 §8.1.1): once each component has a valid pair and no
+        better pair can still succeed (or ``nomination_delay`` passed), check the best valid
+        pair again with USE-CANDIDATE."""
+        if s.completed or s.failed:
+            return
+        for comp in range(1, s.components + 1):
+            if any(p.nominated or p.extra.get("nominating") for p in self._valid_list(s, comp)):
+                continue
+            valid = self._valid_list(s, comp)
+            if not valid:
+                continue
+            best = valid[0]
+            pending_better = any(
+                p.component == comp and p.priority > best.priority
+                and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
+                for p in s.checklist.pairs)
+            if pending_better and not force:
+                continue
+            best.extra["nominating"] = True
+            best.extra["nominate"] = True
+            s.checklist.triggered.appendleft(best)   # paced like any check (§6.1.4.2)
+            self._pace(now)
+
+    def _update_selected(self, s: _Stream, now: float) -> None:
+        for comp in range(1, s.components + 1):
+            nominated = [p for p in self._valid_list(s, comp) if p.nominated]
+            if not nominated:
+                continue
+            best = nominated[0]
+            if s.selected.get(comp) is not best:
+                s.selected[comp] = best
+                self._events.append(SelectedPairChanged(s.index, comp, best.local, best.remote,
+                                                        best.local_base))
+                self._trace(now, "event", f"selected {best.describe()}")
+                s.consent[comp] = _Consent(
+                    best, now, now + self._consent_delay(),
+                    f"{s.remote_ufrag}:{self.local_username}",
+                    stun.short_term_key(s.remote_pwd or ""))
+        if (not s.completed and not s.failed
+                and all(c in s.selected and s.selected[c].nominated
+                        and s.selected[c].stream == s.index
+                        and self._is_current(s, s.selected[c])
+                        for c in range(1, s.components + 1))):
+            s.completed = True
+            s.checklist.state = CheckListState.COMPLETED
+            if self.nomination == "regular" or not self.controlling:
+                # RFC 8445 §8.1.2: stop checking what is left of the stream
+                for p in s.checklist.pairs:
+                    if p.state in (PairState.FROZEN, PairState.WAITING):
+                        p.state = PairState.FAILED
+                        p.extra["removed"] = True
+            s.checklist.triggered.clear()
+            if all(x.completed or x.failed for x in self._streams):
+                self._old_credentials = None
+            self._events.append(IceCompleted(s.index))
+            self._trace(now, "event", f"stream {s.index} Completed")
+
+    def _is_current(self, s: _Stream, pair: CandidatePair) -> bool:
+        return pair in s.checklist.pairs or pair in s.checklist.valid_extra
+
+    def _check_failed(self, s: _Stream, now: float) -> None:
+        """RFC 8445 §7.2.5.3.5 / §8.1.2: a stream fails when every pair failed and no more
+        candidates can come."""
+        if s.completed or s.failed or not self._running or self.lite:
+            return
+        if not s.remote_end or not s.gathering_done:
+            return
+        cl = s.checklist
+        for comp in range(1, s.components + 1):
+            if any(p.component == comp and (p.state is not PairState.FAILED or p.valid)
+                   for p in cl.pairs) or any(p.component == comp for p in cl.valid_extra):
+                continue
+            if any(p.pair is not None and p.pair.stream == s.index and p.kind == "check"
+                   for p in self._pending.values()):
+                return
+            self._fail(s, f"component {comp}: every candidate pair failed"
+                       if cl.pairs else f"component {comp}: no candidate pairs", now)
+            return
+
+    def _fail(self, s: _Stream, reason: str, now: float) -> None:
+        s.failed = True
+        s.checklist.state = CheckListState.FAILED
+        for tid, p in list(self._pending.items()):
+            if p.kind == "check" and p.stream == s.index:
+                p.txn.cancel()
+                del self._pending[tid]
+        self._events.append(IceFailed(s.index, reason))
+        self._trace(now, "event", f"stream {s.index} Failed: {reason}")
+
+    def _switch_role(self, controlling: bool, reason: str, now: float) -> None:
+        if controlling == self.controlling:
+            return
+        self.controlling = controlling
+        for cl in self._set:
+            cl.recompute_priorities(controlling)
+        for s in self._streams:
+            for p in s.checklist.valid_extra:
+                p.update_priority(controlling)
+        self._events.append(RoleChanged(controlling, reason))
+        self._trace(now, "event", f"role -> {'controlling' if controlling else 'controlled'}"
+                    f" ({reason})")
+
+    def _on_timeout(self, p: _Pending, now: float) -> None:
+        if p.kind == "gather":
+            s = self._streams[p.stream]
+            assert p.server is not None
+            self._events.append(GatheringFailed(p.stream, p.component, p.server,
+                                                "no answer from STUN server"))
+            self._trace(now, "event", f"STUN server {p.server} unreachable")
+            self._maybe_gathering_done(s)
+            self._check_failed(s, now)
+            return
+        if p.kind == "consent":
+            return
+        pair = p.pair
+        assert pair is not None
+        self._trace(now, "event", f"check timed out {pair.describe()}")
+        s = self._streams[pair.stream]
+        if pair.state is PairState.IN_PROGRESS:
+            self._set_state(pair, PairState.FAILED, now)
+        pair.extra.pop("nominating", None)
+        self._check_failed(s, now)
+        if self.controlling and self.nomination == "regular":
+            self._maybe_nominate(s, now)
+
+    # ================================================================ internals: requests
+    def _handle_request(self, msg: stun.Message, data: bytes, local: Address, remote: Address,
+                        si: int, comp: int, now: float) -> None:
+        self._trace(now, "in", f"{msg.summary()} from {remote[0]}:{remote[1]}", local, remote,
+                    data)
+        if msg.method != Method.BINDING:
+            self._respond(stun.error_response(msg, 400), None, local, remote, now)
+            return
+        username = msg.get(Attr.USERNAME)
+        creds = [(self.local_username, self.local_password)]
+        if self._old_credentials is not None:
+            creds.append(self._old_credentials)
+        if not isinstance(username, str) or Attr.MESSAGE_INTEGRITY not in msg:
+            self._respond(stun.error_response(msg, 400), None, local, remote, now)
+            return
+        pwd = next((p for u, p in creds if username.split(":", 1)[0] == u), None)
+        if pwd is None or not stun.check_integrity(data, stun.short_term_key(pwd)):
+            self._respond(stun.error_response(msg, 401), None, local, remote, now)
+            return
+        key = stun.short_term_key(pwd)
+        err420 = stun.error_420(msg)
+        if err420 is not None:
+            self._respond(err420, key, local, remote, now)
+            return
+        # RFC 8445 §7.3.1.1: role conflicts
+        if not self.lite:
+            theirs_ctl = msg.get(Attr.ICE_CONTROLLING)
+            theirs_ctd = msg.get(Attr.ICE_CONTROLLED)
+            if self.controlling and isinstance(theirs_ctl, int):
+                if self.tie_breaker >= theirs_ctl:
+                    self._respond(stun.error_response(msg, 487), key, local, remote, now)
+                    return
+                self._switch_role(False, "role conflict: peer has the larger tie-breaker", now)
+            elif not self.controlling and isinstance(theirs_ctd, int):
+                if self.tie_breaker >= theirs_ctd:
+                    self._switch_role(True, "role conflict: we have the larger tie-breaker", now)
+                else:
+                    self._respond(stun.error_response(msg, 487), key, local, remote, now)
+                    return
+        resp = stun.success_response(msg, [(Attr.XOR_MAPPED_ADDRESS, remote)])
+        self._respond(resp, key, local, remote, now)
+        if pwd != self.local_password:
+            return   # a check (consent) on the pre-restart credentials: answered, nothing more
+        if not self._running and not self.lite:
+            self._early.append((msg, local, remote, si, comp))
+            return
+        self._handle_request_checked(msg, local, remote, si, comp, now)
+
+    def _respond(self, msg: stun.Message, key: bytes | None, local: Address, remote: Address,
+                 now: float) -> None:
+        data = stun.encode(msg, key=key)
+        self._out.append((data, local, remote))
+        self._trace(now, "out", f"{msg.summary()} to {remote[0]}:{remote[1]}", local, remote,
+                    data)
+
+    def _handle_request_checked(self, msg: stun.Message, local: Address, remote: Address,
+                                si: int, comp: int, now: float) -> None:
+        s = self._streams[si]
+        use_candidate = Attr.USE_CANDIDATE in msg
+        if self.lite:
+            self._lite_request(s, comp, local, remote, use_candidate, now)
+            return
+        # RFC 8445 §7.3.1.3: a source address we do not know is a peer-reflexive candidate
+        rc = next((c for c in s.remote_candidates
+                   if (c.address, c.port) == remote and c.component == comp), None)
+        if rc is None:
+            if len(s.remote_candidates) >= MAX_REMOTE_CANDIDATES:
+                return
+            self._prflx_counter += 1
+            prio = msg.get(Attr.PRIORITY)
+            rc = Candidate(foundation=f"prflx{self._prflx_counter}", component=comp,
+                           transport="udp",
+                           priority=prio if isinstance(prio, int) else 0,
+                           address=remote[0], port=remote[1], type=CandidateType.PEER_REFLEXIVE)
+            s.remote_candidates.append(rc)
+            self._trace(now, "event", f"learnt remote peer-reflexive {remote[0]}:{remote[1]}")
+        pair = s.checklist.find(comp, local, remote)
+        if pair is None:
+            lc = next((c for c in s.local_candidates if (c.address, c.port) == local), None)
+            if lc is None:
+                lc = host_candidate(local, comp, self._local_pref.get(local[0], 0))
+            pair = CandidatePair(si, lc, rc, local)
+            pair.update_priority(self.controlling)
+            if s.checklist.add(pair) is not pair:
+                return
+            self._emit_state(pair)
+        if use_candidate and not self.controlling:
+            pair.remote_nominated = True
+        # RFC 8445 §7.3.1.4: triggered checks
+        if pair.state is PairState.SUCCEEDED:
+            if use_candidate and not self.controlling:
+                valid = pair.extra.get("valid")
+                v = valid if isinstance(valid, CandidatePair) else pair
+                if not v.nominated:
+                    v.nominated = True
+                    self._trace(now, "event", f"nominated by peer {v.describe()}")
+                    self._update_selected(s, now)
+        elif pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED):
+            if s.checklist.state is CheckListState.RUNNING or use_candidate:
+                if pair.extra.pop("removed", None) is None or use_candidate:
+                    pair.extra["retry"] = True
+                    self._set_state(pair, PairState.WAITING, now)
+                    s.checklist.push_triggered(pair)
+                    if s.checklist.state is not CheckListState.RUNNING:
+                        # a nomination after completion (aggressive peer): check it at once
+                        s.checklist.triggered.remove(pair)
+                        self._send_check(pair, now, True, False)
+        self._pace(now)
+
+    def _lite_request(self, s: _Stream, comp: int, local: Address, remote: Address,
+                      use_candidate: bool, now: float) -> None:
+        """RFC 8445 §8.2: a lite agent selects what the full agent nominates."""
+        if not use_candidate:
+            return
+        pair = s.checklist.find(comp, local, remote)
+        if pair is None:
+            lc = next((c for c in s.local_candidates if (c.address, c.port) == local), None)
+            rc = next((c for c in s.remote_candidates
+                       if (c.address, c.port) == remote and c.component == comp), None)
+            if lc is None:
+                return
+            if rc is None:
+                self._prflx_counter += 1
+                rc = Candidate(f"prflx{self._prflx_counter}", comp, "udp", 0, remote[0],
+                               remote[1], CandidateType.PEER_REFLEXIVE)
+            pair = CandidatePair(s.index, lc, rc, local)
+            pair.update_priority(self.controlling)
+            s.checklist.add(pair)
+        pair.state = PairState.SUCCEEDED
+        pair.valid = pair.nominated = True
+        self._update_selected(s, now)
+
+    # ================================================================ internals: gathering
+    def _start_gather(self, s: _Stream, comp: int, base: Address, server: Address,
+                      now: float) -> None:
+        tid = self._new_tid()
+        msg = stun.Message(Method.BINDING, Class.REQUEST, tid)
+        data = stun.encode(msg)
+        txn = StunClientTransaction(data, tid, server, now, rto=0.5, rc=self.gather_rc,
+                                    rm=self.gather_rm)
+        self._pending[tid] = _Pending("gather", txn, base, s.index, comp, server=server)
+        self._trace(now, "out", f"Binding request to STUN server {server[0]}:{server[1]}",
+                    base, server, data)
+
+    def _on_gather_response(self, p: _Pending, msg: stun.Message, now: float) -> None:
+        s = self._streams[p.stream]
+        assert p.server is not None
+        mapped = msg.address(Attr.XOR_MAPPED_ADDRESS) or msg.address(Attr.MAPPED_ADDRESS)
+        if msg.cls == Class.ERROR or mapped is None:
+            err = msg.error_code
+            self._events.append(GatheringFailed(
+                p.stream, p.component, p.server,
+                f"STUN error {err[0]} {err[1]}" if err else "no mapped address"))
+        else:
+            self._base_of.setdefault(mapped, p.local)
+            pref = self._local_pref.get(p.local[0], 0)
+            cand = reflexive_candidate(CandidateType.SERVER_REFLEXIVE, mapped, p.local,
+                                       p.component, pref, f"{p.server[0]}:{p.server[1]}")
+            self._add_local(s, cand)
+            if self._running:
+                self._pace(now)
+        self._maybe_gathering_done(s)
+        self._check_failed(s, now)
+
+    def _maybe_gathering_done(self, s: _Stream) -> None:
+        if s.gathering_done:
+            return
+        if any(p.kind == "gather" and p.stream == s.index for p in self._pending.values()):
+            return
+        s.gathering_done = True
+        self._events.append(GatheringComplete(s.index))
+
+    # ================================================================ internals: consent
+    def _consent_delay(self) -> float:
+        return self.consent_interval * (0.8 + 0.4 * self._rng.random())
+
+    def _refresh_consent(self, s: _Stream, pair: CandidatePair, now: float) -> None:
+        for c in s.consent.values():
+            if c.pair is pair or (c.pair.local_base, c.pair.remote_addr) == (
+                    pair.local_base, pair.remote_addr):
+                c.last_ok = now
+
+    def _on_consent_response(self, p: _Pending, msg: stun.Message, remote: Address,
+                             now: float) -> None:
+        s = self._streams[p.stream]
+        c = s.consent.get(p.component)
+        if c is None or msg.cls != Class.SUCCESS or remote != c.pair.remote_addr:
+            return
+        c.last_ok = now
+
+    def _consent_timers(self, s: _Stream, now: float) -> None:
+        if self.lite:
+            return
+        for comp, c in list(s.consent.items()):
+            if c.expired:
+                continue
+            if now >= c.last_ok + self.consent_timeout:
+                c.expired = True
+                for tid, p in list(self._pending.items()):
+                    if p.kind == "consent" and p.stream == s.index and p.component == comp:
+                        p.txn.cancel()
+                        del self._pending[tid]
+                self._events.append(ConsentExpired(s.index, comp))
+                self._trace(now, "event", f"consent expired {c.pair.describe()}")
+                continue
+            if now >= c.next_at:
+                c.next_at = now + self._consent_delay()
+                tid = self._new_tid()
+                msg = stun.Message(Method.BINDING, Class.REQUEST, tid)
+                msg[Attr.USERNAME] = c.ufrag
+                msg[Attr.PRIORITY] = c.pair.local.priority
+                if self.controlling:
+                    msg[Attr.ICE_CONTROLLING] = self.tie_breaker
+                else:
+                    msg[Attr.ICE_CONTROLLED] = self.tie_breaker
+                data = stun.encode(msg, key=c.key)
+                # RFC 7675 §5.1: retransmitted, and given up before the next one is due
+                txn = StunClientTransaction(data, tid, c.pair.remote_addr, now, rto=0.5, rc=4,
+                                            rm=1)
+                self._pending[tid] = _Pending("consent", txn, c.pair.local_base, s.index, comp,
+                                              c.pair, key=c.key)
+                self._trace(now, "out", f"consent request {c.pair.describe()}",
+                            c.pair.local_base, c.pair.remote_addr, data)
+

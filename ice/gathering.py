@@ -1,0 +1,145 @@
+"""Gathering (RFC 8445 §5.1.1): which local addresses to use, host candidates, and the
+bookkeeping of server-reflexive and relayed candidates.
+
+Address selection is the only function here that looks at the machine (it lists interfaces
+with ``ifaddr``); tests never call it without naming addresses or the ``lo`` interface.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ice.candidate import (
+    TYPE_PREFERENCE,
+    Candidate,
+    CandidateType,
+    candidate_priority,
+    compute_foundation,
+)
+
+Address = tuple[str, int]
+
+
+class GatheringError(ValueError):
+    """A bad gathering configuration (unknown interface, unusable address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StunServer:
+    host: str
+    port: int = 3478
+
+
+@dataclass(frozen=True, slots=True)
+class TurnServer:
+    host: str
+    port: int = 3478
+    username: str = ""
+    password: str = ""
+    transport: str = "udp"
+
+
+def _usable(ip: str, include_loopback: bool) -> bool:
+    try:
+        a = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if a.is_unspecified or a.is_multicast:
+        return False
+    if a.version == 6 and a.is_link_local:   # RFC 8445 §5.1.1.1: no link-local IPv6
+        return False
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        return False
+    if a.is_loopback and not include_loopback:
+        return False
+    return True
+
+
+def select_local_addresses(
+    addresses: Sequence[str] | None = None,
+    interfaces: Sequence[str] | None = None,
+    *,
+    ipv4: bool = True,
+    ipv6: bool = True,
+) -> list[str]:
+    """The IP addresses to gather host candidates on, in preference order.
+
+    ``addresses`` names them outright (loopback allowed); ``interfaces`` restricts to those
+    interface names (loopback allowed when named, e.g. ``lo``); with neither, every usable
+    non-loopback address of the machine.  Duplicates are removed; order is kept.
+    """
+    out: list[str] = []
+    if addresses:
+        for ip in addresses:
+            if not _usable(ip, include_loopback=True):
+                raise GatheringError(f"unusable local address {ip!r}")
+            if ip not in out:
+                out.append(ip)
+    else:
+        import ifaddr
+
+        adapters = list(ifaddr.get_adapters())
+        names = {a.nice_name for a in adapters} | {a.name for a in adapters}
+        for wanted in interfaces or ():
+            if wanted not in names:
+                raise GatheringError(f"no interface named {wanted!r}")
+        for adapter in adapters:
+            if interfaces and adapter.nice_name not in interfaces and adapter.name not in interfaces:
+                continue
+            for entry in adapter.ips:
+                raw = entry.ip
+                text = raw if isinstance(raw, str) else str(raw[0])
+                if _usable(text, include_loopback=bool(interfaces)) and text not in out:
+                    out.append(text)
+    return [ip for ip in out if (":" in ip and ipv6) or (":" not in ip and ipv4)]
+
+
+def local_preferences(addresses: Sequence[str]) -> dict[str, int]:
+    """A unique local preference per address (RFC 8445 §5.1.2.1): the first named address
+    is preferred; IPv6 and IPv4 interleave as the list gives them (RFC 8421 leaves the order
+    to policy)."""
+    return {ip: 65535 - 128 * i for i, ip in enumerate(addresses)}
+
+
+def host_candidate(address: Address, component: int, local_preference: int) -> Candidate:
+    return Candidate(
+        foundation=compute_foundation(CandidateType.HOST, address[0]),
+        component=component,
+        transport="udp",
+        priority=candidate_priority(TYPE_PREFERENCE[CandidateType.HOST], local_preference,
+                                    component),
+        address=address[0],
+        port=address[1],
+        type=CandidateType.HOST,
+    )
+
+
+def reflexive_candidate(
+    kind: CandidateType,
+    address: Address,
+    base: Address,
+    component: int,
+    local_preference: int,
+    server: str | None,
+) -> Candidate:
+    """A server-reflexive or relayed candidate learnt from ``server`` on ``base``."""
+    return Candidate(
+        foundation=compute_foundation(kind, base[0], server=server),
+        component=component,
+        transport="udp",
+        priority=candidate_priority(TYPE_PREFERENCE[kind], local_preference, component),
+        address=address[0],
+        port=address[1],
+        type=kind,
+        related_address=base[0],
+        related_port=base[1],
+    )
+
+
+def is_redundant(cand: Candidate, existing: Iterable[Candidate]) -> bool:
+    """RFC 8445 §5.1.3: a candidate with the same transport address (and component) as one
+    already kept, e.g. a srflx equal to its host candidate when there is no NAT."""
+    return any(o.address == cand.address and o.port == cand.port
+               and o.component == cand.component for o in existing)
