@@ -475,6 +475,7 @@ class Allocation:
 
     def _on_error(self, pending: _Pending, msg: Message, now: float) -> None:
         code, reason = msg.error_code or (400, "error response without ERROR-CODE")
+        reason = reason.rstrip("\x00 ")
         if code in (401, 438) and pending.retries < MAX_AUTH_RETRIES:
             realm = msg.get(Attr.REALM)
             nonce = msg.get(Attr.NONCE)
