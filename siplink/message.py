@@ -1,0 +1,957 @@
+"""SIP messages (RFC 3261 §7): parse from a datagram or a stream, inspect, modify, serialize.
+
+Sans-I/O: :func:`parse_message` takes the bytes of one datagram, :class:`StreamParser` frames a
+TCP/TLS byte stream by Content-Length.  Both raise (or record) only :class:`SipParseError`,
+whose ``reason`` fits a 400 reason phrase and whose ``status`` says which response a UAS
+should give (400, 505 for another SIP version, 513/413 for too large).
+
+Parsing splits the header section at bytes level and validates what every message must get
+right (start line, Content-Length, the single-valued headers, Via, From, To, Call-ID, CSeq,
+Contact, Max-Forwards, Expires, Date); the structured values so built are cached on the
+:class:`Headers` object, so ``msg.via``, ``msg.cseq``, ``msg.from_.tag`` cost nothing more.
+Changing a header with ``headers.set``/``add``/``remove`` drops that cache.  Headers that
+nothing validates (``Route``, ``WWW-Authenticate``...) are parsed on first access.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from siplink.headers import Challenge, Credentials, CSeq, NameAddr, Via, split_list
+from siplink.parse_error import SipParseError
+from siplink.uri import SipUri
+
+__all__ = [
+    "COMPACT_FORMS",
+    "Headers",
+    "MAX_BODY",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "Message",
+    "Request",
+    "Response",
+    "SipParseError",
+    "StreamParser",
+    "error_response",
+    "make_ack",
+    "make_request",
+    "make_response",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
+    "parse_message",
+    "reason_phrase",
+]
+
+# Bounds: a datagram or stream message larger than these is refused (never buffered).
+MAX_HEADER_BYTES = 65_536     # the start line and header section
+MAX_LINE = 16_384             # one (unfolded) header line
+MAX_HEADERS = 256             # header fields per message
+MAX_BODY = 1_048_576          # body octets
+
+MAGIC_COOKIE = "z9hG4bK"
+
+# RFC 3261 §7.3.3 and later RFCs: compact form -> full name (lower case).
+COMPACT_FORMS: dict[str, str] = {
+    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
+    "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
+    "v": "via", "o": "event", "u": "allow-events", "r": "refer-to", "b": "referred-by",
+    "x": "session-expires", "y": "identity", "a": "accept-contact", "j": "reject-contact",
+    "d": "request-disposition",
+}
+
+# Canonical spelling of well-known names, for items() and for headers we add.
+_CANONICAL: dict[str, str] = {
+    n.lower(): n for n in (
+        "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
+        "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info",
+        "Contact", "Content-Disposition", "Content-Encoding", "Content-Language",
+        "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires",
+        "From", "Identity", "In-Reply-To", "Max-Forwards", "MIME-Version", "Min-Expires",
+        "Organization", "Priority", "Proxy-Authenticate", "Proxy-Authorization",
+        "Proxy-Require", "RAck", "Reason", "Record-Route", "Refer-To", "Referred-By",
+        "Reject-Contact", "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route",
+        "RSeq", "Server", "Session-Expires", "Subject", "Subscription-State", "Supported",
+        "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
+    )
+}
+
+# Headers whose value is never a comma-separated list (single-valued, free text, or a
+# challenge/credentials whose params are comma-separated).
+_NO_SPLIT = frozenset({
+    "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate",
+    "authentication-info", "call-id", "cseq", "content-length", "content-type", "date",
+    "expires", "from", "to", "max-forwards", "min-expires", "subject", "server", "user-agent",
+    "organization", "priority", "retry-after", "timestamp", "mime-version", "reply-to",
+    "content-disposition", "identity", "refer-to", "referred-by", "event",
+    "subscription-state", "rack", "rseq", "session-expires", "reason",
+})
+
+# RFC 3261 §7.3.1 / §20: at most one of each in a message.
+_SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-type", "expires")
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_VERSION_RE = re.compile(r"[Ss][Ii][Pp]/([0-9]+)\.([0-9]+)")
+_CALLID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
+_FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
+_MEDIA_TYPE_RE = re.compile(
+    r"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*/[ \t]*[A-Za-z0-9\-.!%*_+`'~]+"
+    r"(?:[ \t]*;[ \t]*[A-Za-z0-9\-.!%*_+`'~]+[ \t]*=[ \t]*(?:[A-Za-z0-9\-.!%*_+`'~]+|\"(?:[^\"\\]|\\.)*\"))*"
+)
+# RFC 3261 §20.17: rfc1123-date, always GMT.
+_DATE_RE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+)
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated", 200: "OK", 202: "Accepted",
+    204: "No Notification", 300: "Multiple Choices", 301: "Moved Permanently",
+    302: "Moved Temporarily", 305: "Use Proxy", 380: "Alternative Service", 400: "Bad Request",
+    401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 410: "Gone", 412: "Conditional Request Failed",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 580: "Precondition Failure", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+
+def reason_phrase(status: int) -> str:
+    """The RFC's reason phrase for ``status`` (a generic one for unknown codes)."""
+    phrase = REASON_PHRASES.get(status)
+    if phrase is not None:
+        return phrase
+    return {1: "Progress", 2: "OK", 3: "Redirect", 4: "Client Error", 5: "Server Error"}.get(
+        status // 100, "Global Failure")
+
+
+# Raw header name -> lower-case full name.  Filled as names are seen, bounded so that a peer
+# sending random names cannot grow it forever.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 4096
+
+
+def _key(name: str) -> str:
+    key = _NAME_CACHE.get(name)
+    if key is not None:
+        return key
+    if not _TOKEN_RE.fullmatch(name):
+        raise SipParseError(f"invalid header name {name[:40]!r}")
+    low = name.lower()
+    key = COMPACT_FORMS.get(low, low)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = key
+    return key
+
+
+def _display(key: str) -> str:
+    return _CANONICAL.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+
+
+class Headers:
+    """An ordered multi-dict of header fields: case-insensitive, compact forms mapped to full
+    names, repeated fields kept in wire order.  ``items()`` gives canonical names; the names as
+    written (compact or not) are kept for serialization."""
+
+    __slots__ = ("_items", "_index", "_cache")
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
+        # (key, name as written, value)
+        self._items: list[tuple[str, str, str]] = []
+        self._index: dict[str, list[str]] | None = None
+        # structured values (Via list, CSeq...) built from the current fields
+        self._cache: dict[str, Any] = {}
+        if items is not None:
+            for name, value in items:
+                self.add(name, value)
+
+    @classmethod
+    def _from_parsed(cls, items: list[tuple[str, str, str]], index: dict[str, list[str]]) -> Headers:
+        h = cls.__new__(cls)
+        h._items = items
+        h._index = index
+        h._cache = {}
+        return h
+
+    def _idx(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, _, value in self._items:
+                lst = index.get(key)
+                if lst is None:
+                    index[key] = [value]
+                else:
+                    lst.append(value)
+            self._index = index
+        return index
+
+    def _changed(self) -> None:
+        self._index = None
+        if self._cache:
+            self._cache = {}
+
+    @staticmethod
+    def key(name: str) -> str:
+        """The lower-case full name for ``name`` (``"i"`` -> ``"call-id"``)."""
+        low = name.strip().lower()
+        return COMPACT_FORMS.get(low, low)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name`` (as a whole line, not split), or ``default``."""
+        lst = self._idx().get(_NAME_CACHE.get(name) or self.key(name))
+        return lst[0] if lst else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order; comma-separated lists split into elements."""
+        key = _NAME_CACHE.get(name) or self.key(name)
+        lst = self._idx().get(key)
+        if not lst:
+            return []
+        if key in _NO_SPLIT:
+            return list(lst)
+        out: list[str] = []
+        for value in lst:
+            out += split_list(value)
+        return out
+
+    def get_lines(self, name: str) -> list[str]:
+        """Every header line of ``name`` as written (lists not split)."""
+        return list(self._idx().get(self.key(name), ()))
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field (after any existing ones)."""
+        _check_value(value)
+        key = self.key(name)
+        written = name if self.key(name) != name else _display(key)
+        self._items.append((key, written, value))
+        self._changed()
+
+    def insert(self, name: str, value: str) -> None:
+        """Put a field before the first one of the same name (e.g. a new top Via)."""
+        _check_value(value)
+        key = self.key(name)
+        written = name if key != name else _display(key)
+        for i, (k, _, _) in enumerate(self._items):
+            if k == key:
+                self._items.insert(i, (key, written, value))
+                break
+        else:
+            self._items.append((key, written, value))
+        self._changed()
+
+    def set(self, name: str, value: str | list[str]) -> None:
+        """Replace every field ``name`` with ``value`` (one field, or one per list element),
+        at the position of the first one (appended when absent)."""
+        values = [value] if isinstance(value, str) else list(value)
+        for v in values:
+            _check_value(v)
+        key = self.key(name)
+        written = name if key != name else _display(key)
+        new: list[tuple[str, str, str]] = []
+        placed = False
+        for item in self._items:
+            if item[0] == key:
+                if not placed:
+                    new += [(key, written, v) for v in values]
+                    placed = True
+            else:
+                new.append(item)
+        if not placed:
+            new += [(key, written, v) for v in values]
+        self._items = new
+        self._changed()
+
+    def remove(self, name: str) -> None:
+        """Remove every field ``name`` (no error when absent)."""
+        key = self.key(name)
+        self._items = [item for item in self._items if item[0] != key]
+        self._changed()
+
+    def pop_first(self, name: str) -> str | None:
+        """Remove and return the first field ``name`` (e.g. the top Via at a proxy)."""
+        key = self.key(name)
+        for i, item in enumerate(self._items):
+            if item[0] == key:
+                del self._items[i]
+                self._changed()
+                return item[2]
+        return None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.key(name) in self._idx()
+
+    def items(self) -> list[tuple[str, str]]:
+        """(canonical name, value) in wire order."""
+        return [(_display(k), v) for k, _, v in self._items]
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        """(name as written, value) in wire order."""
+        return [(w, v) for _, w, v in self._items]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def copy(self) -> Headers:
+        h = Headers()
+        h._items = list(self._items)
+        return h
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+
+def _check_value(value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError("header value must not contain CR or LF")
+
+
+class _Message:
+    """What requests and responses share: headers, body, version and the typed accessors."""
+
+    __slots__ = ("headers", "body", "version")
+
+    headers: Headers
+    body: bytes
+    version: str
+
+    # --- structured accessors (cached on self.headers._cache) -------------------------------
+    def _one(self, key: str) -> str:
+        lst = self.headers._idx().get(key)
+        if not lst:
+            raise SipParseError(f"missing {_display(key)} header")
+        return lst[0]
+
+    @property
+    def via(self) -> list[Via]:
+        c = self.headers._cache
+        v = c.get("via")
+        if v is None:
+            v = c["via"] = [Via.parse(x) for x in self.headers.get_all("via")]
+        return v
+
+    @property
+    def call_id(self) -> str:
+        return self._one("call-id")
+
+    @property
+    def cseq(self) -> CSeq:
+        c = self.headers._cache
+        v = c.get("cseq")
+        if v is None:
+            v = c["cseq"] = CSeq.parse(self._one("cseq"))
+        return v
+
+    @property
+    def from_(self) -> NameAddr:
+        c = self.headers._cache
+        v = c.get("from")
+        if v is None:
+            v = c["from"] = NameAddr.parse(self._one("from"))
+        return v
+
+    @property
+    def to(self) -> NameAddr:
+        c = self.headers._cache
+        v = c.get("to")
+        if v is None:
+            v = c["to"] = NameAddr.parse(self._one("to"))
+        return v
+
+    def _addr_list(self, key: str) -> list[NameAddr]:
+        c = self.headers._cache
+        v = c.get(key)
+        if v is None:
+            v = c[key] = [NameAddr.parse(x) for x in self.headers.get_all(key) if x != "*"]
+        return v
+
+    @property
+    def contact(self) -> list[NameAddr]:
+        """Contact addresses (empty for ``Contact: *``; see :attr:`contact_wildcard`)."""
+        return self._addr_list("contact")
+
+    @property
+    def contact_wildcard(self) -> bool:
+        """True for ``Contact: *`` (a REGISTER removing every binding)."""
+        return self.headers.get("contact", "").strip() == "*"  # type: ignore[union-attr]
+
+    @property
+    def record_route(self) -> list[NameAddr]:
+        return self._addr_list("record-route")
+
+    @property
+    def route(self) -> list[NameAddr]:
+        return self._addr_list("route")
+
+    def _int(self, key: str, limit: int) -> int | None:
+        c = self.headers._cache
+        if key in c:
+            return c[key]
+        value = self.headers._idx().get(key)
+        if not value:
+            c[key] = None
+            return None
+        text = value[0]
+        if not text.isdigit() or not text.isascii():
+            raise SipParseError(f"malformed {_display(key)}")
+        n = int(text)
+        if n > limit:
+            raise SipParseError(f"{_display(key)} too large")
+        c[key] = n
+        return n
+
+    @property
+    def max_forwards(self) -> int | None:
+        return self._int("max-forwards", 255)
+
+    @property
+    def expires(self) -> int | None:
+        return self._int("expires", 0xFFFFFFFF)
+
+    @property
+    def content_length(self) -> int:
+        """The body length (what serialize() will write)."""
+        return len(self.body)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+    @property
+    def www_authenticate(self) -> list[Challenge]:
+        return [Challenge.parse(v) for v in self.headers.get_lines("www-authenticate")]
+
+    @property
+    def proxy_authenticate(self) -> list[Challenge]:
+        return [Challenge.parse(v) for v in self.headers.get_lines("proxy-authenticate")]
+
+    @property
+    def authorization(self) -> list[Credentials]:
+        return [Credentials.parse(v) for v in self.headers.get_lines("authorization")]
+
+    @property
+    def proxy_authorization(self) -> list[Credentials]:
+        return [Credentials.parse(v) for v in self.headers.get_lines("proxy-authorization")]
+
+    # --- serialization ----------------------------------------------------------------------
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        """The message on the wire; Content-Length is recomputed from the body."""
+        h = self.headers
+        vias = h._cache.get("via")
+        if vias is not None and any(v._text is None for v in vias):
+            # a Via was changed through its setters (received/rport/branch): write them back
+            h.set("via", [str(v) for v in vias])
+            h._cache["via"] = vias
+        body = self.body
+        parts = [self.start_line(), "\r\n"]
+        have_length = False
+        for key, name, value in h._items:
+            if key == "content-length":
+                if have_length:
+                    continue
+                have_length = True
+                value = str(len(body))
+            parts += (name, ": ", value, "\r\n")
+        if not have_length:
+            parts.append(f"Content-Length: {len(body)}\r\n")
+        parts.append("\r\n")
+        return "".join(parts).encode("utf-8", "surrogateescape") + body
+
+    def __bytes__(self) -> bytes:
+        return self.serialize()
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+
+class Request(_Message):
+    """A SIP request: ``method uri version``, headers, body."""
+
+    __slots__ = ("method", "uri")
+
+    def __init__(self, method: str, uri: SipUri | str, headers: Headers | None = None,
+                 body: bytes = b"", version: str = "SIP/2.0") -> None:
+        self.method = method
+        self.uri = uri if isinstance(uri, SipUri) else SipUri.parse(uri)
+        self.headers = Headers() if headers is None else headers
+        self.body = body
+        self.version = version
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} {self.version}"
+
+    def summary(self) -> str:
+        return f"{self.method} {self.uri}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(_Message):
+    """A SIP response: ``version status reason``, headers, body."""
+
+    __slots__ = ("status", "reason")
+
+    def __init__(self, status: int, reason: str | None = None, headers: Headers | None = None,
+                 body: bytes = b"", version: str = "SIP/2.0") -> None:
+        self.status = status
+        self.reason = reason_phrase(status) if reason is None else reason
+        self.headers = Headers() if headers is None else headers
+        self.body = body
+        self.version = version
+
+    def start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+    def summary(self) -> str:
+        return f"{self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+Message = Request | Response
+
+
+# ------------------------------------------------------------------------------ parsing
+
+
+def _split_head(head: bytes) -> tuple[str, Headers]:
+    """Start line and header fields of a header section (no final empty line)."""
+    if len(head) > MAX_HEADER_BYTES:
+        raise SipParseError("header section too large", 513)
+    text = head.decode("utf-8", "surrogateescape")
+    if "\n" in text and ("\n " in text or "\n\t" in text):
+        text = _FOLD_RE.sub(" ", text)   # RFC 3261 §7.3.1: folded lines are one line
+    lines = text.split("\r\n")
+    if len(lines) == 1 and "\n" in text:
+        lines = text.split("\n")         # bare-LF line ends (tolerated)
+    if len(lines) > MAX_HEADERS + 1:
+        raise SipParseError("too many header fields", 513)
+    start = lines[0]
+    items: list[tuple[str, str, str]] = []
+    index: dict[str, list[str]] = {}
+    cache = _NAME_CACHE
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise SipParseError("header line without colon")
+        key = cache.get(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            key = _key(name)
+        if len(line) > MAX_LINE:
+            raise SipParseError("header line too long", 513)
+        value = value.strip(" \t")
+        items.append((key, name, value))
+        lst = index.get(key)
+        if lst is None:
+            index[key] = [value]
+        else:
+            lst.append(value)
+    return start, Headers._from_parsed(items, index)
+
+
+def _start(start: str, headers: Headers, body: bytes) -> Message:
+    if start.startswith("SIP/"):
+        parts = start.split(" ", 2)
+        if len(parts) < 2:
+            raise SipParseError("malformed Status-Line")
+        version = parts[0]
+        if version != "SIP/2.0":
+            raise SipParseError("unsupported SIP version", 505)
+        code = parts[1]
+        if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] in "0789":
+            raise SipParseError("bad status code")
+        return Response(int(code), parts[2] if len(parts) == 3 else "", headers, body, version)
+    parts = start.split(" ")
+    if len(parts) != 3:
+        if len(parts) > 3 and "" in parts:
+            raise SipParseError("extra whitespace in Request-Line")
+        raise SipParseError("malformed Request-Line")
+    method, uri_text, version = parts
+    if version != "SIP/2.0":
+        m = _VERSION_RE.fullmatch(version)
+        if m is None:
+            raise SipParseError("malformed SIP version")
+        if version.upper() != "SIP/2.0":
+            raise SipParseError("unsupported SIP version", 505)
+        version = "SIP/2.0"
+    if not _TOKEN_RE.fullmatch(method):
+        raise SipParseError("malformed method")
+    if not uri_text:
+        raise SipParseError("empty Request-URI")
+    uri = SipUri.parse(uri_text)
+    if uri.headers and uri.is_sip:
+        raise SipParseError("headers not allowed in Request-URI")
+    if "method" in uri.params and uri.is_sip:
+        raise SipParseError("method parameter not allowed in Request-URI")
+    req = Request.__new__(Request)
+    req.method = method
+    req.uri = uri
+    req.headers = headers
+    req.body = body
+    req.version = version
+    return req
+
+
+def _validate(msg: Message) -> None:
+    """The checks every message must pass (RFC 3261 §8.1.1, §20); caches what it parses."""
+    h = msg.headers
+    index = h._idx()
+    for key in _SINGLE:
+        lst = index.get(key)
+        if lst is not None and len(lst) > 1:
+            raise SipParseError(f"more than one {_display(key)} header")
+    for key in ("call-id", "cseq", "from", "to"):
+        if key not in index:
+            raise SipParseError(f"missing {_display(key)} header")
+    vias = msg.via
+    if not vias:
+        raise SipParseError("missing Via header")
+    call_id = index["call-id"][0]
+    if not _CALLID_RE.fullmatch(call_id):
+        raise SipParseError("malformed Call-ID")
+    cseq = msg.cseq
+    msg.from_   # noqa: B018 - parse and cache
+    msg.to      # noqa: B018
+    if "contact" in index:
+        msg.contact  # noqa: B018
+    if "max-forwards" in index:
+        msg.max_forwards  # noqa: B018
+    if "expires" in index:
+        msg.expires  # noqa: B018
+    ctype = index.get("content-type")
+    if ctype is not None and not _MEDIA_TYPE_RE.fullmatch(ctype[0]):
+        raise SipParseError("malformed Content-Type")
+    date = index.get("date")
+    if date is not None and not _DATE_RE.fullmatch(date[0]):
+        raise SipParseError("malformed Date (must be an RFC 1123 date in GMT)")
+    if isinstance(msg, Request) and cseq.method != msg.method:
+        raise SipParseError("CSeq method does not match Request-Line method")
+
+
+def _content_length(headers: Headers) -> int | None:
+    lst = headers._idx().get("content-length")
+    if lst is None:
+        return None
+    if len(lst) > 1:
+        raise SipParseError("more than one Content-Length header")
+    text = lst[0]
+    if not text.isdigit() or not text.isascii():
+        if text.startswith("-"):
+            raise SipParseError("negative Content-Length")
+        raise SipParseError("malformed Content-Length")
+    if len(text) > 10 or int(text) > MAX_BODY:
+        raise SipParseError("body too large", 413)
+    return int(text)
+
+
+def _find_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """(end of header section, start of body), or (-1, -1) when not complete yet."""
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        return end, end + 4
+    end = data.find(b"\n\n", start)
+    if end >= 0:
+        return end, end + 2
+    return -1, -1
+
+
+def _find_end_datagram(data: bytes, start: int) -> tuple[int, int]:
+    end, body_start = _find_end(data, start)
+    if end < 0 and data.endswith(b"\r\n") and len(data) - 2 > start:
+        # the datagram ends right after the last header line: no empty line, no body
+        return len(data) - 2, len(data)
+    return end, body_start
+
+
+def parse_message(data: bytes) -> Message:
+    """Parse one SIP message from a datagram; raises :class:`SipParseError` only.
+
+    Leading CRLFs are skipped (RFC 3261 §7.5).  The body is ``Content-Length`` octets; octets
+    after it are ignored (RFC 3261 §18.3); without Content-Length the body runs to the end of
+    the datagram.  A Content-Length larger than what follows is an error.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SipParseError("not bytes")
+    data = bytes(data)
+    if len(data) > MAX_HEADER_BYTES + MAX_BODY:
+        raise SipParseError("message too large", 513)
+    pos = 0
+    if data[:2] == b"\r\n":
+        while data.startswith(b"\r\n", pos):
+            pos += 2
+    end, body_start = _find_end_datagram(data, pos)
+    if end < 0:
+        raise SipParseError("no empty line after the header section")
+    try:
+        start, headers = _split_head(data[pos:end])
+        length = _content_length(headers)
+        if length is None:
+            body = data[body_start:]
+        else:
+            if body_start + length > len(data):
+                raise SipParseError("Content-Length larger than the message")
+            body = data[body_start:body_start + length]
+        msg = _start(start, headers, body)
+        _validate(msg)
+        return msg
+    except SipParseError as e:
+        if e.partial is None:
+            e.partial = _partial(data[pos:end])
+        raise
+    except (ValueError, UnicodeError, OverflowError) as e:   # pragma: no cover - safety net
+        raise SipParseError(f"malformed message ({type(e).__name__})") from e
+
+
+def _partial(head: bytes) -> Message | None:
+    """The message as far as its start line and header split go, for error responses."""
+    try:
+        start, headers = _split_head(head)
+        if start.startswith("SIP/"):
+            return Response(0, "", headers)
+        method, _, rest = start.partition(" ")
+        if not method:
+            return None
+        req = Request.__new__(Request)
+        req.method = method
+        req.uri = SipUri("sip", host="invalid")
+        req.headers = headers
+        req.body = b""
+        req.version = "SIP/2.0"
+        return req
+    except (SipParseError, ValueError):
+        return None
+
+
+class StreamParser:
+    """Frames SIP messages on a TCP/TLS byte stream by Content-Length (RFC 3261 §18.3).
+
+    ``feed`` returns the complete messages received so far; CRLF keep-alives (RFC 5626 §3.5.1)
+    between messages are skipped.  A framing error (a header section larger than
+    ``MAX_HEADER_BYTES``, a missing or bad Content-Length) is fatal for the connection:
+    ``feed`` raises :class:`SipParseError` (after returning the messages that came before it
+    in the same read) and the parser refuses further input.  A well-framed message that fails
+    validation is not fatal: it is dropped and its error kept in :attr:`errors` (the caller
+    may answer 400 from ``error.partial``).
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: tuple[Message | SipParseError, int, int] | None = None
+        self._error: SipParseError | None = None
+        self.errors: list[SipParseError] = []
+        self.keepalives = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def pop_errors(self) -> list[SipParseError]:
+        errors, self.errors = self.errors, []
+        return errors
+
+    def feed(self, data: bytes) -> list[Message]:
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+        out: list[Message] = []
+        try:
+            self._drain(out)
+        except SipParseError as e:
+            self._error = e
+            self._buf = bytearray()
+            if not out:
+                raise
+        return out
+
+    def _drain(self, out: list[Message]) -> None:
+        buf = self._buf
+        while True:
+            if self._pending is None:
+                i = 0
+                n = len(buf)
+                while i < n and buf[i] in (13, 10):
+                    i += 1
+                if i:
+                    self.keepalives += 1
+                    del buf[:i]
+                if not buf:
+                    return
+                end, body_start = _find_end(buf)
+                if end < 0:
+                    if len(buf) > MAX_HEADER_BYTES:
+                        raise SipParseError("header section too large", 513)
+                    return
+                head = bytes(buf[:end])
+                start, headers = _split_head(head)
+                length = _content_length(headers)
+                if length is None:
+                    raise SipParseError("missing Content-Length on a stream transport")
+                msg: Message | SipParseError
+                try:
+                    msg = _start(start, headers, b"")
+                except SipParseError as e:
+                    e.partial = _partial(head)
+                    msg = e
+                self._pending = (msg, body_start, length)
+            msg, body_start, length = self._pending
+            if len(buf) < body_start + length:
+                return
+            body = bytes(buf[body_start:body_start + length])
+            del buf[:body_start + length]
+            self._pending = None
+            if isinstance(msg, SipParseError):
+                self._record(msg)
+                continue
+            msg.body = body
+            try:
+                _validate(msg)
+            except SipParseError as e:
+                e.partial = msg
+                self._record(e)
+                continue
+            out.append(msg)
+
+    def _record(self, err: SipParseError) -> None:
+        if len(self.errors) < 100:
+            self.errors.append(err)
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def new_branch() -> str:
+    """A Via branch with the RFC 3261 magic cookie."""
+    return MAGIC_COOKIE + os.urandom(8).hex()
+
+
+def new_tag() -> str:
+    return os.urandom(6).hex()
+
+
+def new_call_id(host: str = "") -> str:
+    cid = os.urandom(12).hex()
+    return f"{cid}@{host}" if host else cid
+
+
+def make_request(method: str, uri: SipUri | str, headers: list[tuple[str, str]],
+                 body: bytes = b"") -> Request:
+    """A request with ``headers`` in the given order (Content-Length is added on serialize)."""
+    return Request(method, uri, Headers(headers), body)
+
+
+def make_response(request: Request, status: int, reason: str | None = None, *,
+                  to_tag: str | None = None, headers: list[tuple[str, str]] | None = None,
+                  body: bytes = b"", content_type: str | None = None) -> Response:
+    """A response to ``request`` (RFC 3261 §8.2.6.2): Via (all, in order), From, To, Call-ID,
+    CSeq copied; ``to_tag`` added to To unless it has one (never on 100 Trying)."""
+    h = Headers()
+    src = request.headers
+    vias = src._cache.get("via")
+    if vias is not None:
+        for v in vias:
+            h.add("Via", str(v))
+    else:
+        for v in src.get_lines("via"):
+            h.add("Via", v)
+    from_value = src.get("from")
+    if from_value is not None:
+        h.add("From", from_value)
+    to_value = src.get("to")
+    if to_value is not None:
+        if to_tag is not None and status != 100:
+            to = request.to
+            if to.tag is None:
+                to_value = f"{to_value};tag={to_tag}"
+        h.add("To", to_value)
+    for name in ("Call-ID", "CSeq"):
+        value = src.get(name)
+        if value is not None:
+            h.add(name, value)
+    if status == 100:
+        ts = src.get("timestamp")
+        if ts is not None:
+            h.add("Timestamp", ts)   # RFC 3261 §8.2.6.1
+    for name, value in headers or ():
+        h.add(name, value)
+    if content_type is not None:
+        h.set("Content-Type", content_type)
+    return Response(status, reason, h, body)
+
+
+def make_ack(invite: Request, response: Response) -> Request:
+    """The ACK for a non-2xx final response to ``invite`` (RFC 3261 §17.1.1.3): same
+    Request-URI, top Via, From, Call-ID, CSeq number and Route; To from the response."""
+    h = Headers()
+    vias = invite.via
+    if vias:
+        h.add("Via", str(vias[0]))
+    h.add("Max-Forwards", "70")
+    for name in ("From",):
+        value = invite.headers.get(name)
+        if value is not None:
+            h.add(name, value)
+    to_value = response.headers.get("to") or invite.headers.get("to")
+    if to_value is not None:
+        h.add("To", to_value)
+    h.add("Call-ID", invite.call_id)
+    h.add("CSeq", f"{invite.cseq.number} ACK")
+    for route in invite.headers.get_lines("route"):
+        h.add("Route", route)
+    return Request("ACK", invite.uri.copy(), h)
+
+
+def error_response(data: bytes, err: SipParseError) -> Response | None:
+    """The best-effort response to a request the codec refused (``err.status`` and reason),
+    or ``None`` when none can be built (a response, an ACK, no Via/Call-ID/CSeq...)."""
+    partial = err.partial
+    if partial is None:
+        try:
+            end, _ = _find_end(data)
+            if end < 0:
+                return None
+            partial = _partial(data[:end].lstrip(b"\r\n"))
+        except Exception:  # noqa: BLE001 - best effort
+            return None
+    if not isinstance(partial, Request) or partial.method == "ACK":
+        return None
+    h = Headers()
+    src = partial.headers
+    idx = src._idx()
+    try:
+        vias = src.get_all("via")
+        if not vias or "call-id" not in idx or "cseq" not in idx:
+            return None
+        Via.parse(vias[0])
+        for v in vias:
+            h.add("Via", v)
+        for key in ("from", "to", "call-id", "cseq"):
+            lst = idx.get(key)
+            if lst:
+                h.add(_display(key), lst[0])
+    except (SipParseError, ValueError):
+        return None
+    reason = err.reason if err.status == 400 else reason_phrase(err.status)
+    reason = "".join(c if c.isprintable() and c.isascii() else "?" for c in reason)[:120]
+    return Response(err.status, reason, h)
