@@ -1,0 +1,50 @@
+"""Run Kamailio on loopback with a free port and the project's proxy configuration."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tests.peers.process import PeerProcess, free_port, require_binary
+
+CONFIG = Path(__file__).resolve().parent.parent / "data" / "kamailio" / "proxy.cfg"
+HOST = "127.0.0.1"
+
+
+class Kamailio:
+    """Kamailio in the foreground (``-DD -E``), logging to a file; stop by PID."""
+
+    def __init__(self, config: Path = CONFIG) -> None:
+        self.port = free_port(HOST)
+        self.rundir = Path(tempfile.mkdtemp(prefix="kamailio-"))
+        cfg = self.rundir / "kamailio.cfg"
+        cfg.write_text(config.read_text().replace("__PORT__", str(self.port)))
+        binary = require_binary("kamailio")
+        self.proc = PeerProcess(
+            [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(self.rundir),
+             "-P", str(self.rundir / "kamailio.pid"), "-w", str(self.rundir), "-m", "64", "-M", "8"],
+            name="kamailio",
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> Kamailio:
+        self.proc.start()
+        self.proc.wait_for(r"SO_RCVBUF is finally", timeout=15)
+        import time
+        time.sleep(0.3)   # the worker processes bind after the banner
+        return self
+
+    def log(self) -> str:
+        return self.proc.log()
+
+    def stop(self) -> int | None:
+        return self.proc.stop()
+
+    def __enter__(self) -> Kamailio:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
