@@ -244,7 +244,7 @@ class OfferAnswer:
         if self.pending_offer is not None:
             raise OfferPendingError("offer received while our offer is outstanding")
         remote = _as_session(offer)
-        self._record(now, "in", "SDP offer", remote)
+        self._record(now, "in", "SDP offer", remote, offer)
         if ice is not None:
             ice.validate()
         if hold is not None:
@@ -298,7 +298,7 @@ class OfferAnswer:
             raise SdpError("answer received but no offer is outstanding")
         self.pending_offer = None
         remote = _as_session(answer)
-        self._record(now, "in", "SDP answer", remote)
+        self._record(now, "in", "SDP answer", remote, answer)
         if len(remote.media) != len(offer.media):
             raise SdpError(
                 f"answer has {len(remote.media)} m-lines, the offer {len(offer.media)}"
@@ -506,10 +506,15 @@ class OfferAnswer:
         return Negotiated(local=local, remote=remote, media=(nm,))
 
     def _record(self, now: float, direction: Direction, summary: str,
-                sdp: SessionDescription | None) -> None:
+                sdp: SessionDescription | None, text: object = None) -> None:
         detail = ""
         if sdp is not None:
-            detail = sdp.serialize()
+            if isinstance(text, str):
+                detail = text
+            elif isinstance(text, bytes):
+                detail = text.decode("utf-8", "replace")
+            else:
+                detail = sdp.serialize()
             summary = f"{summary} v{sdp.origin.sess_version}: " + ", ".join(
                 f"{m.kind} {m.port} {m.direction}" for m in sdp.media)
         self.trace.add(TraceRecord(now, direction, summary, detail, protocol="sdp"))

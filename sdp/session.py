@@ -31,6 +31,8 @@ from sdp.ice import (
 )
 
 DIRECTIONS: Final = ("sendrecv", "sendonly", "recvonly", "inactive")
+_U32: Final = 2**32 - 1
+_U64: Final = 2**64 - 1
 
 # RFC 3551 §6 static payload types: pt -> (encoding name, clock rate, channels)
 STATIC_PAYLOAD_TYPES: Final[dict[int, tuple[str, int, int | None]]] = {
@@ -284,7 +286,7 @@ def _parse(text: str | bytes) -> SessionDescription:
     origin = Origin(
         username,
         _check_sess_id(sess_id, number),
-        _digits(sess_version, "o= session version", number),
+        _digits(sess_version, "o= session version", number, _U64),
         oaddr,
         _addrtype(ipver, number),
     )
@@ -315,8 +317,8 @@ def _parse(text: str | bytes) -> SessionDescription:
         elif letter == "t":
             start, stop = transform.match(transform.TIMING, value, number)
             if not seen_timing:
-                session.timing = (_digits(start, "t= start", number),
-                                  _digits(stop, "t= stop", number))
+                session.timing = (_digits(start, "t= start", number, _U64),
+                                  _digits(stop, "t= stop", number, _U64))
             seen_timing = True
         elif letter == "c":
             if session.connection is not None:
@@ -350,7 +352,7 @@ def _check_sess_id(text: str | None, line: int) -> str:
 def _bandwidth(value: str, line: int) -> Bandwidth:
     bwtype, limit = transform.match(transform.BANDWIDTH, value, line)
     assert bwtype is not None
-    return Bandwidth(bwtype, _digits(limit, "b= value", line))
+    return Bandwidth(bwtype, _digits(limit, "b= value", line, _U64))
 
 
 def _media_line(value: str, line: int) -> _MediaBuilder:
@@ -359,8 +361,10 @@ def _media_line(value: str, line: int) -> _MediaBuilder:
         raise SdpError("malformed m= line", line)
     media = MediaDescription(kind=kind, port=_digits(port, "m= port", line, 65535), proto=proto)
     tokens = fmts.split(" ") if fmts else []
-    if not tokens or any(not t for t in tokens):
+    if not tokens:
         raise SdpError("m= line without formats", line)
+    if any(t.split() != [t] for t in tokens):
+        raise SdpError("malformed m= format list", line)
     payloads: list[int] = []
     if media.is_rtp:
         payloads = [_digits(t, "payload type", line, 127) for t in tokens]   # W5
@@ -447,7 +451,7 @@ def _media_attribute(b: _MediaBuilder, value: str, line: int) -> None:
             raise SdpError(f"malformed a=rtpmap: {value[:60]!r}", line)
         channels = None if enc is None else _digits(enc, "a=rtpmap channels", line, 255)
         if m.is_rtp and pt in b.payloads and pt not in b.rtpmap:
-            b.rtpmap[pt] = (codec, _digits(rate, "a=rtpmap clock rate", line), channels)
+            b.rtpmap[pt] = (codec, _digits(rate, "a=rtpmap clock rate", line, _U32), channels)
         else:
             m.attributes.append(value)
     elif name == "fmtp":
@@ -584,15 +588,13 @@ def _attr(value: str) -> str:
 def _media_dict(s: SessionDescription, m: MediaDescription) -> dict[str, Any]:
     _check_text(m.kind, "media type")
     _check_text(m.proto, "media proto")
-    if not m.kind.replace("-", "_").isidentifier() or not all(
-        p.replace("-", "_").isidentifier() or p.isalnum() for p in m.proto.split("/")
-    ):
-        raise SdpError(f"cannot write SDP: bad m= line {m.kind!r} {m.proto!r}")
     fmt = m.fmt
     if not fmt:
         raise SdpError(f"cannot write SDP: m={m.kind} without formats")
     for f in fmt:
         _check_text(f, "m= format")
+    _check_int(m.port, "m= port", 0, 65535)
+    transform.match(transform.MEDIA, f"{m.kind} {m.port} {m.proto} {' '.join(fmt)}")
     d: dict[str, Any] = {
         "type": m.kind,
         "port": _check_int(m.port, "m= port", 0, 65535),
@@ -638,9 +640,9 @@ def _media_dict(s: SessionDescription, m: MediaDescription) -> dict[str, Any]:
     if m.rtcp_mux:
         d["rtcpMux"] = "rtcp-mux"
     if m.ptime is not None:
-        if not isinstance(m.ptime, (int, float)) or not math.isfinite(m.ptime) or m.ptime <= 0:
+        if not isinstance(m.ptime, (int, float)) or not math.isfinite(m.ptime) \
+                or not 0 < m.ptime <= 100_000:
             raise SdpError(f"cannot write SDP: bad ptime {m.ptime!r}")
-        d["ptime"] = int(m.ptime) if float(m.ptime).is_integer() else float(m.ptime)
     if m.ice_ufrag is not None and m.ice_ufrag != s.ice_ufrag:
         d["iceUfrag"] = check_credential(m.ice_ufrag, "ice-ufrag")
     if m.ice_pwd is not None and m.ice_pwd != s.ice_pwd:
@@ -656,6 +658,8 @@ def _media_dict(s: SessionDescription, m: MediaDescription) -> dict[str, Any]:
     # Attributes we format ourselves go verbatim through sdp-transform's "invalid" bucket
     # (W2: its candidate writer emits "tcpfield"); candidates last, then end-of-candidates.
     raw = [_attr(a) for a in m.attributes]
+    if m.ptime is not None:
+        raw.insert(0, "ptime:" + transform.format_ptime(m.ptime))   # W9
     for c2 in m.candidates:
         check_candidate(c2)
         raw.append(format_candidate(c2))

@@ -33,7 +33,10 @@ W7  ``b=`` knows only five bandwidth types; :data:`BANDWIDTH` accepts any token 
 W8  ``write()`` reorders lines into its own grammar order (v o s i u e p c b t r z a; then per
     m-line i c b a). That is valid SDP; compare parsed models, never bytes. Attributes we do
     not model are written verbatim, after the modelled ones, in their original order.
-W9  Speed: ``parse`` tries up to ~60 regular expressions per ``a=`` line (about 270 µs for a
+W9  ``a=ptime`` is written with ``%g`` (six significant digits: ``0.1234567`` comes back as
+    ``0.123457``, ``0.00001`` as ``1e-05`` which its own grammar then refuses); we write ptime
+    ourselves with :func:`format_ptime`, verbatim.
+W10 Speed: ``parse`` tries up to ~60 regular expressions per ``a=`` line (about 270 µs for a
     30-line SDP here). We dispatch on the attribute name and only match the rules of the
     attributes we model; ``bench/bench_sdp.py`` measures both side by side.
 """
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Final
 
 import sdp_transform
@@ -133,7 +137,8 @@ def match(rule: Rule, value: str, line: int | None = None) -> tuple[str | None, 
 def split_lines(text: str | bytes) -> list[tuple[int, str, str]]:
     """``(line number, type letter, value)`` for each line (W3: anything else is refused).
 
-    Accepts CRLF and bare LF line ends; ignores blank lines (typically a trailing one).
+    Accepts CRLF and bare LF line ends; ignores blank lines (typically a trailing one) and
+    trailing spaces/tabs (seen in the field after ``m=`` and flag attributes).
     """
     if isinstance(text, (bytes, bytearray, memoryview)):
         if len(text) > MAX_SDP_BYTES:
@@ -150,7 +155,7 @@ def split_lines(text: str | bytes) -> list[tuple[int, str, str]]:
         raise SdpError("NUL character in SDP")
     out: list[tuple[int, str, str]] = []
     for number, raw in enumerate(text.split("\n"), 1):
-        line = raw[:-1] if raw.endswith("\r") else raw
+        line = (raw[:-1] if raw.endswith("\r") else raw).rstrip(" \t")
         if not line.strip():
             continue
         if "\r" in line:
@@ -170,6 +175,13 @@ def attribute_name(value: str, line: int | None = None) -> str:
     if not _TOKEN.fullmatch(name):
         raise SdpError(f"malformed attribute name: {name[:40]!r}", line)
     return name
+
+
+def format_ptime(ptime: float) -> str:
+    """``a=ptime`` value in plain decimal notation, exact (W9): ``20``, ``0.125``, ``0.00001``."""
+    if float(ptime).is_integer():
+        return str(int(ptime))
+    return format(Decimal(repr(float(ptime))), "f")
 
 
 def write(session: dict[str, Any]) -> str:
