@@ -96,7 +96,8 @@ class AllocationSucceeded:
 @dataclass(frozen=True, slots=True)
 class AllocationFailed:
     """The allocation could not be made, or was lost (``during`` "refresh").
-    ``code`` is the STUN error code, or None when the server did not answer."""
+    ``code`` is the STUN error code, None when the server did not answer, 0 when its answer
+    was unusable (a bad reply)."""
 
     code: int | None
     reason: str
@@ -552,8 +553,8 @@ class Allocation:
             relayed = msg.address(Attr.XOR_RELAYED_ADDRESS)
             lifetime = msg.get(Attr.LIFETIME)
             if relayed is None or not isinstance(lifetime, int):
-                self._fail(pending, None, "Allocate success without XOR-RELAYED-ADDRESS or "
-                                          "LIFETIME", now)
+                self._fail(pending, 0, "bad reply: Allocate success without "
+                                       "XOR-RELAYED-ADDRESS or LIFETIME", now)
                 return
             self.state = AllocationState.ALLOCATED
             self.relayed_address = relayed
