@@ -70,6 +70,7 @@ __all__ = [
     "MediaRejected",
     "MediaSession",
     "RequestFailed",
+    "RequestTimeout",
     "StaticMedia",
     "UserAgent",
 ]
@@ -194,6 +195,10 @@ class CallFailed(Exception):
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+
+
+class RequestTimeout(Exception):
+    """No final response came before timer B/F (or the transport failed)."""
 
 
 class RequestFailed(Exception):
@@ -555,11 +560,11 @@ class UserAgent:
         creq = self._requests.pop(ev.key, None)  # type: ignore[arg-type]
         if creq is None:
             return
-        resp = make_response(ev.request, 408, "Request Timeout")
         if creq.on_final is not None:
-            creq.on_final(resp)
+            creq.on_final(make_response(ev.request, 408, "Request Timeout"))
         if not creq.deferred.called:
-            creq.deferred.callback(resp)
+            creq.deferred.errback(RequestTimeout(f"no response to {ev.request.method} "
+                                                 f"(timer {ev.timer})"))
 
     # --------------------------------------------------------------- UAC calls
     def call(self, uri: str, *, account: Account | None = None,
