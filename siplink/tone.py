@@ -113,8 +113,10 @@ def detect_frequency(pcm: bytes, sample_rate: int = 8000, *, min_hz: float = 50.
         return None
     top = max_hz if max_hz is not None else sample_rate / 2 - 1
     # Coarse: a 32 ms Hann-windowed block, step of half a bin.
+    # The loudest such block, so silences (DTMF gaps, lost packets) do not blind the scan.
     n_coarse = min(len(xs), 256)
-    mid = (len(xs) - n_coarse) // 2
+    starts = range(0, len(xs) - n_coarse + 1, n_coarse)
+    mid = max(starts, key=lambda i: sum(x * x for x in xs[i:i + n_coarse]))
     block = _hann(xs[mid:mid + n_coarse])
     step = sample_rate / n_coarse / 2
     best_f, best_p = min_hz, -1.0
