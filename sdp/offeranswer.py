@@ -398,15 +398,16 @@ class OfferAnswer:
         candidates: list[Candidate] = []
         rtp: tuple[str, int] | None = None
         rtcp: Rtcp | None = None
-        if use_ice:
-            assert ice is not None
+        if ice is not None:
+            # The default candidates are our media address even when ICE is not used on
+            # this stream (peer without ICE, or ice-mismatch): RFC 8839 fallback.
             candidates = [c for c in ice.candidates if not (rtcp_mux and not offer
                                                                and c.component != 1)]
             d1 = _default(ice, 1)
             d2 = None if (rtcp_mux and not offer) else _default(ice, 2)
             if d1 is not None:
                 rtp = (d1.address, d1.port)
-            elif not ice.candidates and "trickle" in ice.options:
+            elif use_ice and not ice.candidates and "trickle" in ice.options:
                 rtp = ("::" if address_type(self.local_address) == "IP6" else "0.0.0.0", 9)
             if d2 is not None:
                 rtcp = Rtcp(d2.port, d2.address, address_type(d2.address))
