@@ -14,8 +14,8 @@ qop ``auth`` and ``auth-int``; no qop (the RFC 2069 legacy form).
 This module is sans-I/O: it never reads the clock (``now`` is passed in) and never logs a
 password or a hash derived from one.
 
-The auth-param parser here is local to this module (a quoted-string aware tokenizer for
-``Digest k=v, k="v"``); when the SIP codec grows one, this one can delegate to it.
+Header values are split into scheme and auth-params by the SIP codec's parser
+(:class:`siplink.headers.Challenge`); this module interprets the Digest parameters.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 
 from ice.trace import Trace, TraceRecord
+from siplink.headers import Challenge as _HeaderChallenge
+from siplink.parse_error import SipParseError
 
 log = Logger()
 
@@ -44,6 +46,7 @@ __all__ = [
     "DigestError",
     "DigestServer",
     "build_authorization",
+    "choose_challenges",
     "digest_response",
     "parse_auth_params",
     "parse_challenge",
@@ -95,89 +98,25 @@ def _base_algorithm(algorithm: str) -> tuple[Callable[[bytes], str], bool]:
 
 # ---------------------------------------------------------------------------- parsing
 
-_TOKEN_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
-
-
 def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
     """Split ``Scheme k=v, k="quoted", ...`` into the scheme and a dict of lower-cased keys.
 
-    Quoted values are unquoted (backslash escapes removed). Raises :class:`DigestError` on
-    anything that is not this grammar (RFC 3261 §25.1 ``challenge`` / ``credentials``).
+    The grammar is the SIP codec's (:class:`siplink.headers.Challenge`); its
+    :class:`~siplink.parse_error.SipParseError` becomes :class:`DigestError` here.
     """
     if not isinstance(value, str):
         raise DigestError("header value is not text")
     if len(value) > _MAX_HEADER:
         raise DigestError("authentication header too long")
-    s = value.strip()
-    i = 0
-    n = len(s)
-    while i < n and s[i] in _TOKEN_CHARS:
-        i += 1
-    scheme = s[:i]
-    if not scheme:
-        raise DigestError("missing authentication scheme")
-    if i < n and s[i] not in " \t":
-        raise DigestError("malformed authentication scheme")
-    params: dict[str, str] = {}
-    while True:
-        while i < n and s[i] in " \t\r\n":
-            i += 1
-        if i >= n:
-            break
-        start = i
-        while i < n and s[i] in _TOKEN_CHARS:
-            i += 1
-        key = s[start:i].lower()
-        if not key:
-            raise DigestError(f"expected a parameter name at offset {start}")
-        while i < n and s[i] in " \t":
-            i += 1
-        if i >= n or s[i] != "=":
-            raise DigestError(f"parameter {key!r} has no value")
-        i += 1
-        while i < n and s[i] in " \t":
-            i += 1
-        if i < n and s[i] == '"':
-            i += 1
-            buf: list[str] = []
-            while True:
-                if i >= n:
-                    raise DigestError(f"unterminated quoted value for {key!r}")
-                c = s[i]
-                if c == "\\":
-                    if i + 1 >= n:
-                        raise DigestError(f"unterminated quoted value for {key!r}")
-                    buf.append(s[i + 1])
-                    i += 2
-                    continue
-                if c == '"':
-                    i += 1
-                    break
-                buf.append(c)
-                i += 1
-            val = "".join(buf)
-        else:
-            start = i
-            while i < n and s[i] in _TOKEN_CHARS or (i < n and s[i] in "/:@?[]="):
-                i += 1
-            val = s[start:i]
-            if not val:
-                raise DigestError(f"parameter {key!r} has an empty value")
-        if key in params:
-            raise DigestError(f"duplicate parameter {key!r}")
-        params[key] = val
-        if len(params) > _MAX_PARAMS:
-            raise DigestError("too many authentication parameters")
-        while i < n and s[i] in " \t\r\n":
-            i += 1
-        if i >= n:
-            break
-        if s[i] != ",":
-            raise DigestError(f"expected ',' at offset {i}")
-        i += 1
-    return scheme, params
+    try:
+        parsed = _HeaderChallenge.parse(value)
+    except SipParseError as e:
+        raise DigestError(f"malformed authentication header: {e}") from None
+    if "" in parsed.params:
+        raise DigestError("authentication header has no parameters")
+    if len(parsed.params) > _MAX_PARAMS:
+        raise DigestError("too many authentication parameters")
+    return parsed.scheme, dict(parsed.params)
 
 
 def _quote(value: str) -> str:
@@ -408,6 +347,18 @@ def build_authorization(
     return "Digest " + ", ".join(parts)
 
 
+def choose_challenges(values: list[str]) -> list[Challenge]:
+    """Per realm, the first (topmost) challenge we can answer (RFC 8760 §2.4)."""
+    chosen: dict[str, Challenge] = {}
+    for v in values:
+        try:
+            ch = parse_challenge(v)
+        except DigestError:
+            continue
+        chosen.setdefault(ch.realm, ch)
+    return list(chosen.values())
+
+
 class DigestClient:
     """Answers challenges for one set of credentials, counting nc per nonce (RFC 7616 §3.4)."""
 
@@ -433,6 +384,14 @@ class DigestClient:
         self._last[ch.realm] = ch
         return build_authorization(ch, method, uri, self.username, self._password,
                                    body=body, nc=nc, qop=qop)
+
+    def answer(self, challenges: list[str], method: str, uri: str, *,
+               body: bytes = b"") -> list[str]:
+        """Credentials for a 401/407: one value per realm, answering the topmost challenge
+        of that realm whose algorithm we support (RFC 8760 §2.4). Unparseable or
+        unsupported challenges are skipped; an empty list means none could be answered."""
+        return [self.authorize(ch, method, uri, body=body)
+                for ch in choose_challenges(challenges)]
 
     def preemptive(self, realm: str, method: str, uri: str, *, body: bytes = b"") -> str | None:
         """Credentials for a new request in ``realm`` reusing the last nonce (None if none)."""

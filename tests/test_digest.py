@@ -120,7 +120,7 @@ def test_parse_quoted_escapes_and_tokens():
 @pytest.mark.parametrize("bad", [
     "", "Digest", 'Basic realm="x"', 'Digest realm="x"', 'Digest nonce="x"',
     'Digest realm="x, nonce="y"', 'Digest realm="x" nonce="y"', 'Digest realm=, nonce=y',
-    'Digest realm="x", nonce="y", algorithm=SHA-1', 'Digest realm="x", realm="y", nonce=z',
+    'Digest realm="x", nonce="y", algorithm=SHA-1', 'Digest abc',
     "Digest " + ", ".join(f"p{i}=1" for i in range(100)), "Digest realm=" + "a" * 10000,
     'Digest realm="x\\', "Digest =x",
 ])
@@ -322,3 +322,17 @@ def test_passwords_never_in_repr_or_logs():
     assert seen, "the refusal should have been logged"
     assert "s3cr3t-pw" not in text
     assert parse_credentials(a).response not in text
+
+
+def test_answer_picks_topmost_supported_challenge_per_realm():
+    server = make_server()                               # SHA-256 first, then MD5
+    values = ['Digest realm="lab.test", nonce="x", algorithm=SHA-999',
+              *server.challenges(now=5.0),
+              'Basic realm="lab.test"',
+              'Digest realm="proxy.test", nonce="p", algorithm=MD5, qop="auth"']
+    client = DigestClient("alice", "secret")
+    out = client.answer(values, "INVITE", "sip:bob@lab.test")
+    creds = [parse_credentials(v) for v in out]
+    assert [(c.realm, c.algorithm) for c in creds] == [("lab.test", "SHA-256"), ("proxy.test", "MD5")]
+    assert server.verify(out[0], "INVITE", "sip:bob@lab.test", 6.0).ok
+    assert client.answer(['Basic realm="x"', "garbage"], "INVITE", "sip:b@x") == []
