@@ -4,6 +4,8 @@ RFC 7983 demultiplexing."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from ice.demux import PacketKind, classify
@@ -346,3 +348,40 @@ def test_channel_data_framing():
 ])
 def test_rfc7983_demux(data, kind):
     assert classify(data) is kind
+
+
+def test_password_algorithms_challenge_selects_sha256():
+    """RFC 8489 §9.2.4: a nonce starting with the "obMatJos2" cookie and PASSWORD-ALGORITHMS
+    in the 401 -> the client echoes both and keys MESSAGE-INTEGRITY with SHA-256."""
+    from ice.stun import PasswordAlgorithm
+
+    alloc = Allocation(SERVER, "alice", "secret")
+    alloc.allocate(0.0)
+    [(first, _)] = alloc.datagrams_to_send(0.0)
+    tid = decode(first).transaction_id
+    algorithms = ((1, b""), (2, b""))
+    challenge = encode(Message(Method.ALLOCATE, Class.ERROR, tid, {
+        Attr.ERROR_CODE: (401, "Unauthorized"), Attr.REALM: REALM,
+        Attr.NONCE: b"obMatJos2AAAAnonce", Attr.PASSWORD_ALGORITHMS: algorithms}))
+    assert alloc.receive(challenge, SERVER, 0.0)
+    [(second, _)] = alloc.datagrams_to_send(0.0)
+    req = decode(second)
+    assert req[Attr.PASSWORD_ALGORITHMS] == algorithms
+    assert req[Attr.PASSWORD_ALGORITHM] == (2, b"")
+    sha_key = long_term_key("alice", REALM, "secret", PasswordAlgorithm.SHA256)
+    assert check_integrity(second, sha_key) and not check_integrity(second, KEY)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=120))
+def test_random_datagrams_from_the_server_never_raise(data):
+    net = allocated()
+    net.alloc.bind_channel(PEER, 0.0)
+    net.pump()
+    for blob in (data, b"\x40\x00" + data, b"\x00\x17" + data, b"\x01\x13" + data):
+        net.alloc.receive(blob, SERVER, 1.0)
+        net.alloc.handle_timer(1.0)
+        net.alloc.datagrams_to_send(1.0)
+    while (event := net.alloc.next_event()) is not None:
+        assert isinstance(event, DataReceived)
+    assert net.alloc.state is AllocationState.ALLOCATED
