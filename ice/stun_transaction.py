@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 
 from ice.stun import Class, Message
+from ice.trace import Trace, TraceRecord
 
 Address = tuple[str, int]
 
@@ -36,6 +37,7 @@ class StunClientTransaction:
         rto: float = 0.5,
         rc: int = 7,
         rm: int = 16,
+        trace: Trace | None = None,
     ) -> None:
         if rc < 1:
             raise ValueError("Rc must be at least 1")
@@ -53,6 +55,7 @@ class StunClientTransaction:
         self._next_send: float | None = now  # when the next (re)transmission is due
         self._deadline: float | None = None  # set after the last send: final wait ends
         self.send_times: list[float] = []
+        self.trace = trace
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -69,6 +72,10 @@ class StunClientTransaction:
             return []
         self.sent += 1
         self.send_times.append(now)
+        if self.trace is not None:
+            what = "request" if self.sent == 1 else f"retransmission {self.sent - 1}"
+            self.trace.add(TraceRecord(now, "out", f"STUN {what} {self.transaction_id.hex()}",
+                                       remote=self.addr, protocol="stun", raw=self.request))
         if self.sent >= self.rc:
             self._next_send = None
             self._deadline = now + self.rm * self.rto
@@ -91,6 +98,7 @@ class StunClientTransaction:
             return
         if self._next_send is None and self._deadline is not None and now >= self._deadline:
             self.state = TransactionState.TIMED_OUT
+            self._event(now, f"timed out after {self.sent} requests")
 
     def receive_response(self, msg: Message, now: float) -> None:
         """A response with this transaction's id; the caller has verified it already."""
@@ -103,6 +111,13 @@ class StunClientTransaction:
         else:
             return
         self.result = msg
+        self._event(now, f"{self.state.value}: {msg.summary()}")
+
+    def _event(self, now: float, text: str) -> None:
+        if self.trace is not None:
+            self.trace.add(TraceRecord(now, "event", f"STUN transaction "
+                                       f"{self.transaction_id.hex()} {text}",
+                                       remote=self.addr, protocol="stun"))
 
     def cancel(self) -> None:
         if not self.done:

@@ -107,3 +107,18 @@ def test_cancel():
     txn.datagrams_to_send(0.0)
     txn.cancel()
     assert txn.done and txn.get_timer() is None and txn.datagrams_to_send(5.0) == []
+
+
+def test_trace_records_sends_and_outcome():
+    from ice.trace import Trace
+
+    trace = Trace()
+    data, tid = _request()
+    txn = StunClientTransaction(data, tid, SERVER, 0.0, rc=2, rm=2, trace=trace)
+    txn.datagrams_to_send(0.0)
+    txn.datagrams_to_send(0.5)
+    txn.handle_timer(1.5)
+    assert [r.direction for r in trace] == ["out", "out", "event"]
+    assert trace.records[1].summary == f"STUN retransmission 1 {tid.hex()}"
+    assert trace.records[0].raw == data and trace.records[0].remote == SERVER
+    assert "timed out after 2 requests" in trace.records[2].summary
