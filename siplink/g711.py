@@ -13,6 +13,7 @@ import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 __all__ = [
     "CODECS",
@@ -123,7 +124,11 @@ def _samples(pcm: bytes) -> array[int]:
 
 
 def _encode(pcm: bytes, table: bytes) -> bytes:
-    return bytes(map(table.__getitem__, _samples(pcm)))
+    samples = _samples(pcm)
+    if len(samples) < 2:
+        return bytes(map(table.__getitem__, samples))
+    # itemgetter over all indices does the lookups in C: about twice as fast as map()
+    return bytes(itemgetter(*samples)(table))
 
 
 def _decode(data: bytes, lo: bytes, hi: bytes) -> bytes:

@@ -50,20 +50,41 @@ class ToneGenerator:
         self.sample_rate = sample_rate
         self.amplitude = amplitude
         self._n = 0
+        # Whole-hertz tones repeat every sample_rate / gcd(...) samples (at most one second):
+        # compute that cycle once and play it from a table.
+        self._cycle: bytes | None = None
+        if all(f.is_integer() for f in freqs):
+            g = sample_rate
+            for f in freqs:
+                g = math.gcd(g, int(f))
+            period = sample_rate // g if g else 1
+            self._cycle = self._compute(0, period)
 
-    def read(self, samples: int) -> bytes:
-        """The next ``samples`` samples as 16-bit little-endian PCM."""
+    def _compute(self, n0: int, samples: int) -> bytes:
         peak = 32767 * self.amplitude / len(self.frequencies)
         steps = [2 * math.pi * f / self.sample_rate for f in self.frequencies]
-        n0 = self._n
         out = array("h", [
             int(round(peak * sum(math.sin(w * (n0 + i)) for w in steps)))
             for i in range(samples)
         ])
-        self._n += samples
         if struct.pack("=h", 1) != struct.pack("<h", 1):  # pragma: no cover
             out.byteswap()
         return out.tobytes()
+
+    def read(self, samples: int) -> bytes:
+        """The next ``samples`` samples as 16-bit little-endian PCM."""
+        n0 = self._n
+        self._n += samples
+        cycle = self._cycle
+        if cycle is None:
+            return self._compute(n0, samples)
+        period = len(cycle) // 2
+        start = 2 * (n0 % period)
+        want = 2 * samples
+        if start + want <= len(cycle):
+            return cycle[start:start + want]
+        reps = (start + want) // len(cycle) + 1
+        return (cycle * reps)[start:start + want]
 
 
 def sine(frequency: float, seconds: float, *, sample_rate: int = 8000,

@@ -62,3 +62,13 @@ def test_generator_rejects_bad_arguments():
             ToneGenerator(**bad)
     with pytest.raises(ValueError):
         ToneGenerator(440.0, amplitude=2.0)
+
+
+def test_cycle_table_matches_direct_computation():
+    g = ToneGenerator([697.0, 1209.0], amplitude=0.5)
+    assert g._cycle is not None and len(g._cycle) == 2 * 8000  # gcd(8000, 697, 1209) = 1
+    got = b"".join(g.read(n) for n in (173, 7999, 5, 160, 8001, 1))
+    assert got == ToneGenerator([697.0, 1209.0], amplitude=0.5)._compute(0, 173 + 7999 + 5 + 160 + 8001 + 1)
+    h = ToneGenerator(440.5)           # not whole hertz: computed each time
+    assert h._cycle is None
+    assert b"".join(h.read(100) for _ in range(3)) == ToneGenerator(440.5)._compute(0, 300)
