@@ -204,6 +204,7 @@ class Allocation:
         password: str,
         *,
         lifetime: int | None = None,
+        family: int | None = None,
         software: str | None = "siplink",
         rto: float = 0.5,
         rc: int = 7,
@@ -214,6 +215,9 @@ class Allocation:
         self.username = username
         self.password = password
         self.requested_lifetime = lifetime
+        if family not in (None, 4, 6):
+            raise ValueError("family must be None, 4 or 6")
+        self.family = family   # REQUESTED-ADDRESS-FAMILY (RFC 8656 §7.1); None: server default
         self.software = software
         self.rto, self.rc, self.rm = rto, rc, rm
         self.trace = trace
@@ -244,6 +248,8 @@ class Allocation:
         attrs: dict[Attr | int, object] = {Attr.REQUESTED_TRANSPORT: UDP}
         if self.requested_lifetime is not None:
             attrs[Attr.LIFETIME] = self.requested_lifetime
+        if self.family is not None:
+            attrs[Attr.REQUESTED_ADDRESS_FAMILY] = 0x01 if self.family == 4 else 0x02
         self._request(_Kind.ALLOCATE, Method.ALLOCATE, attrs, now)
 
     def refresh(self, now: float, lifetime: int | None = None) -> None:

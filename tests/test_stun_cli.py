@@ -167,3 +167,21 @@ def test_turn_needs_credentials():
     r = siplink("turn", "127.0.0.1:3478")
     assert r.returncode == 2
     assert "--user" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def coturn6():
+    server = Coturn(ipv6=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_ipv6_stun_and_turn(coturn6):
+    r = siplink("stun", f"[::1]:{coturn6.port}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("mapped address: [::1]:")
+    r = siplink("turn", f"[::1]:{coturn6.port}", "-u", USER, "-w", PASSWORD, "--family", "6")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("relayed address: [::1]:")
+    assert "mapped address: [::1]:" in r.stdout and r.stdout.endswith("released\n")

@@ -219,3 +219,55 @@ def test_coturn_messages_decode_and_reencode_byte_for_byte(coturn):
         assert encode(done, key=key) == done_raw
     finally:
         s.close()
+
+
+# ---- IPv6 loopback ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def coturn6():
+    server = Coturn(ipv6=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _listen6(proto):
+    port = reactor.listenUDP(0, proto, interface="::1")
+    host = port.getHost()
+    return port, (host.host, host.port)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv6_binding_xor_mapped_address(coturn6):
+    client = BindingClient(reactor, ("::1", coturn6.port))
+    port, local = _listen6(client)
+    try:
+        resp = await _timeout(client.request())
+    finally:
+        await port.stopListening()
+    assert resp.address(Attr.XOR_MAPPED_ADDRESS) == local
+    assert encode(resp) == client.received[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv6_relay_channel_roundtrip(coturn6):
+    peer = EchoPeer()
+    peer_port, peer_addr = _listen6(peer)
+    proto = TurnClientProtocol(Allocation(("::1", coturn6.port), USER, PASSWORD, family=6),
+                               reactor)
+    port, local = _listen6(proto)
+    try:
+        ok = await _timeout(proto.allocate())
+        assert ok.relayed[0] == "::1" and ok.mapped == local
+        await _timeout(proto.bind_channel(peer_addr))
+        arrived = peer.next()
+        reply = proto.receive_from(peer_addr)
+        proto.send_to(peer_addr, b"v6 hello")
+        data, source = await _timeout(arrived)
+        assert (data, source) == (b"v6 hello", ok.relayed)
+        event = await _timeout(reply)
+        assert event.data == b"echo:v6 hello" and event.channel == 0x4000
+        await _timeout(proto.release())
+    finally:
+        await port.stopListening()
+        await peer_port.stopListening()

@@ -39,6 +39,8 @@ def register(subparsers: Any) -> None:
                    help="with --peer: fail unless the peer answers through the relay")
     p.add_argument("--wait", type=float, default=1.0, metavar="SECONDS",
                    help="with --peer: how long to wait for the peer's reply (default 1)")
+    p.add_argument("--family", choices=("4", "6"), default=None,
+                   help="ask for an IPv4 or IPv6 relayed address (REQUESTED-ADDRESS-FAMILY)")
     p.add_argument("--lifetime", type=int, default=None, metavar="SECONDS",
                    help="requested allocation lifetime")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
         trace = Trace() if verbose else None
         allocation = Allocation(server, args.user, args.password, lifetime=args.lifetime,
-                                trace=trace)
+                                family=int(args.family) if args.family else None, trace=trace)
         proto = TurnClientProtocol(allocation, reactor)
         bind = args.bind or ("::" if ":" in server[0] else "0.0.0.0")
         try:

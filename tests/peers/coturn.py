@@ -17,9 +17,10 @@ HOST = "127.0.0.1"
 class Coturn:
     """``with Coturn() as turn: turn.addr`` -> ("127.0.0.1", port)."""
 
-    def __init__(self, relay_ports: int = 20, *, extra: str = "") -> None:
+    def __init__(self, relay_ports: int = 20, *, ipv6: bool = False, extra: str = "") -> None:
         self.binary = require_binary("turnserver")
         self.port = free_port(HOST, span=2)          # coturn also opens the alt port (+1)
+        self.ipv6 = ipv6
         self.relay_min = free_port(HOST, span=relay_ports)
         self.relay_max = self.relay_min + relay_ports - 1
         self.dir = Path(tempfile.mkdtemp(prefix="siplink-coturn-"))
@@ -40,6 +41,7 @@ class Coturn:
             "log-file=stdout\nsimple-log\nverbose\n"
             f"pidfile={self.dir / 'turnserver.pid'}\n"
             f"userdb={self.dir / 'turndb'}\n"
+            + ("listening-ip=::1\nrelay-ip=::1\n" if ipv6 else "")
             + extra
         )
         self.process = PeerProcess([self.binary, "-c", str(self.config)],
