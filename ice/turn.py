@@ -48,6 +48,7 @@ CHANNEL_REFRESH = 540.0
 CHANNEL_MIN, CHANNEL_MAX = 0x4000, 0x4FFF
 MAX_QUEUED_PER_PEER = 64          # datagrams held while a permission is being created
 MAX_AUTH_RETRIES = 3              # 401/438 answers followed per request
+MAX_PENDING_EVENTS = 4096         # undrained events beyond this: received data is dropped
 
 
 # ---- ChannelData (RFC 8656 §12.4) ------------------------------------------------------------
@@ -238,6 +239,7 @@ class Allocation:
         self._channels: dict[Address, _Channel] = {}
         self._peer_by_channel: dict[int, Address] = {}
         self._next_channel = CHANNEL_MIN
+        self.dropped_data = 0             # DataReceived dropped because events were not drained
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -357,7 +359,7 @@ class Allocation:
             if peer is None or not isinstance(payload, bytes):
                 log.info("TURN: Data indication without XOR-PEER-ADDRESS/DATA dropped")
                 return True
-            self._events.append(DataReceived(peer, payload))
+            self._data_event(DataReceived(peer, payload))
             return True
         pending = self._pending.get(msg.transaction_id)
         if pending is None or msg.cls == Class.REQUEST:
@@ -413,6 +415,13 @@ class Allocation:
         return self._events.popleft() if self._events else None
 
     # ---- internals ---------------------------------------------------------------------------
+
+    def _data_event(self, event: DataReceived) -> None:
+        # received data is bounded: nobody draining next_event() must not grow memory
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            self.dropped_data += 1
+            return
+        self._events.append(event)
 
     def _require_allocated(self, what: str) -> None:
         if self.state is not AllocationState.ALLOCATED:
@@ -635,7 +644,7 @@ class Allocation:
             return True
         self._trace("in", f"ChannelData 0x{channel:04x} {len(payload)} bytes from "
                           f"{peer[0]}:{peer[1]}", now, data)
-        self._events.append(DataReceived(peer, payload, channel))
+        self._data_event(DataReceived(peer, payload, channel))
         return True
 
 

@@ -7,6 +7,7 @@ or fails with :class:`TurnError`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,7 @@ class TurnClientProtocol(DatagramProtocol):
     def __init__(self, allocation: Allocation, clock: Any) -> None:
         self.allocation = allocation
         self.clock = clock
-        self.events: list[Event] = []
+        self.events: deque[Event] = deque(maxlen=1000)   # the most recent, for inspection
         self.on_event: Callable[[Event], None] | None = None
         self.on_other: Callable[[bytes, Address], None] | None = None
         self._waiters: list[_Waiter] = []

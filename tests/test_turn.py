@@ -385,3 +385,18 @@ def test_random_datagrams_from_the_server_never_raise(data):
     while (event := net.alloc.next_event()) is not None:
         assert isinstance(event, DataReceived)
     assert net.alloc.state is AllocationState.ALLOCATED
+
+
+def test_undrained_data_events_are_bounded():
+    from ice.turn import MAX_PENDING_EVENTS
+
+    net = allocated()
+    ind = encode(Message(Method.DATA, Class.INDICATION, new_transaction_id(),
+                         {Attr.XOR_PEER_ADDRESS: PEER, Attr.DATA: b"x"}))
+    for _ in range(MAX_PENDING_EVENTS + 100):
+        net.alloc.receive(ind, SERVER, 1.0)
+    assert net.alloc.dropped_data == 100
+    n = 0
+    while net.alloc.next_event() is not None:
+        n += 1
+    assert n == MAX_PENDING_EVENTS
