@@ -307,3 +307,16 @@ def test_saslprep():
     assert long_term_key("alice", "lab.test", "secret", PasswordAlgorithm.SHA256) == \
         hashlib.sha256(b"alice:lab.test:secret").digest()
     assert stun.userhash("alice", "lab.test") == hashlib.sha256(b"alice:lab.test").digest()
+
+
+def test_dropped_messages_are_logged(v):
+    from twisted.logger import capturedLogs
+
+    data = v["sample_request"]
+    with capturedLogs() as events:
+        assert decode_verified(data, b"wrong key") is None
+        assert decode_verified(data[:-1], short_term_key(SHORT_PW)) is None
+        assert decode_verified(data, short_term_key(SHORT_PW)) is not None
+    problems = [e.get("problem") or e.get("reason") for e in events]
+    assert problems == ["MESSAGE-INTEGRITY mismatch", "length does not match the datagram"]
+    assert "Binding request b7e7a701" in events[0]["summary"]
