@@ -195,7 +195,9 @@ class MediaStats:
     rtcp_sent: int = 0
     rtcp_received: int = 0
     invalid_received: int = 0         # datagrams that were neither valid RTP nor RTCP
-    unexpected_received: int = 0      # valid RTP with a payload type we did not negotiate
+    unexpected_received: int = 0      # valid RTP with a payload type we did not negotiate,
+                                      # from an unexpected address, or one source too many
+    dropped_before_start: int = 0     # datagrams that arrived before start() (before ICE)
 
 
 # ---------------------------------------------------------------------------- the stream
@@ -225,6 +227,7 @@ class MediaStream:
         rng: random.Random | None = None,
         trace: Trace | None = None,
         probation: int = 1,
+        strict_source: bool = False,
     ) -> None:
         if not 0.005 <= ptime <= 0.2:
             raise MediaError("ptime must be between 5 and 200 ms")
@@ -241,6 +244,7 @@ class MediaStream:
         self.rtcp_interval = rtcp_interval
         self.trace = trace
         self._probation = probation
+        self.strict_source = strict_source
         self._seq = self._rng.getrandbits(16)
         self._ts = self._rng.getrandbits(32)
         self._started_at: float | None = None
@@ -259,6 +263,7 @@ class MediaStream:
         self._dtmf_rx = DtmfReceiver()
         self._sources: dict[int, SourceStatistics] = {}
         self._playout_ssrc: int | None = None
+        self._playout_last = 0.0
         self._rec_next_ts: int | None = None
         self._record = record
         self._record_limit = int(max_record_seconds * codec.clock_rate) * 2
@@ -275,6 +280,7 @@ class MediaStream:
         self._rtcp_received = 0
         self._invalid = 0
         self._unexpected = 0
+        self._before_start = 0
         self._last_fraction = 0.0
         self._remote_block: ReportBlock | None = None
         self._rtt: float | None = None
@@ -356,7 +362,19 @@ class MediaStream:
         return self._events.popleft() if self._events else None
 
     def receive(self, data: bytes, now: float, *, addr: Address | None = None) -> None:
-        """A datagram from the media socket (RTP or RTCP; STUN is demuxed before this)."""
+        """A datagram from the media socket (RTP or RTCP; STUN is demuxed before this).
+
+        Nothing is played or counted before :meth:`start` (media waits for ICE). With
+        ``strict_source``, datagrams from any address but ``remote``/``remote_rtcp`` are
+        dropped.
+        """
+        if self._started_at is None:
+            self._before_start += 1
+            return
+        if (self.strict_source and addr is not None and self.remote is not None
+                and addr != self.remote and addr != self.remote_rtcp):
+            self._unexpected += 1
+            return
         if is_rtcp(data):
             self._receive_rtcp(data, now, addr)
             return
@@ -468,9 +486,15 @@ class MediaStream:
     def _receive_audio(self, pkt: RtpPacket, now: float) -> None:
         if not self._count_in(pkt, now):
             return
-        if self._playout_ssrc is None:
+        if self._playout_ssrc is None or (
+                pkt.ssrc != self._playout_ssrc and now - self._playout_last > 0.5):
+            # the first source, or a new one after the old went quiet (re-INVITE, restart)
             self._playout_ssrc = pkt.ssrc
-        if pkt.ssrc != self._playout_ssrc or not self._record:
+            self._rec_next_ts = None
+        if pkt.ssrc != self._playout_ssrc:
+            return
+        self._playout_last = now
+        if not self._record:
             return
         pcm = self.codec.decode(pkt.payload)
         n = len(pkt.payload)
@@ -529,6 +553,8 @@ class MediaStream:
                     self._remote_block = b
                     self._events.append(RemoteReport(p.ssrc, b, rtt))
             elif isinstance(p, Bye):
+                if self._playout_ssrc in p.sources:
+                    self._playout_ssrc = None
                 self._events.append(ByeReceived(p.sources, p.reason))
                 self._record_event(now, "event", f"RTCP BYE {p.reason!r}")
 
@@ -573,6 +599,7 @@ class MediaStream:
             rtcp_received=self._rtcp_received,
             invalid_received=self._invalid,
             unexpected_received=self._unexpected,
+            dropped_before_start=self._before_start,
         )
 
     # -- trace

@@ -57,6 +57,7 @@ def test_sipp_dtmf_capture_through_media_stream_and_tshark():
                         "-e", "rtpevent.event_id"], capture_output=True, text=True, timeout=60)
     assert set(r.stdout.split()) == {"11"}      # tshark: event 11 = '#'
     m = MediaStream(rng=random.Random(1))
+    m.start(0.0)
     for d in read_pcap(path.read_bytes()):
         m.receive(d.payload, d.time)
     assert m.digits_received == "#"
@@ -72,6 +73,7 @@ def test_sipp_g711a_capture_decodes_like_audioop():
     pkts = [RtpPacket.decode(d.payload) for d in data]
     assert len(pkts) == 236 and {p.payload_type for p in pkts} == {8}
     m = MediaStream(codec=PCMA, rng=random.Random(2))
+    m.start(0.0)
     for d in data:
         m.receive(d.payload, d.time)
     st_ = m.stats()

@@ -331,3 +331,51 @@ def test_rtp_we_produce_decodes_in_tshark(tmp_path):
     assert len(lines) == n_rtcp and "203" in lines[-1] and "200" in lines[-1]
     assert isinstance(decode_rtcp([d for _, d, _ in sent if is_rtcp(d)][-1])[-1].reason, str)
     assert shutil.which(tshark)
+
+
+def test_rtp_before_start_is_not_played_and_strict_source():
+    sender = MediaStream(source=ToneGenerator(440.0), remote=B_ADDR, rng=random.Random(8))
+    sender.start(0.0)
+    sender.handle_timer(1.0)
+    flood = [d for d, _ in sender.datagrams_to_send(1.0)]
+    assert len(flood) >= 50
+    b = MediaStream(remote=A_ADDR, strict_source=True, rng=random.Random(9))
+    for d in flood:                       # before ICE completes: nothing played or counted
+        b.receive(d, 1.0, addr=A_ADDR)
+    assert b.stats().dropped_before_start == len(flood)
+    assert b.stats().packets_received == 0 and len(b.recording) == 0
+    b.start(2.0)
+    for d in flood[:10]:                  # from an address that is not the selected peer
+        b.receive(d, 2.0, addr=("127.0.0.1", 9999))
+    assert b.stats().unexpected_received == 10 and b.stats().packets_received == 0
+    for d in flood[:10]:
+        b.receive(d, 2.0, addr=A_ADDR)
+    assert b.stats().packets_received == 10
+
+
+def test_playout_follows_a_new_source_after_the_old_one_goes_quiet():
+    one = MediaStream(source=ToneGenerator(440.0), remote=B_ADDR, rng=random.Random(10))
+    two = MediaStream(source=ToneGenerator(1500.0), remote=B_ADDR, rng=random.Random(11))
+    b = MediaStream(remote=A_ADDR, rng=random.Random(12))
+    b.start(0.0)
+    one.start(0.0)
+    one.handle_timer(1.0)
+    for d, _ in one.datagrams_to_send(1.0):
+        b.receive(d, 1.0)
+    two.start(1.0)
+    two.handle_timer(1.1)
+    for d, _ in two.datagrams_to_send(1.1):   # overlapping a live source: not played
+        b.receive(d, 1.1)
+    assert len(b.recording) == 2 * 160 * one.stats().packets_sent   # only the first source
+    n = len(b.recording)
+    for i in range(2, 21):                             # the second goes on until 3.0 s
+        t = 1.0 + i * 0.1
+        two.handle_timer(t)
+        for d, _ in two.datagrams_to_send(t):
+            b.receive(d, t)
+    # played once the first had been quiet for over 0.5 s: the packets from 1.5 s on
+    assert len(b.recording) - n == 2 * 8000 * 1.5
+    tail = bytes(b.recording[n:])
+    f = detect_frequency(tail)
+    assert f is not None and abs(f - 1500.0) < 5.0
+    assert b.stats().packets_received == one.stats().packets_sent + two.stats().packets_sent

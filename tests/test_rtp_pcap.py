@@ -82,6 +82,7 @@ def test_loss_and_jitter_agree_with_wireshark_rtp_analysis(tmp_path):
     b = MediaStream(remote=("127.0.0.1", 4000), rng=random.Random(2))
     t0 = 1_700_000_000.0
     a.start(t0)
+    b.start(t0)
     arrivals: list[tuple[float, bytes]] = []
     dropped = 0
     for i in range(250):
