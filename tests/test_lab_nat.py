@@ -120,7 +120,7 @@ def test_firewalled_site_relays_through_turn() -> None:
     """A real TURN client behind the firewall: allocation, permission, channel, data both ways."""
     uclient, peer = require_binary("turnutils_uclient"), require_binary("turnutils_peer")
     with NatLab("udp-blocked-except-turn", "eim") as lab:
-        lab.public.peer([peer, "-L", PUBLIC_IP2, "-p", "3480"], name="turnutils_peer").start()
+        lab.public2.peer([peer, "-L", PUBLIC_IP2, "-p", "3480"], name="turnutils_peer").start()
         time.sleep(0.2)
         res = lab.a.host.run([uclient, "-c", "-u", "alice", "-w", "secret", "-e", PUBLIC_IP2,
                               "-r", "3480", "-n", "10", "-m", "1", PUBLIC_IP], timeout=30)
@@ -172,7 +172,7 @@ def test_namespaces_and_processes_are_gone_after_a_failing_body() -> None:
             names = lab.namespaces()
             assert lab.turn is not None
             turn_pid = lab.turn.process.pid
-            assert len(names) == 5 and set(names) <= set(list_namespaces())
+            assert len(names) == 6 and set(names) <= set(list_namespaces())
             1 / 0  # noqa: B018 - the forced failure
     assert not set(names) & set(list_namespaces())
     assert not Path(f"/proc/{turn_pid}").exists()
@@ -215,7 +215,7 @@ def test_a_failing_test_that_leaks_its_lab_is_swept_at_exit(tmp_path: Path) -> N
     assert proc.returncode == 1, out.decode()
     assert b"forced failure" in out
     created = names.read_text().split()
-    assert len(created) == 5
+    assert len(created) == 6
     assert not set(created) & set(list_namespaces())
 
 
@@ -227,7 +227,7 @@ def test_a_killed_run_is_swept_by_the_next_one(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.communicate()[0].decode()
             time.sleep(0.05)
         created = names.read_text().split()
-        assert len(created) == 5
+        assert len(created) == 6
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -2,8 +2,9 @@
 
 Topology (all inside namespaces the lab creates and deletes; nothing routes out)::
 
-    public ns  (bridge "pub": 203.0.113.1/24 and .2/24; coturn on 203.0.113.1:3478,
-       |        SIP proxy room on 203.0.113.1:5080, any test server on .1 or .2)
+    public ns  (bridge "pub": 203.0.113.1/24; coturn on 203.0.113.1:3478, SIP proxy room on
+       |        203.0.113.1:5080, test servers)
+       +-- veth -- public2 ns  eth0 203.0.113.2/24 (a second public host, other destination)
        +-- veth -- site a NAT ns  wan 203.0.113.10 | lan 192.0.2.1/24    -- host a 192.0.2.10
        +-- veth -- site b NAT ns  wan 203.0.113.20 | lan 198.51.100.1/24 -- host b 198.51.100.10
 
@@ -25,6 +26,7 @@ API::
 
     with NatLab(a="eim", b=SiteSpec("apdm", loss=0.1)) as lab:   # builds, starts coturn
         lab.public            # NetNs of the public side;  lab.public_ip == "203.0.113.1"
+        lab.public2           # NetNs of a second public host, 203.0.113.2 (PUBLIC_IP2)
         lab.turn              # CoturnInNs (addr, uri, user/password alice/secret), or None
         lab.a, lab.b          # Site: .host (NetNs), .nat (NetNs), .host_ip, .wan_ip, .spec
         s = lab.a.host.socket()                        # UDP socket in host a
@@ -178,11 +180,18 @@ class NatLab:
         self.public_ip = PUBLIC_IP
         self._echoes: list[UdpEcho] = []
         self._public: NetNs | None = None
+        self._public2: NetNs | None = None
 
     @property
     def public(self) -> NetNs:
         assert self._public is not None, "lab not built"
         return self._public
+
+    @property
+    def public2(self) -> NetNs:
+        """A second public host, 203.0.113.2 (on the same segment)."""
+        assert self._public2 is not None, "lab not built"
+        return self._public2
 
     @property
     def a(self) -> Site:
@@ -217,8 +226,11 @@ class NatLab:
             site = Site(name, spec, nat, host, str(conf["wan"]), lan_gw, host_ip)
             self._configure_nat(site)
             self.sites[name] = site
-        pub.bridge("pub", ports, f"{PUBLIC_IP}/24")
-        pub.addr_add("pub", f"{PUBLIC_IP2}/24")
+        # A second public host (its own namespace, so agents in ``public`` see one address:
+        # baresip offers every address of the namespace and answers from the primary one).
+        pub2 = self._public2 = lab.namespace("pub2")
+        lab.veth(pub2, "eth0", pub, "p2", f"{PUBLIC_IP2}/24")
+        pub.bridge("pub", [*ports, "p2"], f"{PUBLIC_IP}/24")
         if self.with_turn:
             self.turn = CoturnInNs(pub, PUBLIC_IP, TURN_PORT).start()
 
@@ -228,6 +240,10 @@ class NatLab:
         if spec.nat == "apdm":
             masq.append("--random-fully")
         nat.iptables(*masq, table="nat")
+        # Nothing listens on the NAT itself: drop unsolicited UDP before conntrack confirms an
+        # entry for it. Otherwise a peer's packet that arrives first (an ICE check to our srflx
+        # address) occupies the tuple and MASQUERADE moves our outgoing flow to another port.
+        nat.iptables("-A", "INPUT", "-i", "wan", "-p", "udp", "-j", "DROP")
         if spec.nat == "udp-blocked-except-turn":
             nat.iptables("-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
                          "-j", "ACCEPT")
@@ -249,8 +265,11 @@ class NatLab:
         s.loss = p
 
     def echo(self, ip: str = PUBLIC_IP, port: int = 7000, ns: NetNs | None = None) -> UdpEcho:
-        """A UDP echo server on ``ip:port`` in the public namespace (or ``ns``)."""
-        sock = (ns or self.public).socket(socket.AF_INET, socket.SOCK_DGRAM)
+        """A UDP echo server on ``ip:port`` in the public namespace (``public2`` for
+        PUBLIC_IP2, or ``ns``)."""
+        if ns is None:
+            ns = self.public2 if ip == PUBLIC_IP2 else self.public
+        sock = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((ip, port))
         e = UdpEcho(sock).start()
         self._echoes.append(e)

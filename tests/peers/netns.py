@@ -22,7 +22,9 @@ the body raises::
 ``NetNs`` methods: ``exec_argv(argv)`` (argv prefixed with ``ip netns exec NAME``), ``run(argv)``,
 ``ip(*args)``, ``iptables(*args, table=...)``, ``sysctl(key, value)``, ``addr_add(dev, cidr)``,
 ``link_up(dev)``, ``route_add(dst, via=, dev=)``, ``bridge(name, ports, cidr)``,
-``socket(family, type)``, ``peer(argv, ready=, name=)``, ``pids()``, ``exists()``.
+``socket(family, type)``, ``peer(argv, ready=, name=)``, ``pids()``, ``exists()``,
+``capture(pcap, iface="lo", bpf="udp")`` (a started tshark inside; stop it before reading).
+``count_rtp(pcap)`` -> ``{("ip:port", "ip:port"): packets}`` for the RTP flows in a capture.
 ``lab.veth(a, a_if, b, b_if, a_cidr=None, b_cidr=None)`` creates a veth pair between two of the
 lab's namespaces (or inside one namespace when ``a is b``) and brings both ends up.
 
@@ -63,7 +65,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tests.peers.process import PeerProcess
+from tests.peers.process import PeerProcess, require_binary
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +252,33 @@ class NetNs:
                         name=name or Path(argv[0]).name, stdin=stdin)
         self.peers.append(p)
         return p
+
+
+    def capture(self, pcap: str | Path, iface: str = "lo", bpf: str = "udp") -> PeerProcess:
+        """A started tshark capture of ``iface`` inside this namespace to ``pcap``.
+
+        Stop it (``.stop()``) before reading the file; ``count_rtp(pcap)`` counts RTP flows.
+        """
+        tshark = require_binary("tshark")
+        p = self.peer([tshark, "-n", "-i", iface, "-f", bpf, "-w", str(pcap)],
+                      ready=r"Capturing on", name="tshark")
+        return p.start(timeout=20)
+
+
+def count_rtp(pcap: str | Path) -> dict[tuple[str, str], int]:
+    """RTP packets per flow ``("ip:port", "ip:port")`` in ``pcap`` (tshark, heuristic RTP)."""
+    from tests.peers.process import require_binary
+
+    res = _run([require_binary("tshark"), "-n", "-r", str(pcap), "-o", "rtp.heuristic_rtp:TRUE",
+                "-Y", "rtp && !rtcp", "-T", "fields", "-e", "ip.src", "-e", "udp.srcport",
+                "-e", "ip.dst", "-e", "udp.dstport"], timeout=60)
+    flows: dict[tuple[str, str], int] = {}
+    for line in res.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4:
+            key = (f"{parts[0]}:{parts[1]}", f"{parts[2]}:{parts[3]}")
+            flows[key] = flows.get(key, 0) + 1
+    return flows
 
 
 class Lab:
