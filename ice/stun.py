@@ -415,8 +415,9 @@ _CODECS: dict[int, tuple[_Pack, _Unpack]] = {
 }
 # int-keyed copies for the hot paths (IntEnum hashing/lookup by int works, but the
 # decoder wants the Attr member back without calling Attr(...)).
-_UNPACK_BY_TYPE: dict[int, tuple[Attr, _Unpack]] = {
-    int(a): (Attr(a), codec[1]) for a, codec in _CODECS.items()
+_INLINE_KIND: dict[_Unpack, int] = {_unpack_u32: 1, _unpack_u64: 2, _unpack_str: 3}
+_UNPACK_BY_TYPE: dict[int, tuple[Attr, _Unpack, int]] = {
+    int(a): (Attr(a), codec[1], _INLINE_KIND.get(codec[1], 0)) for a, codec in _CODECS.items()
 }
 _PACK_BY_TYPE: dict[int, _Pack] = {int(a): codec[0] for a, codec in _CODECS.items()}
 
@@ -605,7 +606,10 @@ def decode(data: bytes) -> Message:
     unknown: list[int] = []
     pos = HEADER_LENGTH
     after_integrity = False
+    mi_pos = sha_pos = -1
     get = _UNPACK_BY_TYPE.get
+    u32_from = _u32.unpack_from
+    u64_from = _u64.unpack_from
     unpack_header = _attr_hdr.unpack_from
     try:
         while pos < n:
@@ -634,19 +638,48 @@ def decode(data: bytes) -> Message:
                 if t not in attributes:
                     attributes[t] = data[start:end]
                 continue
-            attr = entry[0]
+            attr, unpack, kind = entry
             if attr in attributes:
                 continue
-            attributes[attr] = entry[1](data[start:end], tid)
+            # the attributes of an ICE check are unpacked inline (no call, no slice)
+            if kind == 1:
+                if alen != 4:
+                    raise StunDecodeError("bad 32-bit attribute")
+                attributes[attr] = u32_from(data, start)[0]
+                continue
+            if kind == 2:
+                if alen != 8:
+                    raise StunDecodeError("bad 64-bit attribute")
+                attributes[attr] = u64_from(data, start)[0]
+                continue
+            if kind == 3:
+                attributes[attr] = data[start:end].decode()
+                continue
+            attributes[attr] = unpack(data[start:end], tid)
             if t == 0x0008 or t == 0x001C:
-                if t == 0x0008 and alen != 20 or t == 0x001C and not 16 <= alen <= 32:
-                    raise StunDecodeError("bad MESSAGE-INTEGRITY length")
+                if t == 0x0008:
+                    if alen != 20:
+                        raise StunDecodeError("bad MESSAGE-INTEGRITY length")
+                    mi_pos = start - 4
+                else:
+                    if not 16 <= alen <= 32:
+                        raise StunDecodeError("bad MESSAGE-INTEGRITY-SHA256 length")
+                    sha_pos = start - 4
                 after_integrity = True
     except StunDecodeError:
         raise
     except (ValueError, struct.error, OSError, IndexError, TypeError) as e:
         raise StunDecodeError(f"bad attribute value: {e}") from e
+    global _LAST_DECODED
+    _LAST_DECODED = (data, mi_pos, sha_pos)
     return Message(mc[0], mc[1], tid, attributes, tuple(unknown))
+
+
+# The receive path decodes a datagram and then checks its integrity: decode() remembers where
+# the integrity attributes of the last datagram it parsed are, so check_integrity() on that same
+# (immutable) bytes object need not walk the attributes again.  Identity, not equality, is
+# compared, and the reference held keeps the object alive, so its id cannot be reused.
+_LAST_DECODED: tuple[bytes, int, int] = (b"", -1, -1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -680,6 +713,20 @@ def _check_hmac(data: bytes, key: bytes, pos: int, digest: str) -> bool:
 def check_integrity(data: bytes, key: bytes) -> bool:
     """True when every MESSAGE-INTEGRITY(-SHA256) present in raw ``data`` verifies with
     ``key`` and at least one is present."""
+    last = _LAST_DECODED
+    if last[0] is data:
+        sha1, sha256 = last[1], last[2]
+    else:
+        sha1, sha256 = _integrity_positions(data)
+    if sha1 < 0 and sha256 < 0:
+        return False
+    if sha1 >= 0 and not _check_hmac(data, key, sha1, "sha1"):
+        return False
+    return sha256 < 0 or _check_hmac(data, key, sha256, "sha256")
+
+
+def _integrity_positions(data: bytes) -> tuple[int, int]:
+    """Offsets of the MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256 that count (-1: none)."""
     n = len(data)
     pos = HEADER_LENGTH
     sha1 = sha256 = -1
@@ -697,11 +744,7 @@ def check_integrity(data: bytes, key: bytes) -> bool:
         elif t == 0x8028:
             break
         pos += 4 + alen + (-alen % 4)
-    if sha1 < 0 and sha256 < 0:
-        return False
-    if sha1 >= 0 and not _check_hmac(data, key, sha1, "sha1"):
-        return False
-    return sha256 < 0 or _check_hmac(data, key, sha256, "sha256")
+    return sha1, sha256
 
 
 def check_fingerprint(data: bytes) -> bool:
@@ -724,8 +767,9 @@ def verify(
     if require_fingerprint and not check_fingerprint(data):
         return "FINGERPRINT missing or wrong"
     if key is not None and require_integrity:
-        if (_find(data, Attr.MESSAGE_INTEGRITY) < 0
-                and _find(data, Attr.MESSAGE_INTEGRITY_SHA256) < 0):
+        last = _LAST_DECODED
+        sha1, sha256 = last[1:] if last[0] is data else _integrity_positions(data)
+        if sha1 < 0 and sha256 < 0:
             return "MESSAGE-INTEGRITY missing"
         if not check_integrity(data, key):
             return "MESSAGE-INTEGRITY mismatch"

@@ -320,3 +320,31 @@ def test_dropped_messages_are_logged(v):
     problems = [e.get("problem") or e.get("reason") for e in events]
     assert problems == ["MESSAGE-INTEGRITY mismatch", "length does not match the datagram"]
     assert "Binding request b7e7a701" in events[0]["summary"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([
+    (Attr.USERNAME, "u:v"), (Attr.SOFTWARE, "x"), (Attr.PRIORITY, 5),
+    (Attr.MESSAGE_INTEGRITY, bytes(20)), (Attr.MESSAGE_INTEGRITY_SHA256, bytes(32)),
+    (0x7001, b"abc")]), max_size=6), st.booleans())
+def test_integrity_check_same_after_decode_or_on_copy(attrs, sha256):
+    """check_integrity reuses decode()'s positions for the same object: same answers."""
+    m = Message(Method.BINDING, Class.REQUEST, TID)
+    data = encode(m, key=b"k", integrity_sha256=sha256)
+    # splice raw attributes (including stray integrity ones) before the real integrity
+    extra = b"".join(stun._attr_hdr.pack(t, len(stun._pack_bytes(v, TID)
+                                                 if not isinstance(v, int) else b"1234"))
+                     + (stun._pack_bytes(v, TID) if not isinstance(v, int) else b"1234")
+                     + bytes(-len(v if not isinstance(v, int) else b"1234") % 4)
+                     for t, v in attrs)
+    spliced = data[:2] + (len(data) - 20 + len(extra)).to_bytes(2, "big") + data[4:20] + \
+        extra + data[20:]
+    for blob in (data, spliced):
+        copy = bytes(bytearray(blob))
+        expect = (check_integrity(copy, b"k"), verify(copy, b"k"))
+        try:
+            decode(blob)
+        except StunDecodeError:
+            continue
+        assert (check_integrity(blob, b"k"), verify(blob, b"k")) == expect
+    assert check_integrity(data, b"k")
