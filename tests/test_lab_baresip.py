@@ -1,6 +1,7 @@
 """The baresip fixture (tests/peers/baresip.py) proven: two real baresips call each other with ICE
 inside a namespace; the call is established, ICE completes on both sides, and RTP flows both
-ways, counted by baresip and independently by tshark capturing inside the namespace. With
+ways, counted by baresip and independently by tshark capturing inside the namespace, and the
+received audio is the caller's tone. With
 coturn in the namespace baresip also gathers server-reflexive (and, with TURN, relayed)
 candidates. This is the peer the issue 7 ICE-call tests will run siplink against.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers.baresip import Baresip
+from tests.peers.baresip import Baresip, recorded_wavs, wav_tone_hz
 from tests.peers.natlab import PUBLIC_IP, SIP_PORT, NatLab
 from tests.peers.netns import Lab, NetNs, count_rtp
 from tests.peers.turn_in_ns import CoturnInNs
@@ -54,8 +55,8 @@ def _assert_rtp_both_ways(a: Baresip, b: Baresip, minimum: int) -> None:
 def test_two_baresips_call_each_other_with_ice_host_candidates(ns: NetNs, tmp_path: Path) -> None:
     pcap = tmp_path / "call.pcap"
     cap = ns.capture(pcap, "lo")
-    a = Baresip(ns, IP, 25200, user="alice", interface="v0").start()
-    b = Baresip(ns, IP, 25300, user="bob", interface="v0").start()
+    a = Baresip(ns, IP, 25200, user="alice", interface="v0", tone=1000).start()
+    b = Baresip(ns, IP, 25300, user="bob", interface="v0", record_dir=tmp_path).start()
     _call(a, b)
     # The nominated pair is host/host: media goes to the peer's host candidate.
     a_rtp, _ = a.wait_media_connected()
@@ -70,6 +71,10 @@ def test_two_baresips_call_each_other_with_ice_host_candidates(ns: NetNs, tmp_pa
     b_local = f"{IP}:{a_rtp.split(':')[1]}"
     assert flows.get((a_local, b_local), 0) >= 50, flows
     assert flows.get((b_local, a_local), 0) >= 50, flows
+    # What bob decoded is alice's 1000 Hz tone; what he sent is his own 440 Hz.
+    wavs = recorded_wavs(tmp_path)
+    assert abs(wav_tone_hz(wavs["dec"]) - 1000) < 20
+    assert abs(wav_tone_hz(wavs["enc"]) - 440) < 10
 
 
 def test_baresip_with_coturn_in_the_namespace_gathers_and_uses_a_relay(ns: NetNs) -> None:

@@ -67,6 +67,26 @@ def test_eim_site_keeps_its_public_port_for_every_destination(lab: NatLab) -> No
     assert seen1.startswith(f"{lab.a.wan_ip} 40000 ") and seen2.startswith(f"{lab.a.wan_ip} 40000 ")
 
 
+def test_eim_mapping_survives_an_unsolicited_packet_arriving_first(lab: NatLab) -> None:
+    """An ICE check from the far side can reach the NAT before the site's own first packet.
+    The NAT drops it without creating a conntrack entry, so the later outgoing flow still
+    keeps its port (otherwise MASQUERADE would pick another port: a surprise prflx)."""
+    echo = lab.echo(PUBLIC_IP, 7000)
+    for _ in range(3):
+        echo.sock.sendto(b"early", (lab.a.wan_ip, 44000))
+    time.sleep(0.05)
+    s = lab.a.host.socket()
+    s.bind((lab.a.host_ip, 44000))
+    s.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        s.recvfrom(2048)  # the unsolicited packets never reached the host
+    _echo_roundtrip(s, (PUBLIC_IP, 7000))
+    assert echo.sources == {(lab.a.wan_ip, 44000)}
+    # After the host's packet the same public peer can reach it: filtering is per destination.
+    echo.sock.sendto(b"late", (lab.a.wan_ip, 44000))
+    assert s.recvfrom(2048) == (b"late", (PUBLIC_IP, 7000))
+
+
 def test_apdm_site_gets_a_new_public_port_per_destination(lab: NatLab) -> None:
     dests = [(PUBLIC_IP, 7000), (PUBLIC_IP, 7001), (PUBLIC_IP2, 7000)]
     echoes = [lab.echo(ip, port) for ip, port in dests]

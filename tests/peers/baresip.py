@@ -30,7 +30,9 @@ API::
 Ports: ``sip_port`` (UDP+TCP; baresip also binds TCP sip_port+1), cons on ``sip_port+5``, RTP
 on ``sip_port+10 .. sip_port+49``; pick sip ports 100 apart for several baresips in one
 namespace (a fresh namespace has every port free). ``record_dir`` loads ``sndfile.so``, which
-writes the decoded (received) and encoded (sent) audio of each call as WAV files there.
+writes the decoded (received) and encoded (sent) audio of each call as 8 kHz mono WAV files
+there: ``recorded_wavs(dir)`` -> {"dec": Path, "enc": Path}; ``wav_tone_hz(path)`` estimates
+the frequency of the tone in one (zero crossings), e.g. to check what siplink sent.
 ``extra_config`` / ``account_params`` are appended verbatim.
 
 Log lines relied on (baresip 1.0.0 with ``-v -s``): "baresip is ready.", "Call established:",
@@ -41,11 +43,13 @@ Log lines relied on (baresip 1.0.0 with ``-v -s``): "baresip is ready.", "Call e
 
 from __future__ import annotations
 
+import array
 import re
 import shutil
 import socket
 import tempfile
 import time
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -244,6 +248,30 @@ class Baresip:
                  for msg in self.sent_sip() for comp, ip, port, typ in rx.findall(msg)}
         return sorted(found)
 
+
+
+def recorded_wavs(record_dir: str | Path) -> dict[str, Path]:
+    """The newest ``sndfile`` dumps in ``record_dir``: {"dec": received audio, "enc": sent}."""
+    out: dict[str, Path] = {}
+    for kind in ("dec", "enc"):
+        files = sorted(Path(record_dir).glob(f"dump-*-{kind}.wav"))
+        if files:
+            out[kind] = files[-1]
+    return out
+
+
+def wav_tone_hz(path: str | Path, skip_s: float = 0.2) -> float:
+    """Frequency of a pure tone in a 16-bit mono WAV, from its zero crossings (after
+    ``skip_s`` of start-up); 0.0 for silence."""
+    with wave.open(str(path)) as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1, "16-bit mono expected"
+        rate = w.getframerate()
+        samples = array.array("h", w.readframes(w.getnframes()))
+    samples = samples[int(skip_s * rate):]
+    if len(samples) < rate // 10 or max(abs(x) for x in samples) < 300:
+        return 0.0
+    crossings = sum(1 for x, y in zip(samples, samples[1:], strict=False) if (x < 0) != (y < 0))
+    return crossings / 2 / (len(samples) / rate)
 
 
 def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.1) -> None:
