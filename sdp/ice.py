@@ -7,6 +7,7 @@ the default candidate and ICE-mismatch detection. The line grammar comes from
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -52,14 +53,20 @@ def _int(text: str | None, what: str, low: int, high: int, line: int | None) -> 
     return value
 
 
-def check_address(text: str, what: str, line: int | None = None) -> str:
-    """An IPv4/IPv6 address or a host name (RFC 8839 connection-address); else SdpError."""
+@functools.lru_cache(maxsize=1024)
+def _address_ok(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
-        return text
+        return True
     except ValueError:
         pass
-    if len(text) <= 253 and _HOSTNAME.fullmatch(text) and not text.replace(".", "").isdigit():
+    return bool(len(text) <= 253 and _HOSTNAME.fullmatch(text)
+                and not text.replace(".", "").isdigit())
+
+
+def check_address(text: str, what: str, line: int | None = None) -> str:
+    """An IPv4/IPv6 address or a host name (RFC 8839 connection-address); else SdpError."""
+    if _address_ok(text):
         return text
     raise SdpError(f"bad {what}: {text[:60]!r}", line)
 
@@ -148,10 +155,18 @@ def format_candidate(c: Candidate) -> str:
 
 
 def check_candidate(c: Candidate) -> None:
-    """Refuse (SdpError) a locally built candidate that would not parse back identically."""
-    text = format_candidate(c)
-    if any(ch in text for ch in "\r\n\x00") or parse_candidate(text) != c:
+    """Refuse (SdpError) a candidate that would not parse back identically from SDP."""
+    if not _writable(c):
         raise SdpError(f"candidate cannot be written to SDP: {c}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _writable(c: Candidate) -> bool:
+    text = format_candidate(c)
+    try:
+        return not any(ch in text for ch in "\r\n\x00") and parse_candidate(text) == c
+    except (SdpError, TypeError, ValueError, AttributeError):
+        return False
 
 
 def parse_remote_candidates(value: str, line: int | None = None) -> tuple[RemoteCandidate, ...]:

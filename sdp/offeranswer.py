@@ -221,11 +221,11 @@ class OfferAnswer:
                                              proto=m.proto))
                 else:
                     media.append(_rejected(m))
-        offer = self._session(media, ice)
+        offer, text = self._session(media, ice)
         self._audio_index = audio_index
         self.pending_offer = offer
         self._pending_ice = ice
-        self._record(now, "out", "SDP offer", offer)
+        self._record(now, "out", "SDP offer", offer, text)
         return offer
 
     def create_answer(
@@ -277,12 +277,12 @@ class OfferAnswer:
             detail = "; ".join(reasons) or "offer has no media"
             self._record(now, "event", f"offer not acceptable: {detail}", None)
             raise SdpError(f"no acceptable media: {detail}")
-        answer = self._session(media, ice if media[audio_index].ice_ufrag else None)
+        answer, text = self._session(media, ice if media[audio_index].ice_ufrag else None)
         negotiated = self._negotiate(remote, answer, audio_index, offerer_is_remote=True)
         self.local, self.remote, self.negotiated = answer, remote, negotiated
         self._audio_index = audio_index
         self._local_ice = ice if media[audio_index].ice_ufrag else None
-        self._record(now, "out", "SDP answer", answer)
+        self._record(now, "out", "SDP answer", answer, text)
         return answer
 
     def receive_answer(
@@ -435,7 +435,9 @@ class OfferAnswer:
             m.end_of_candidates = ice.end_of_candidates
         return m
 
-    def _session(self, media: list[MediaDescription], ice: IceParams | None) -> SessionDescription:
+    def _session(
+        self, media: list[MediaDescription], ice: IceParams | None
+    ) -> tuple[SessionDescription, str]:
         first = next((m for m in media if m.port != 0 and m.connection), None)
         conn = first.connection if first is not None else Connection(
             self.local_address, address_type(self.local_address))
@@ -458,8 +460,7 @@ class OfferAnswer:
             else:
                 self._version += 1
                 s.origin = replace(s.origin, sess_version=self._version)
-        s.serialize()   # refuse now (SdpError) what could not be written
-        return s
+        return s, s.serialize()   # refuse now (SdpError) what could not be written
 
     def _negotiate(
         self, offer: SessionDescription, answer: SessionDescription, index: int,
