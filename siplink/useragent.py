@@ -26,7 +26,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -58,6 +58,9 @@ from siplink.transaction import (
 )
 from siplink.transport import SipTransport
 from siplink.uri import SipUri
+
+if TYPE_CHECKING:
+    from siplink.registration import Registration
 
 log = Logger()
 
@@ -384,6 +387,7 @@ class UserAgent:
         self.calls: dict[str, Call] = {}                     # Call-ID -> call
         self.dialogs: dict[DialogId, Call] = {}
         self._requests: dict[ClientKey, _ClientRequest] = {}
+        self.registrations: list[Registration] = []
         self.on_incoming_call: Callable[[Call], Any] | None = None
         self.on_request: Callable[[Request], None] | None = None   # any in-dialog request seen
         self.stats = {"calls_in": 0, "calls_out": 0, "answered": 0, "ended": 0}
@@ -407,7 +411,30 @@ class UserAgent:
         self.accounts.append(account)
         return account
 
+    def register(self, account: Account, *, expires: int | None = None) -> Registration:
+        """Start registering ``account``; ``await reg.register()`` (the UA keeps it)."""
+        from siplink.registration import Registration
+        reg = Registration(self, account, expires=expires)
+        self.registrations.append(reg)
+        return reg
+
+    async def shutdown(self) -> None:
+        """Hang up every call, unregister every binding, then close the sockets."""
+        from siplink.registration import RegistrationState
+        for call in list(self.calls.values()):
+            call.hangup()
+        for reg in self.registrations:
+            if reg.state is RegistrationState.REGISTERED:
+                try:
+                    await reg.unregister()
+                except Exception as e:  # a timeout must not stop the shutdown
+                    log.info("unregister failed: {e}", e=e)
+            reg.close()
+        self.close()
+
     def close(self) -> None:
+        for reg in self.registrations:
+            reg.close()
         for call in list(self.calls.values()):
             call._end("shutdown")
         self.transport.close()
@@ -906,6 +933,8 @@ class UserAgent:
             call._final_sent = True
         hdrs = list(headers or [])
         if 100 < status < 300:
+            # §12.1.1: the dialog-creating response carries the request's Record-Route
+            hdrs += [("Record-Route", rr) for rr in call.invite.headers.get_lines("record-route")]
             hdrs.append(("Contact", self.contact(call.target.transport if call.target else "udp")))
         if 200 <= status < 300:
             hdrs.append(("Allow", ALLOW))
