@@ -541,21 +541,17 @@ class Allocation:
             self._events.append(Released())
         elif kind is _Kind.PERMISSION:
             assert pending.peer is not None
-            perm = self._permissions.get(pending.peer[0])
+            # a failed create or refresh: the server will not (or soon no longer) relay for
+            # this IP, so forget it; a later send_to() asks again
+            perm = self._permissions.pop(pending.peer[0], None)
             if perm is not None:
-                perm.pending = False
                 perm.queue.clear()
-                if not perm.installed:
-                    del self._permissions[pending.peer[0]]
             self._events.append(PermissionFailed(pending.peer[0], code, reason))
         elif kind is _Kind.CHANNEL:
             assert pending.peer is not None
-            chan = self._channels.get(pending.peer)
+            chan = self._channels.pop(pending.peer, None)
             if chan is not None:
-                chan.pending = False
-                if not chan.bound:
-                    del self._channels[pending.peer]
-                    del self._peer_by_channel[chan.number]
+                self._peer_by_channel.pop(chan.number, None)
             self._events.append(ChannelBindFailed(pending.peer, code, reason))
 
     def _on_timeout(self, pending: _Pending, now: float) -> None:

@@ -400,3 +400,24 @@ def test_undrained_data_events_are_bounded():
     while net.alloc.next_event() is not None:
         n += 1
     assert n == MAX_PENDING_EVENTS
+
+
+def test_failed_permission_and_channel_refresh_forget_them():
+    net = allocated()
+    net.alloc.bind_channel(PEER, 0.0)
+    net.pump()
+    assert net.alloc.channel_for(PEER) == 0x4000 and net.alloc.has_permission(PEER)
+    net.server.error[Method.CREATE_PERMISSION] = (403, "Forbidden")
+    net.server.error[Method.CHANNEL_BIND] = (403, "Forbidden")
+    net.advance_to(545.0)
+    assert net.of(PermissionFailed) and net.of(ChannelBindFailed)
+    assert not net.alloc.has_permission(PEER) and net.alloc.channel_for(PEER) is None
+    # data for the old channel is no longer delivered; a new send asks for a permission again
+    assert net.alloc.receive(encode_channel_data(0x4000, b"late"), SERVER, 546.0)
+    assert net.alloc.next_event() is None
+    del net.server.error[Method.CREATE_PERMISSION]
+    net.alloc.send_to(PEER, b"again", 546.0)
+    net.clock.advance(1.0)
+    net.pump()
+    sends = [m for _, m in net.sent_at if isinstance(m, Message) and m.method == Method.SEND]
+    assert [m[Attr.DATA] for m in sends] == [b"again"]
