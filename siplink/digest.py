@@ -39,6 +39,7 @@ log = Logger()
 
 __all__ = [
     "ALGORITHMS",
+    "AuthDecision",
     "AuthResult",
     "Challenge",
     "Credentials",
@@ -417,6 +418,17 @@ class AuthResult:
     stale: bool = False         # the nonce was genuine but expired: challenge with stale=true
 
 
+@dataclass(frozen=True, slots=True)
+class AuthDecision:
+    """What a UAS/registrar answers, from :meth:`DigestServer.authenticate`."""
+
+    ok: bool
+    status: int                 # 0 when ok; 401/407 to (re)challenge; 403 refused
+    reason: str
+    username: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()   # header fields to add to the response
+
+
 PasswordLookup = Callable[[str, str], "str | None"]
 
 
@@ -522,6 +534,36 @@ class DigestServer:
             log.info("digest authentication refused: {reason} (user {user})",
                      reason=result.reason, user=result.username)
         return result
+
+    def authenticate(self, authorizations: list[str], method: str, uri: str, now: float, *,
+                     body: bytes = b"", proxy: bool = False,
+                     refuse_status: int = 403) -> AuthDecision:
+        """Decide a request from its ``Authorization`` (or, with ``proxy``,
+        ``Proxy-Authorization``) values: accept, (re)challenge, or refuse.
+
+        No credentials for our realm, an unknown (forged or foreign) nonce or a replay get a
+        fresh challenge (``stale=true`` when the nonce had expired); a wrong password and an
+        unknown user get the same ``refuse_status``, so users cannot be enumerated.
+        """
+        status = 407 if proxy else 401
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        last: AuthResult | None = None
+        for value in authorizations:
+            try:
+                cred = parse_credentials(value)
+            except DigestError:
+                continue
+            if cred.realm != self.realm:
+                continue  # credentials for another hop
+            last = self.verify(cred, method, uri, now, body=body)
+            if last.ok:
+                return AuthDecision(True, 0, "ok", last.username)
+        if last is not None and last.reason in ("wrong response", "unknown user"):
+            return AuthDecision(False, refuse_status, "wrong credentials", last.username)
+        stale = last is not None and last.stale
+        headers = tuple((name, v) for v in self.challenges(now, stale=stale))
+        reason = "no credentials" if last is None else last.reason
+        return AuthDecision(False, status, reason, last.username if last else None, headers)
 
     def _verify(self, authorization: str | Credentials, method: str, uri: str, now: float,
                 body: bytes) -> AuthResult:

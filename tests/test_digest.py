@@ -336,3 +336,32 @@ def test_answer_picks_topmost_supported_challenge_per_realm():
     assert [(c.realm, c.algorithm) for c in creds] == [("lab.test", "SHA-256"), ("proxy.test", "MD5")]
     assert server.verify(out[0], "INVITE", "sip:bob@lab.test", 6.0).ok
     assert client.answer(['Basic realm="x"', "garbage"], "INVITE", "sip:b@x") == []
+
+
+def test_authenticate_decisions():
+    server = make_server(nonce_lifetime=30.0)
+    # no credentials: 401 with one challenge per algorithm
+    d = server.authenticate([], "INVITE", "sip:bob@lab.test", 0.0)
+    assert (d.ok, d.status, d.reason) == (False, 401, "no credentials")
+    assert [h[0] for h in d.headers] == ["WWW-Authenticate"] * 2
+    ch = parse_challenge(d.headers[0][1])
+    good = build_authorization(ch, "INVITE", "sip:bob@lab.test", "alice", "secret", body=b"x")
+    other_realm = build_authorization(Challenge("other", "n", qop=("auth",)), "INVITE",
+                                      "sip:bob@lab.test", "alice", "secret")
+    d = server.authenticate([other_realm, good], "INVITE", "sip:bob@lab.test", 1.0)
+    assert (d.ok, d.status, d.username) == (True, 0, "alice")
+    # replay: re-challenged, not refused
+    d = server.authenticate([good], "INVITE", "sip:bob@lab.test", 2.0)
+    assert (d.ok, d.status, d.reason) == (False, 401, "replayed nonce count")
+    # wrong password and unknown user look the same
+    bad = build_authorization(ch, "INVITE", "sip:bob@lab.test", "alice", "nope")
+    ghost = build_authorization(ch, "INVITE", "sip:bob@lab.test", "ghost", "nope")
+    d1 = server.authenticate([bad], "INVITE", "sip:bob@lab.test", 3.0)
+    d2 = server.authenticate([ghost], "INVITE", "sip:bob@lab.test", 3.0)
+    assert (d1.status, d1.reason, d1.headers) == (d2.status, d2.reason, d2.headers) == (
+        403, "wrong credentials", ())
+    # expired nonce: 407 for a proxy, stale=true
+    late = build_authorization(ch, "INVITE", "sip:bob@lab.test", "alice", "secret", nc=9)
+    d = server.authenticate([late], "INVITE", "sip:bob@lab.test", 100.0, proxy=True)
+    assert d.status == 407 and d.headers[0][0] == "Proxy-Authenticate"
+    assert parse_challenge(d.headers[0][1]).stale
