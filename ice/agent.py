@@ -72,6 +72,15 @@ from ice.gathering import (
 from ice.stun import Attr, Class, Method
 from ice.stun_transaction import StunClientTransaction
 from ice.trace import Trace, TraceRecord
+from ice.turn import (
+    Allocation,
+    AllocationFailed,
+    AllocationState,
+    AllocationSucceeded,
+    DataReceived,
+    PermissionFailed,
+    Released,
+)
 
 log = Logger(namespace="ice.agent")
 
@@ -106,6 +115,18 @@ class _Pending:
 
 
 @dataclass
+class _Relay:
+    """A TURN allocation made from the host socket ``base`` (RFC 8445 §5.1.1.2)."""
+
+    stream: int
+    component: int
+    base: Address
+    server: Address
+    alloc: Allocation
+    relayed: Address | None = None
+
+
+@dataclass
 class _Consent:
     pair: CandidatePair
     last_ok: float
@@ -133,6 +154,7 @@ class _Stream:
     failed: bool = False
     checks_started_at: float | None = None
     first_valid_at: float | None = None
+    nominate_at: float | None = None     # regular nomination: nominate by then at the latest
 
 
 def _random_string(rng: random.Random, n: int) -> str:
@@ -224,6 +246,9 @@ class Agent:
         self._next_check_at = 0.0
         self._closed = False
         self._prflx_counter = 0
+        self._relays: list[_Relay] = []
+        self._relay_by_addr: dict[Address, _Relay] = {}
+        self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
         self.trace = Trace()
 
     # ================================================================ public: gathering
@@ -265,11 +290,8 @@ class Agent:
                     if (":" in server.host) != (":" in addr[0]) or self.policy == "relay":
                         continue
                     self._start_gather(s, comp, addr, (server.host, server.port), now)
-                if self.turn_servers:
-                    for t in self.turn_servers:
-                        self._events.append(GatheringFailed(
-                            s.index, comp, (t.host, t.port),
-                            "relayed candidates need ice.turn, not integrated yet"))
+                for t in self.turn_servers:
+                    self._start_relay(s, comp, addr, t, now)
             self._maybe_gathering_done(s)
 
     def local_candidates(self, stream: int = 0) -> list[Candidate]:
@@ -345,6 +367,10 @@ class Agent:
     def receive(self, data: bytes, local_addr: Address, remote_addr: Address, now: float
                 ) -> None:
         """One datagram arrived on the host socket ``local_addr`` from ``remote_addr``."""
+        relay = self._relay_by_path.get((local_addr, remote_addr))
+        if relay is not None and relay.alloc.receive(data, remote_addr, now):
+            self._drain_relay(relay, now)
+            return
         if self._closed:
             return
         where = self._sockets.get(local_addr)
@@ -367,16 +393,28 @@ class Agent:
         # indications (keepalives) need nothing
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
-        out, self._out = self._out, []
+        raw, self._out = self._out, []
         for p in list(self._pending.values()):
             for data, addr in p.txn.datagrams_to_send(now):
-                out.append((data, p.local, addr))
+                raw.append((data, p.local, addr))
+        if not self._relays:
+            return raw
+        out: list[Datagram] = []
+        for item in raw:
+            relay = self._relay_by_addr.get(item[1])
+            if relay is None:
+                out.append(item)
+            elif relay.alloc.state is AllocationState.ALLOCATED:
+                relay.alloc.send_to(item[2], item[0], now)   # Send indication / ChannelData
+        for relay in self._relays:
+            for data, addr in relay.alloc.datagrams_to_send(now):
+                out.append((data, relay.base, addr))
         return out
 
     def get_timer(self) -> float | None:
+        times: list[float] = [t for r in self._relays if (t := r.alloc.get_timer()) is not None]
         if self._closed:
-            return None
-        times: list[float] = []
+            return min(times) if times else None
         for p in self._pending.values():
             t = p.txn.get_timer()
             if t is not None:
@@ -390,12 +428,14 @@ class Agent:
                     times.append(c.last_ok + self.consent_timeout)
             if s.checks_started_at is not None and not s.completed and not s.failed:
                 times.append(s.checks_started_at + self.failed_timeout)
-                if (self.controlling and self.nomination == "regular"
-                        and s.first_valid_at is not None):
-                    times.append(s.first_valid_at + self.nomination_delay)
+                if s.nominate_at is not None:
+                    times.append(s.nominate_at)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
+        for relay in list(self._relays):
+            relay.alloc.handle_timer(now)
+            self._drain_relay(relay, now)
         if self._closed:
             return
         for tid, p in list(self._pending.items()):
@@ -409,10 +449,10 @@ class Agent:
                     self._fail(s, "timeout: no pair nominated within "
                                f"{self.failed_timeout:g} s", now)
                     continue
-                if (self.controlling and self.nomination == "regular"
-                        and s.first_valid_at is not None
-                        and now >= s.first_valid_at + self.nomination_delay):
-                    self._maybe_nominate(s, now, force=True)
+                if s.nominate_at is not None and now >= s.nominate_at:
+                    s.nominate_at = None
+                    if self.controlling and self.nomination == "regular":
+                        self._maybe_nominate(s, now, force=True)
             self._consent_timers(s, now)
         self._pace(now)
 
@@ -462,15 +502,24 @@ class Agent:
             s.remote_end = False
             s.completed = s.failed = False
             s.checks_started_at = None
-            s.first_valid_at = None
+            s.first_valid_at = s.nominate_at = None
             s.local_candidates = [c for c in s.local_candidates
                                   if c.type is not CandidateType.PEER_REFLEXIVE]
         self._running = False
         self._trace(now, "event", "ICE restart: new credentials " + self.local_username)
 
-    def close(self) -> None:
-        """Stop everything: no more timers, datagrams or events (TURN allocations would be
-        released here once relayed candidates are gathered)."""
+    def close(self, now: float | None = None) -> None:
+        """Stop checks, consent and timers.  With ``now``, TURN allocations are released
+        (a Refresh with LIFETIME 0): keep driving datagrams_to_send/handle_timer/receive until
+        :attr:`released`; without it they are just forgotten."""
+        for relay in self._relays:
+            if now is not None:
+                relay.alloc.release(now)
+                self._drain_relay(relay, now)
+        if now is None:
+            self._relays.clear()
+            self._relay_by_addr.clear()
+            self._relay_by_path.clear()
         for p in self._pending.values():
             p.txn.cancel()
         self._pending.clear()
@@ -483,6 +532,12 @@ class Agent:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def released(self) -> bool:
+        """No TURN allocation is left (after :meth:`close`)."""
+        return all(r.alloc.state in (AllocationState.RELEASED, AllocationState.FAILED,
+                                     AllocationState.IDLE) for r in self._relays)
 
     # ================================================================ internals: helpers
     def _stream(self, index: int) -> _Stream:
@@ -669,6 +724,8 @@ class Agent:
             self._emit_state(q)
         if s.first_valid_at is None:
             s.first_valid_at = now
+            if self.controlling and self.nomination == "regular":
+                s.nominate_at = now + self.nomination_delay
         self._refresh_consent(s, valid, now)
         if valid.nominated and not was_nominated:
             self._trace(now, "event", f"nominated {valid.describe()}")
@@ -751,6 +808,9 @@ class Agent:
                 self._events.append(SelectedPairChanged(s.index, comp, best.local, best.remote,
                                                         best.local_base))
                 self._trace(now, "event", f"selected {best.describe()}")
+                relay = self._relay_by_addr.get(best.local_base)
+                if relay is not None and relay.alloc.state is AllocationState.ALLOCATED:
+                    relay.alloc.bind_channel(best.remote_addr, now)
                 s.consent[comp] = _Consent(
                     best, now, now + self._consent_delay(),
                     f"{s.remote_ufrag}:{self.local_username}",
@@ -1011,8 +1071,67 @@ class Agent:
             return
         if any(p.kind == "gather" and p.stream == s.index for p in self._pending.values()):
             return
+        if any(r.stream == s.index and r.alloc.state is AllocationState.ALLOCATING
+               for r in self._relays):
+            return
         s.gathering_done = True
         self._events.append(GatheringComplete(s.index))
+
+    def _start_relay(self, s: _Stream, comp: int, base: Address, server: TurnServer,
+                     now: float) -> None:
+        """One allocation per component per TURN server, from the first host socket of the
+        server's address family."""
+        srv = (server.host, server.port)
+        if (":" in server.host) != (":" in base[0]) or server.transport != "udp":
+            return
+        if any(r.stream == s.index and r.component == comp and r.server == srv
+               for r in self._relays):
+            return
+        alloc = Allocation(srv, server.username, server.password, rc=self.gather_rc,
+                           rm=self.gather_rm, trace=self.trace)
+        relay = _Relay(s.index, comp, base, srv, alloc)
+        self._relays.append(relay)
+        self._relay_by_path[(base, srv)] = relay
+        alloc.allocate(now)
+
+    def _drain_relay(self, relay: _Relay, now: float) -> None:
+        s = self._streams[relay.stream]
+        while (ev := relay.alloc.next_event()) is not None:
+            if isinstance(ev, AllocationSucceeded):
+                if self._closed:
+                    continue
+                relay.relayed = ev.relayed
+                self._sockets[ev.relayed] = (relay.stream, relay.component)
+                self._base_of[ev.relayed] = ev.relayed
+                self._relay_by_addr[ev.relayed] = relay
+                pref = self._local_pref.get(relay.base[0], 0)
+                cand = Candidate(
+                    foundation=compute_foundation(CandidateType.RELAYED, relay.base[0],
+                                                  server=f"{relay.server[0]}:{relay.server[1]}"),
+                    component=relay.component, transport="udp",
+                    priority=candidate_priority(TYPE_PREFERENCE[CandidateType.RELAYED], pref,
+                                                relay.component),
+                    address=ev.relayed[0], port=ev.relayed[1], type=CandidateType.RELAYED,
+                    related_address=(ev.mapped or relay.base)[0],
+                    related_port=(ev.mapped or relay.base)[1])
+                self._trace(now, "event", f"relayed candidate {cand}")
+                self._add_local(s, cand)
+                self._maybe_gathering_done(s)
+                self._pace(now)
+            elif isinstance(ev, AllocationFailed):
+                self._events.append(GatheringFailed(
+                    relay.stream, relay.component, relay.server,
+                    f"TURN {ev.during} failed: {ev.code} {ev.reason}"))
+                self._maybe_gathering_done(s)
+                self._check_failed(s, now)
+            elif isinstance(ev, DataReceived):
+                if relay.relayed is not None:
+                    self.receive(ev.data, relay.relayed, ev.peer, now)
+            elif isinstance(ev, PermissionFailed):
+                self._trace(now, "event", f"TURN permission for {ev.peer} failed: "
+                            f"{ev.code} {ev.reason}")
+            elif isinstance(ev, Released):
+                self._trace(now, "event", f"TURN allocation on {relay.server} released")
 
     # ================================================================ internals: consent
     def _consent_delay(self) -> float:

@@ -128,8 +128,12 @@ class SimNet:
 
     def run(self, until: float, stop: Callable[[], bool] | None = None) -> float:
         """Process events up to virtual time ``until`` or until ``stop()``; returns now."""
+        spins = 0
         while self._queue and self._queue[0][0] <= until:
             when, _, fn = heapq.heappop(self._queue)
+            spins = spins + 1 if when == self.now else 0
+            if spins > 100_000:
+                raise RuntimeError(f"simulation stuck at t={when}: a timer never advances")
             self.now = when
             fn()
             if stop is not None and stop():
@@ -209,6 +213,128 @@ class StunServer:
         self.requests += 1
         resp = stun.success_response(msg, [(stun.Attr.XOR_MAPPED_ADDRESS, remote)])
         self.net.send(local, remote, stun.encode(resp))
+
+
+@dataclass
+class _ServerAllocation:
+    client: Address
+    relayed: Address
+    permissions: set[str] = field(default_factory=set)
+    channels: dict[int, Address] = field(default_factory=dict)
+
+
+class TurnServer:
+    """A small TURN server (RFC 8656 over UDP) on a simulated public host: long-term
+    credentials, Allocate/Refresh, CreatePermission, ChannelBind, Send/Data indications and
+    ChannelData.  Enough for ICE relay scenarios; not a general server."""
+
+    REALM = "sim.test"
+    NONCE = b"simnonce0123"
+
+    def __init__(self, net: SimNet, ip: str, port: int = 3478, username: str = "alice",
+                 password: str = "secret", forbidden: set[str] | None = None) -> None:
+        self.net = net
+        self.ip = ip
+        self.addr = net.bind(ip, self._receive, port)
+        self.key = stun.long_term_key(username, self.REALM, password)
+        self.username = username
+        self.forbidden = forbidden or set()      # peer IPs that get 403
+        self.allocations: dict[Address, _ServerAllocation] = {}
+        self._by_relay: dict[Address, _ServerAllocation] = {}
+        self.released = 0
+
+    def _send(self, msg: stun.Message, to: Address, key: bytes | None) -> None:
+        self.net.send(self.addr, to, stun.encode(msg, key=key))
+
+    def _receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        if data and 0x40 <= data[0] <= 0x4F:
+            alloc = self.allocations.get(remote)
+            if alloc is None or len(data) < 4:
+                return
+            chan = int.from_bytes(data[:2], "big")
+            peer = alloc.channels.get(chan)
+            if peer is not None:
+                self.net.send(alloc.relayed, peer, data[4:4 + int.from_bytes(data[2:4], "big")])
+            return
+        try:
+            msg = stun.decode(data)
+        except stun.StunDecodeError:
+            return
+        alloc = self.allocations.get(remote)
+        if msg.cls == stun.Class.INDICATION:
+            peer = msg.address(stun.Attr.XOR_PEER_ADDRESS)
+            payload = msg.get(stun.Attr.DATA)
+            if (alloc is not None and msg.method == stun.Method.SEND and peer is not None
+                    and isinstance(payload, bytes) and peer[0] in alloc.permissions):
+                self.net.send(alloc.relayed, peer, payload)
+            return
+        if msg.cls != stun.Class.REQUEST:
+            return
+        if _ATTR_MI not in msg or msg.get(stun.Attr.USERNAME) != self.username:
+            err = stun.error_response(msg, 401)
+            err[stun.Attr.REALM] = self.REALM
+            err[stun.Attr.NONCE] = self.NONCE
+            self._send(err, remote, None)
+            return
+        if not stun.check_integrity(data, self.key):
+            err = stun.error_response(msg, 401)
+            err[stun.Attr.REALM] = self.REALM
+            err[stun.Attr.NONCE] = self.NONCE
+            self._send(err, remote, None)
+            return
+        m = msg.method
+        if m == stun.Method.ALLOCATE:
+            if alloc is None:
+                relayed = self.net.bind(self.ip, self._relay_receive)
+                alloc = _ServerAllocation(remote, relayed)
+                self.allocations[remote] = alloc
+                self._by_relay[relayed] = alloc
+            self._send(stun.success_response(msg, [
+                (stun.Attr.XOR_RELAYED_ADDRESS, alloc.relayed),
+                (stun.Attr.XOR_MAPPED_ADDRESS, remote), (stun.Attr.LIFETIME, 600)]),
+                remote, self.key)
+            return
+        if alloc is None:
+            self._send(stun.error_response(msg, 437), remote, self.key)
+            return
+        peer = msg.address(stun.Attr.XOR_PEER_ADDRESS)
+        if m == stun.Method.REFRESH:
+            lifetime = msg.get(stun.Attr.LIFETIME)
+            if lifetime == 0:
+                del self.allocations[remote]
+                del self._by_relay[alloc.relayed]
+                self.net.unbind(*alloc.relayed)
+                self.released += 1
+            self._send(stun.success_response(msg, [(stun.Attr.LIFETIME, lifetime if
+                                                    isinstance(lifetime, int) else 600)]),
+                       remote, self.key)
+        elif m in (stun.Method.CREATE_PERMISSION, stun.Method.CHANNEL_BIND) and peer is not None:
+            if peer[0] in self.forbidden:
+                self._send(stun.error_response(msg, 403), remote, self.key)
+                return
+            alloc.permissions.add(peer[0])
+            chan = msg.get(stun.Attr.CHANNEL_NUMBER)
+            if m == stun.Method.CHANNEL_BIND and isinstance(chan, int):
+                alloc.channels[chan] = peer
+            self._send(stun.success_response(msg), remote, self.key)
+        else:
+            self._send(stun.error_response(msg, 400), remote, self.key)
+
+    def _relay_receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        alloc = self._by_relay.get(local)
+        if alloc is None or remote[0] not in alloc.permissions:
+            return
+        for chan, peer in alloc.channels.items():
+            if peer == remote:
+                self.net.send(self.addr, alloc.client,
+                              chan.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data)
+                return
+        ind = stun.Message(stun.Method.DATA, stun.Class.INDICATION, self.net.rng.randbytes(12),
+                           {stun.Attr.XOR_PEER_ADDRESS: remote, stun.Attr.DATA: data})
+        self.net.send(self.addr, alloc.client, stun.encode(ind, fingerprint=False))
+
+
+_ATTR_MI = stun.Attr.MESSAGE_INTEGRITY
 
 
 @dataclass
