@@ -102,6 +102,7 @@ class Baresip:
             text = Template((TEMPLATES / f"{name}.template").read_text())
             extra = account_params if name == "accounts" else extra_config
             (self.dir / name).write_text(text.substitute(values, extra=extra))
+        ns.cleanups.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
         self.process: PeerProcess = ns.peer(
             [self.binary, "-f", str(self.dir), "-v", "-s"],
             ready=r"baresip is ready\.", name=f"baresip-{user}",

@@ -22,7 +22,9 @@ the body raises::
 ``NetNs`` methods: ``exec_argv(argv)`` (argv prefixed with ``ip netns exec NAME``), ``run(argv)``,
 ``ip(*args)``, ``iptables(*args, table=...)``, ``sysctl(key, value)``, ``addr_add(dev, cidr)``,
 ``link_up(dev)``, ``route_add(dst, via=, dev=)``, ``bridge(name, ports, cidr)``,
-``socket(family, type)``, ``peer(argv, ready=, name=)``, ``pids()``, ``exists()``,
+``socket(family, type)``, ``entered()`` (context manager: the calling thread runs inside the
+namespace for the block; sockets made there stay there, e.g. ``reactor.listenUDP`` for an
+in-process siplink agent), ``peer(argv, ready=, name=)``, ``pids()``, ``exists()``,
 ``capture(pcap, iface="lo", bpf="udp")`` (a started tshark inside; stop it before reading).
 ``count_rtp(pcap)`` -> ``{("ip:port", "ip:port"): packets}`` for the RTP flows in a capture.
 ``lab.veth(a, a_if, b, b_if, a_cidr=None, b_cidr=None)`` creates a veth pair between two of the
@@ -52,6 +54,7 @@ Needs root.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -62,7 +65,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tests.peers.process import PeerProcess, require_binary
@@ -129,6 +132,16 @@ def _delete_ns(name: str) -> None:
     _run(["ip", "netns", "del", name], check=False)
 
 
+def _setns(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 def sweep(prefix: str = RUN_PREFIX) -> list[str]:
     """Delete every namespace whose name starts with ``prefix`` (killing its processes)."""
     gone = [n for n in list_namespaces() if n.startswith(prefix)]
@@ -159,6 +172,7 @@ class NetNs:
     def __init__(self, name: str) -> None:
         self.name = name
         self.peers: list[PeerProcess] = []
+        self.cleanups: list[Callable[[], None]] = []  # run by Lab.close after the peers stop
 
     def __repr__(self) -> str:
         return f"NetNs({self.name!r})"
@@ -221,13 +235,7 @@ class NetNs:
 
         def work() -> None:
             try:
-                fd = os.open(NETNS_DIR / self.name, os.O_RDONLY)
-                try:
-                    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, f"setns({self.name}): {os.strerror(err)}")
-                finally:
-                    os.close(fd)
+                _setns(NETNS_DIR / self.name)
                 result.append(socket.socket(family, type, proto))
             except BaseException as exc:  # handed to the caller
                 result.append(exc)
@@ -239,6 +247,26 @@ class NetNs:
         if isinstance(out, BaseException):
             raise out
         return out
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """Run the block with the *calling thread* inside this namespace, then switch back.
+
+        Sockets created in the block (e.g. by Twisted's ``reactor.listenUDP``, which binds
+        synchronously) stay in this namespace afterwards, so in-process agents in different
+        namespaces can share one reactor. Keep the block short and synchronous: everything the
+        thread does meanwhile (subprocesses included) happens inside the namespace.
+        """
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _setns(NETNS_DIR / self.name)
+            try:
+                yield
+            finally:
+                if _libc.setns(home, _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back to the original namespace")
+        finally:
+            os.close(home)
 
     def peer(self, argv: Sequence[str], ready: str | None = None, *, name: str | None = None,
              cwd: str | Path | None = None, env: dict[str, str] | None = None,
@@ -321,6 +349,13 @@ class Lab:
                     p.stop()
                 except Exception as exc:  # keep cleaning up
                     errors.append(f"{p.name}: {exc}")
+        for ns in reversed(self.namespaces):
+            for fn in reversed(ns.cleanups):
+                try:
+                    fn()
+                except Exception as exc:
+                    errors.append(f"cleanup {fn!r}: {exc}")
+            ns.cleanups.clear()
         for ns in reversed(self.namespaces):
             _delete_ns(ns.name)
             if ns.exists():

@@ -59,6 +59,7 @@ class CoturnInNs:
             f"userdb={self.dir / 'turndb'}\n"
             + extra
         )
+        ns.cleanups.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
         self.process: PeerProcess = ns.peer(
             [self.binary, "-c", str(self.config)],
             ready=rf"UDP listener opened on: {ip}:{port}\b", name="turnserver",
