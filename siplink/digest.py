@@ -63,6 +63,11 @@ class DigestError(ValueError):
         super().__init__(reason)
 
 
+def _octets(text: str) -> bytes:
+    """UTF-8 of any str, even one carrying lone surrogates from a lenient decoder."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _hasher(name: str) -> Callable[[bytes], str]:
     def h(data: bytes) -> str:
         return hashlib.new(name, data).hexdigest()
@@ -258,23 +263,23 @@ def digest_response(
 ) -> str:
     """The ``response`` value per RFC 7616 §3.4.1 (and RFC 2617 §3.2.2, RFC 2069 without qop)."""
     h, sess = _base_algorithm(algorithm)
-    ha1 = h(f"{username}:{realm}:{password}".encode())
+    ha1 = h(_octets(f"{username}:{realm}:{password}"))
     if sess:
         if cnonce is None:
             raise DigestError("a -sess algorithm needs a cnonce")
-        ha1 = h(f"{ha1}:{nonce}:{cnonce}".encode())
+        ha1 = h(_octets(f"{ha1}:{nonce}:{cnonce}"))
     if qop == "auth-int":
         a2 = f"{method}:{uri}:{h(body)}"
     else:
         a2 = f"{method}:{uri}"
-    ha2 = h(a2.encode())
+    ha2 = h(_octets(a2))
     if qop in ("auth", "auth-int"):
         if nc is None or cnonce is None:
             raise DigestError("qop needs nc and cnonce")
-        return h(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}".encode())
+        return h(_octets(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
     if qop is not None:
         raise DigestError(f"unsupported qop {qop!r}")
-    return h(f"{ha1}:{nonce}:{ha2}".encode())
+    return h(_octets(f"{ha1}:{nonce}:{ha2}"))
 
 
 def _new_cnonce() -> str:
@@ -327,7 +332,7 @@ def build_authorization(
         password=password, method=method, uri=uri, nonce=challenge.nonce,
         qop=qop, nc=nc_s if qop else None, cnonce=cnonce, body=body,
     )
-    shown_user = h(f"{username}:{challenge.realm}".encode()) if challenge.userhash else username
+    shown_user = h(_octets(f"{username}:{challenge.realm}")) if challenge.userhash else username
     parts = [
         f"username={_quote(shown_user)}",
         f"realm={_quote(challenge.realm)}",
@@ -601,7 +606,7 @@ class DigestServer:
             )
         except DigestError as e:
             return AuthResult(False, e.reason, user)
-        if not hmac.compare_digest(expected.lower(), cred.response.lower()):
+        if not hmac.compare_digest(expected.lower().encode(), _octets(cred.response.lower())):
             return AuthResult(False, "wrong response", user)
         # The response is right: now freshness and replay.
         if now - issued > self.nonce_lifetime or issued - now > 1.0:

@@ -365,3 +365,27 @@ def test_authenticate_decisions():
     d = server.authenticate([late], "INVITE", "sip:bob@lab.test", 100.0, proxy=True)
     assert d.status == 407 and d.headers[0][0] == "Proxy-Authenticate"
     assert parse_challenge(d.headers[0][1]).stale
+
+
+def test_verify_never_raises_on_odd_text():
+    # found by bench/fuzz_media.py: a non-ASCII response made hmac.compare_digest raise
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    server = make_server()
+    ch = parse_challenge(server.challenge(0.0))
+    good = build_authorization(ch, "REGISTER", "sip:lab.test", "alice", "secret")
+    res = server.verify(good.replace('response="', 'response="\xe9\udc80'), "REGISTER",
+                        "sip:lab.test", 1.0)
+    assert not res.ok and res.reason == "wrong response"
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=12), st.sampled_from(["username", "response", "nonce", "uri",
+                                                  "cnonce", "realm"]))
+    def check(junk, field):
+        import re
+        v = re.sub(field + r'="[^"]*"', lambda m: f'{field}="{junk.replace(chr(34), "")}"', good)
+        assert isinstance(server.verify(v, "REGISTER", "sip:lab.test", 1.0).ok, bool)
+        server.authenticate([v], "REGISTER", "sip:lab.test", 1.0)
+
+    check()
