@@ -185,3 +185,31 @@ def test_ipv6_stun_and_turn(coturn6):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("relayed address: [::1]:")
     assert "mapped address: [::1]:" in r.stdout and r.stdout.endswith("released\n")
+
+
+def test_servers_and_credentials_from_the_configuration(coturn, tmp_path):
+    conf = tmp_path / "siplink.toml"
+    conf.write_text(
+        "[ice]\n"
+        f'stun_servers = ["127.0.0.1:{coturn.port}"]\n'
+        "[[ice.turn_servers]]\n"
+        f'uri = "turn:127.0.0.1:{coturn.port}?transport=udp"\n'
+        f'username = "{USER}"\npassword = "{PASSWORD}"\n')
+    r = siplink("--config", str(conf), "stun")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("mapped address: 127.0.0.1:")
+    r = siplink("--config", str(conf), "turn")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("relayed address: 127.0.0.1:")
+    # a flag overrides the configuration
+    r = siplink("--config", str(conf), "turn", "--password", "wrong")
+    assert r.returncode == 1 and "401" in r.stderr
+
+
+def test_no_server_anywhere_is_usage_error(tmp_path):
+    conf = tmp_path / "empty.toml"
+    conf.write_text("")
+    r = siplink("--config", str(conf), "stun")
+    assert r.returncode == 2 and "no server given" in r.stderr
+    r = siplink("--config", str(conf), "turn")
+    assert r.returncode == 2 and "no server given" in r.stderr

@@ -19,7 +19,9 @@ def register(subparsers: Any) -> None:
         description="Send a STUN Binding request (RFC 8489) over UDP and print the "
                     "server-reflexive (XOR-MAPPED) address the server saw.",
     )
-    p.add_argument("server", metavar="HOST[:PORT]", help=f"STUN server (port {DEFAULT_PORT})")
+    p.add_argument("server", metavar="HOST[:PORT]", nargs="?", default=None,
+                   help=f"STUN server (port {DEFAULT_PORT}); default: the first of "
+                        "ice.stun_servers in the configuration")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                    help="give up after this long without an answer (default 5)")
     p.add_argument("--bind", default=None, metavar="ADDR",
@@ -88,8 +90,18 @@ def run_in_reactor(main: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    text = args.server
+    if text is None:
+        from siplink.cli import load_config
+
+        servers = load_config(args).ice.stun_servers
+        if not servers:
+            print("siplink stun: no server given and no ice.stun_servers in the configuration",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        text = servers[0]
     try:
-        server = parse_hostport(args.server)
+        server = parse_hostport(text.removeprefix("stun:"))
     except UsageError as e:
         print(f"siplink stun: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -27,9 +27,11 @@ def register(subparsers: Any) -> None:
                     "credentials), print it, refresh it and release it. With --peer, also "
                     "send a test datagram through the relay and report any reply.",
     )
-    p.add_argument("server", metavar="HOST[:PORT]", help="TURN server (port 3478)")
-    p.add_argument("--user", "-u", required=True, help="long-term credential user name")
-    p.add_argument("--password", "-w", required=True, help="long-term credential password")
+    p.add_argument("server", metavar="HOST[:PORT]", nargs="?", default=None,
+                   help="TURN server (port 3478); default: the first [[ice.turn_servers]] of "
+                        "the configuration, with its username and password")
+    p.add_argument("--user", "-u", default=None, help="long-term credential user name")
+    p.add_argument("--password", "-w", default=None, help="long-term credential password")
     p.add_argument("--peer", metavar="ADDR:PORT", default=None,
                    help="send a test datagram to this peer through the relay")
     p.add_argument("--channel", action="store_true",
@@ -57,8 +59,26 @@ def _fmt(addr: tuple[str, int] | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    text, user, password = args.server, args.user, args.password
+    if text is None or user is None or password is None:
+        from siplink.cli import load_config
+
+        turns = load_config(args).ice.turn_servers
+        if turns:
+            if text is None:
+                text = turns[0].uri
+                user = user if user is not None else turns[0].username or None
+                password = password if password is not None else turns[0].password or None
+    if text is None:
+        print("siplink turn: no server given and no [[ice.turn_servers]] in the configuration",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if user is None or password is None:
+        print("siplink turn: --user and --password are required (or username/password in "
+              "the configuration's [[ice.turn_servers]])", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        server = parse_hostport(args.server)
+        server = parse_hostport(text.removeprefix("turn:").split("?")[0])
         peer = parse_hostport(args.peer, 0) if args.peer else None
     except UsageError as e:
         print(f"siplink turn: {e}", file=sys.stderr)
@@ -76,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         from ice.turn_twisted import TurnClientProtocol, TurnError
 
         trace = Trace() if verbose else None
-        allocation = Allocation(server, args.user, args.password, lifetime=args.lifetime,
+        allocation = Allocation(server, user, password, lifetime=args.lifetime,
                                 family=int(args.family) if args.family else None, trace=trace)
         proto = TurnClientProtocol(allocation, reactor)
         bind = args.bind or ("::" if ":" in server[0] else "0.0.0.0")
