@@ -161,7 +161,7 @@ def response_target(request: Request | Response, source: Target) -> Target:
     via = request.via[0]
     if via.maddr:
         return Target(source.transport, via.maddr, via.port or 5060)
-    host = via.received or source.host
+    host = via.received or via.host
     if via.wants_rport:
         return Target(source.transport, host, source.port)
     return Target(source.transport, host, via.port or 5060)
@@ -548,7 +548,7 @@ class TransactionLayer:
     def reject_malformed(self, data: bytes, source: Target, err: SipParseError,
                          now: float) -> None:
         """Answer a request the codec refused with 400 (or its status) when we can."""
-        resp = error_response(data, err)
+        resp = error_response(data, err) or _raw_error_response(err)
         if resp is None:
             log.info("dropped unparseable message from {src}: {reason}", src=source,
                      reason=err.reason)
@@ -586,6 +586,28 @@ class TransactionLayer:
 
 
 # ------------------------------------------------------------------------------- keys
+
+
+def _raw_error_response(err: SipParseError) -> Response | None:
+    """Last resort for an error reply (e.g. 505 to ``SIP/7.0`` whose Via the codec refuses):
+    copy the raw Via/From/To/Call-ID/CSeq lines; the reply then goes back to the source."""
+    partial = err.partial
+    if not isinstance(partial, Request) or partial.method == "ACK":
+        return None
+    h = partial.headers
+    if not h.get_lines("via") or h.get("call-id") is None or h.get("cseq") is None:
+        return None
+    lines = [("Via", v) for v in h.get_lines("via")]
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = h.get(name)
+        if value is not None:
+            lines.append((name, value))
+    try:
+        from siplink.message import Headers
+        return Response(err.status, None if err.status != 400 else err.reason[:120],
+                        Headers(lines))
+    except (SipParseError, ValueError):
+        return None
 
 
 def _server_key(req: Request, method: str | None = None) -> ServerKey:
