@@ -686,20 +686,6 @@ _LAST_DECODED: tuple[bytes, int, int] = (b"", -1, -1)
 # integrity, fingerprint, credentials
 
 
-def _find(data: bytes, wanted: int) -> int:
-    """Offset of the first attribute of type ``wanted`` in raw ``data``, or -1."""
-    n = len(data)
-    if n < HEADER_LENGTH:
-        return -1
-    pos = HEADER_LENGTH
-    while pos + 4 <= n:
-        t, alen = _attr_hdr.unpack_from(data, pos)
-        if t == wanted:
-            return pos if pos + 4 + alen <= n else -1
-        pos += 4 + alen + (-alen % 4)
-    return -1
-
-
 def _check_hmac(data: bytes, key: bytes, pos: int, digest: str) -> bool:
     alen = (data[pos + 2] << 8) | data[pos + 3]
     # the hashed header carries the length up to and including this attribute (RFC 8489 §14.5)
