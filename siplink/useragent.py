@@ -634,15 +634,9 @@ class UserAgent:
         creq = _ClientRequest(build, 1, tp, account,
                               on_provisional=lambda r: self._invite_provisional(call, r),
                               on_final=lambda r: self._invite_final(call, r))
-        self.send(creq)
+        call._creq = creq  # type: ignore[attr-defined]
+        self.send(creq).addErrback(lambda f: None)   # the call's own state reports failures
         call.client_key = creq.key
-        creq_ref = creq
-
-        def track(_: object) -> None:
-            call.client_key = creq_ref.key
-        creq.deferred.addBoth(lambda r: r)
-        call._creq = creq_ref  # type: ignore[attr-defined]
-        track(None)
 
     def _invite_provisional(self, call: Call, resp: Response) -> None:
         call._provisional_seen = True
