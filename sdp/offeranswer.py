@@ -348,8 +348,8 @@ class OfferAnswer:
     # -- helpers -----------------------------------------------------------------------------
 
     def _wanted_direction(self, offered: str | None) -> str:
-        """Our direction: on hold we do not receive... we only send (RFC 6337 §5.3: sendonly);
-        answering, never more than the reverse of the offered direction (RFC 3264 §6.1)."""
+        """Our direction. On hold we stop receiving and only send (sendonly, RFC 3264 §8.4 /
+        RFC 6337); answering, never more than the reverse of the offered one (RFC 3264 §6.1)."""
         send, recv = True, not self.held
         if offered is not None:
             send = send and offered in _RECEIVES

@@ -27,7 +27,7 @@ W4  ``write()`` crashes. An empty port, ``a=rtcp:abc`` or a bad ``m=`` port reac
 W5  ``payloads`` is an ``int`` for one payload type and a ``str`` for several. We never read
     it: the ``m=`` rule's format list is captured as a string and split by the model.
 W6  ``a=ice-options`` keeps only its first token (``\\S*``); :data:`ICE_OPTIONS` captures the
-    whole space-separated list (RFC 8839 §5.6).
+    whole space-separated list (RFC 8839 ice-options grammar).
 W7  ``b=`` knows only five bandwidth types; :data:`BANDWIDTH` accepts any token (RFC 8866
     §5.8, e.g. ``X-``) so no line is silently dropped.
 W8  ``write()`` reorders lines into its own grammar order (v o s i u e p c b t r z a; then per
@@ -36,6 +36,7 @@ W8  ``write()`` reorders lines into its own grammar order (v o s i u e p c b t r
 W9  ``a=ptime`` is written with ``%g`` (six significant digits: ``0.1234567`` comes back as
     ``0.123457``, ``0.00001`` as ``1e-05`` which its own grammar then refuses); we write ptime
     ourselves with :func:`format_ptime`, verbatim.
+    Its grammar also lacks ``a=ice-mismatch`` (RFC 8839): :data:`ICE_MISMATCH` adds it.
 W10 Speed: ``parse`` tries up to ~60 regular expressions per ``a=`` line (about 270 µs for a
     30-line SDP here). We dispatch on the attribute name and only match the rules of the
     attributes we model; ``bench/bench_sdp.py`` measures both side by side.
