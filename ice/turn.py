@@ -48,6 +48,7 @@ CHANNEL_REFRESH = 540.0
 CHANNEL_MIN, CHANNEL_MAX = 0x4000, 0x4FFF
 MAX_QUEUED_PER_PEER = 64          # datagrams held while a permission is being created
 MAX_AUTH_RETRIES = 3              # 401/438 answers followed per request
+MAX_REDIRECTS = 2                 # 300 Try Alternate answers followed per allocation
 MAX_PENDING_EVENTS = 4096         # undrained events beyond this: received data is dropped
 
 
@@ -240,6 +241,7 @@ class Allocation:
         self._peer_by_channel: dict[int, Address] = {}
         self._next_channel = CHANNEL_MIN
         self.dropped_data = 0             # DataReceived dropped because events were not drained
+        self.redirects = 0                # 300 Try Alternate followed (``server`` changed)
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -502,6 +504,18 @@ class Allocation:
                 self._take_challenge(realm if isinstance(realm, str) else None, nonce, msg)
                 self._retry(pending, now)
                 return
+        alternate = msg.address(Attr.ALTERNATE_SERVER)
+        if (code == 300 and pending.kind is _Kind.ALLOCATE and alternate is not None
+                and self.redirects < MAX_REDIRECTS and alternate != self.server):
+            # RFC 8656 §7.3 / RFC 8489 §10: try the alternate server, same credentials
+            self._trace("event", f"redirected to {alternate[0]}:{alternate[1]}", now)
+            self.redirects += 1
+            self.server = alternate
+            self.realm = self.nonce = self.key = None
+            self._algorithms = None
+            self._algorithm = PasswordAlgorithm.MD5
+            self._request(pending.kind, pending.method, pending.attributes, now)
+            return
         if code == 401 and pending.authenticated:
             reason = f"{reason} (wrong username or password for realm {self.realm!r}?)"
         self._fail(pending, code, reason, now)

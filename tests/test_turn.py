@@ -421,3 +421,35 @@ def test_failed_permission_and_channel_refresh_forget_them():
     net.pump()
     sends = [m for _, m in net.sent_at if isinstance(m, Message) and m.method == Method.SEND]
     assert [m[Attr.DATA] for m in sends] == [b"again"]
+
+
+def test_300_try_alternate_moves_to_the_alternate_server():
+    alt = ("192.0.2.20", 3479)
+    alloc = Allocation(SERVER, "alice", "secret")
+    alloc.allocate(0.0)
+    [(first, dest)] = alloc.datagrams_to_send(0.0)
+    assert dest == SERVER
+    redirect = encode(Message(Method.ALLOCATE, Class.ERROR, decode(first).transaction_id, {
+        Attr.ERROR_CODE: (300, "Try Alternate"), Attr.ALTERNATE_SERVER: alt}))
+    assert alloc.receive(redirect, SERVER, 0.1)
+    [(second, dest)] = alloc.datagrams_to_send(0.1)
+    assert dest == alt and alloc.server == alt and alloc.redirects == 1
+    assert decode(second)[Attr.REQUESTED_TRANSPORT] == 17
+    # the rest of the exchange happens with the alternate server only
+    server = FakeServer()
+    challenge = server.handle(second)
+    assert not alloc.receive(challenge, SERVER, 0.2)
+    assert alloc.receive(challenge, alt, 0.2)
+    [(third, dest)] = alloc.datagrams_to_send(0.2)
+    assert dest == alt
+    assert alloc.receive(server.handle(third), alt, 0.3)
+    assert alloc.next_event() == AllocationSucceeded(RELAYED, MAPPED, 600)
+
+
+def test_300_without_alternate_server_fails():
+    alloc = Allocation(SERVER, "alice", "secret")
+    alloc.allocate(0.0)
+    [(first, _)] = alloc.datagrams_to_send(0.0)
+    alloc.receive(encode(Message(Method.ALLOCATE, Class.ERROR, decode(first).transaction_id,
+                                 {Attr.ERROR_CODE: (300, "Try Alternate")})), SERVER, 0.1)
+    assert alloc.next_event() == AllocationFailed(300, "Try Alternate")
