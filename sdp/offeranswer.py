@@ -297,8 +297,28 @@ class OfferAnswer:
         if offer is None:
             raise SdpError("answer received but no offer is outstanding")
         self.pending_offer = None
-        remote = _as_session(answer)
+        try:
+            remote = _as_session(answer)
+        except SdpError as exc:
+            self._record(now, "event", f"answer refused: {exc}", None)
+            raise
         self._record(now, "in", "SDP answer", remote, answer)
+        try:
+            self._check_answer(offer, remote)
+        except SdpError as exc:
+            self._record(now, "event", f"answer refused: {exc}", None)
+            raise
+        if self.remote is not None and self.remote.origin.sess_id != remote.origin.sess_id:
+            self._record(now, "event", "peer changed its o= session id", None)
+        assert self._audio_index is not None
+        negotiated = self._negotiate(offer, remote, self._audio_index, offerer_is_remote=False)
+        self.local, self.remote, self.negotiated = offer, remote, negotiated
+        self._local_ice = self._pending_ice if offer.media[self._audio_index].ice_ufrag else None
+        self._record(now, "event", _summary(negotiated), None)
+        return negotiated
+
+    def _check_answer(self, offer: SessionDescription, remote: SessionDescription) -> None:
+        """RFC 3264 §6: does ``remote`` answer ``offer``? Raises :class:`SdpError` if not."""
         if len(remote.media) != len(offer.media):
             raise SdpError(
                 f"answer has {len(remote.media)} m-lines, the offer {len(offer.media)}"
@@ -320,13 +340,6 @@ class OfferAnswer:
                                                                     om.codecs)
                    for c in am.codecs):
             raise SdpError("answer has no audio codec from the offer")
-        if self.remote is not None and self.remote.origin.sess_id != remote.origin.sess_id:
-            self._record(now, "event", "peer changed its o= session id", None)
-        negotiated = self._negotiate(offer, remote, self._audio_index, offerer_is_remote=False)
-        self.local, self.remote, self.negotiated = offer, remote, negotiated
-        self._local_ice = self._pending_ice if om.ice_ufrag else None
-        self._record(now, "event", _summary(negotiated), None)
-        return negotiated
 
     def cancel_offer(self) -> None:
         """Our offer failed (e.g. the re-INVITE got 488/491): the previous session stays."""

@@ -113,7 +113,7 @@ CANDIDATE: Final = _override(
 ICE_OPTIONS: Final = _override("a=ice-options", r"^ice-options:(\S+(?: \S+)*)")
 # W7: any bandwidth type token.
 BANDWIDTH: Final = _override("b=", r"^([A-Za-z0-9_.+-]+):(\d+)")
-# RFC 8839 §5.3; absent from sdp-transform's grammar.
+# RFC 8839 a=ice-mismatch; absent from sdp-transform's grammar.
 ICE_MISMATCH: Final = _override("a=ice-mismatch", r"^(ice-mismatch)")
 REMOTE_CANDIDATE_TRIPLES: Final = _override(
     "a=remote-candidates", r"^(\d+ \S+ \d+(?: \d+ \S+ \d+)*)"

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ice.candidate import Candidate, CandidateType
 from ice.trace import Trace
@@ -421,3 +423,61 @@ def test_reoffer_may_not_remove_m_lines():
 def test_unparseable_offer_is_sdp_error():
     with pytest.raises(SdpError):
         OfferAnswer("127.0.0.1", port=4000).create_answer(b"v=0\r\ngarbage\r\n")
+
+
+def test_refused_answer_is_traced():
+    alice, offer, answer = offer_and_answer()
+    answer.media[0].port = 0
+    with pytest.raises(SdpError):
+        alice.receive_answer(answer, now=3.0)
+    last = list(alice.trace)[-1]
+    assert last.direction == "event" and last.time == 3.0
+    assert "answer refused: answer rejected the audio stream" in last.summary
+
+
+def test_ipv6_offer_and_answer():
+    v6 = Candidate("6", 1, "udp", 2130706431, "::1", 42000, CandidateType.HOST)
+    alice = OfferAnswer("::1", session_id="9")
+    text = alice.create_offer(IceParams("ipv6", "ipv6password0123456789", (v6,))).serialize()
+    assert "o=- 9 " in text and " IN IP6 ::1\r\n" in text and "c=IN IP6 ::1\r\n" in text
+    bob = OfferAnswer("::1", port=43000)
+    answer = bob.create_answer(text)
+    assert bob.negotiated.audio.remote_rtp == ("::1", 42000)
+    assert alice.receive_answer(answer.serialize()).audio.remote_rtp == ("::1", 43000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["alice", "bob"]),
+                          st.sampled_from(["refresh", "hold", "resume", "restart"])),
+                min_size=1, max_size=12))
+def test_random_reoffer_sequences_keep_rfc3264_invariants(steps):
+    """Whoever re-offers, whatever the change: versions go up by one exactly when the
+    description changed, directions agree on both sides, credentials follow restarts."""
+    alice, bob = pair()
+    ice = {"alice": ALICE_ICE, "bob": BOB_ICE}
+    held = {"alice": False, "bob": False}
+    for n, (who, action) in enumerate(steps):
+        offerer, answerer = (alice, bob) if who == "alice" else (bob, alice)
+        other = "bob" if who == "alice" else "alice"
+        before = offerer.local.origin.sess_version
+        previous = offerer.local
+        if action == "restart":
+            ice[who] = IceParams(f"r{n:03d}", f"restartpassword{n:07d}", ice[who].candidates)
+        hold = {"hold": True, "resume": False}.get(action)
+        if hold is not None:
+            held[who] = hold
+        offer = offerer.create_offer(ice[who], hold=hold)
+        changed = offer.media != previous.media or offer.ice_options != previous.ice_options
+        assert offer.origin.sess_version == before + (1 if changed else 0)
+        if answerer.is_ice_restart(offer):
+            ice[other] = IceParams(f"a{n:03d}", f"answerpassword0{n:07d}", ice[other].candidates)
+        answer = answerer.create_answer(offer.serialize(), ice[other])
+        got = offerer.receive_answer(answer.serialize()).audio
+        mine = answerer.negotiated.audio
+        assert got.direction == {(True, True): "sendrecv", (True, False): "sendonly",
+                                 (False, True): "recvonly", (False, False): "inactive"}[
+            (not held[other], not held[who])]
+        assert mine.direction == {"sendrecv": "sendrecv", "sendonly": "recvonly",
+                                  "recvonly": "sendonly", "inactive": "inactive"}[got.direction]
+        assert got.ice.ufrag == ice[other].ufrag and mine.ice.ufrag == ice[who].ufrag
+        assert got.ice_restart == (action == "restart") == mine.ice_restart
