@@ -133,8 +133,8 @@ def sippy_work() -> tuple[Work, Callable[[bytes], Callable[[], bytes]]]:
 
 
 def pyvoip_work() -> tuple[Work, None]:
-    import pyVoIP.VoIP  # noqa: F401 - the package needs this import first
     import pyVoIP
+    import pyVoIP.VoIP  # noqa: F401 - the package needs this import first
 
     def work(raw: bytes) -> Fields:
         m = pyVoIP.SIP.SIPMessage(raw)
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[label] = float("nan")
                 continue
             usable.append(raw)
-            row[label] = rate(lambda raw=raw: work(raw), args.seconds, args.rounds)  # type: ignore[misc]
+            row[label] = rate(lambda raw=raw, work=work: work(raw), args.seconds, args.rounds)
         if not usable:
             continue
         # a parser that fails on some messages is timed on the mixed corpus it can read
