@@ -123,6 +123,29 @@ def test_baresip_behind_the_nat_lab_gets_srflx_and_relay_and_calls_out() -> None
         _assert_rtp_both_ways(b, pub, 25)
 
 
+def test_baresips_behind_two_nats_register_and_call_through_the_lab_proxy() -> None:
+    """The NAT lab's Kamailio (public side) registers both NATed baresips at their NAT
+    addresses and routes the INVITE there; ICE pairs the two server-reflexive candidates
+    (hole punching through both EIM NATs) and media flows both ways."""
+    with NatLab("eim", "eim") as lab:
+        assert lab.turn is not None
+        proxy = lab.start_proxy()
+        registrar = f"{PUBLIC_IP}:{SIP_PORT}"
+        a, b = (Baresip(site.host, site.host_ip, 25200, user=site.name, interface="eth0",
+                        stun=lab.turn.stun_uri, registrar=registrar).start()
+                for site in (lab.a, lab.b))
+        for site in (lab.a, lab.b):
+            proxy.process.wait_for(rf"REGISTERED sip:{site.name}@{registrar} .*"
+                                   rf"received={site.wan_ip}:25200")
+        _call(a, b, seconds=1.0)
+        assert a.uri == f"sip:a@{registrar}"
+        assert "ROUTED INVITE to sip:b" in proxy.log()
+        (lt, la, rt, ra), = a.nominated_pairs()
+        assert (lt, la.split(":")[0], rt, ra.split(":")[0]) == (
+            "srflx", lab.a.wan_ip, "srflx", lab.b.wan_ip)
+        _assert_rtp_both_ways(a, b, 25)
+
+
 def test_baresip_is_stopped_and_namespace_removed_with_the_lab() -> None:
     with Lab() as lab:
         n = lab.namespace("bs")

@@ -12,7 +12,9 @@ API::
     b = Baresip(ns, "198.51.100.1", 25200, user="bob", interface="v0",
                 stun="stun:198.51.100.1:3478")       # or turn="turn:IP:PORT" (alice/secret)
     b.start()                       # ready at "baresip is ready." (also stopped by Lab.close)
-    b.uri                           # "sip:bob@198.51.100.1:25200"
+    b.uri                           # "sip:bob@198.51.100.1:25200" (the AOR)
+    # registrar="203.0.113.1:5080": AOR sip:bob@203.0.113.1:5080, REGISTER every 60 s;
+    # b.wait_registered()
     b.dial("sip:alice@198.51.100.1:25300");  b.hangup()
     b.command("/listcalls")         # raw console output (cons over UDP, from inside the ns)
     b.call_states()                 # ["ESTABLISHED"] from /listcalls, one per active call
@@ -73,11 +75,13 @@ class Baresip:
                  turn_user: str = "alice", turn_password: str = "secret",
                  answermode: str = "auto", audio_codecs: str = "PCMU", tone: int = 440,
                  rtcp_mux: bool = False, record_dir: str | Path | None = None,
+                 registrar: str | None = None,
                  extra_config: str = "", account_params: str = "") -> None:
         self.binary = require_binary("baresip")
         if not (MODULES / "ice.so").exists():
             raise RuntimeError(f"baresip ICE module missing in {MODULES}: install package baresip")
         self.ns, self.ip, self.sip_port, self.user = ns, ip, sip_port, user
+        self.registrar = registrar
         self.cons_port = sip_port + 5
         self.rtp_ports = (sip_port + 10, sip_port + 49)
         self.dir = Path(tempfile.mkdtemp(prefix=f"siplink-baresip-{user}-"))
@@ -96,7 +100,7 @@ class Baresip:
             "net_interface_line": f"net_interface\t\t{interface}" if interface else "",
             "sndfile_lines": sndfile, "cons_port": self.cons_port, "extra": extra_config,
             "user": user, "answermode": answermode, "audio_codecs": audio_codecs,
-            "nat_params": nat_params,
+            "nat_params": nat_params, "aor": self.uri, "regint": 60 if registrar else 0,
         }
         for name in ("config", "accounts"):
             text = Template((TEMPLATES / f"{name}.template").read_text())
@@ -112,7 +116,11 @@ class Baresip:
 
     @property
     def uri(self) -> str:
-        return f"sip:{self.user}@{self.ip}:{self.sip_port}"
+        """The AOR: ``sip:user@registrar`` when registering, else ``sip:user@ip:port``."""
+        return f"sip:{self.user}@{self.registrar or f'{self.ip}:{self.sip_port}'}"
+
+    def wait_registered(self, timeout: float = 10.0) -> None:
+        self.wait_for(r"\(registered\)|200 OK.*regist|REGISTER.*200", timeout)
 
     def start(self, timeout: float = 15.0) -> Baresip:
         self.process.start(timeout=timeout)
@@ -215,7 +223,7 @@ class Baresip:
         """Nominated pairs for component 1 from baresip's ICE dumps, oldest first:
         (local type, local "ip:port", remote type, remote "ip:port")."""
         return re.findall(
-            r"\{comp=1\}\s+Succeeded \{[A-Z]*N[A-Z]*\} (?:[\w.-]+:)?(host|srflx|prflx|relay):"
+            r"\{comp=1\}\s+Succeeded \{[A-Z ]*N[A-Z ]*\} (?:[\w.-]+:)?(host|srflx|prflx|relay):"
             r"(\S+) <---> (host|srflx|prflx|relay):(\S+)", self._recent())
 
     def wait_rtp_stats(self, timeout: float = 10.0) -> RtpStats:

@@ -28,6 +28,8 @@ API::
         lab.public            # NetNs of the public side;  lab.public_ip == "203.0.113.1"
         lab.public2           # NetNs of a second public host, 203.0.113.2 (PUBLIC_IP2)
         lab.turn              # CoturnInNs (addr, uri, user/password alice/secret), or None
+        lab.start_proxy()     # SipProxyInNs: Kamailio registrar/proxy on 203.0.113.1:5080 that
+                              # handles NATed clients (received/rport, Contact fixing, RR)
         lab.a, lab.b          # Site: .host (NetNs), .nat (NetNs), .host_ip, .wan_ip, .spec
         s = lab.a.host.socket()                        # UDP socket in host a
         echo = lab.echo(PUBLIC_IP, 7000)               # UdpEcho in the public ns
@@ -47,14 +49,19 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import socket
 import struct
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, cast
 
 from tests.peers.netns import Lab, NetNs
+from tests.peers.process import PeerProcess, require_binary
 from tests.peers.turn_in_ns import TURN_PORT, CoturnInNs
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,7 @@ PUBLIC_NET = "203.0.113.0/24"
 PUBLIC_IP = "203.0.113.1"
 PUBLIC_IP2 = "203.0.113.2"
 SIP_PORT = 5080
+PROXY_CONFIG = Path(__file__).resolve().parent.parent / "data" / "lab" / "kamailio-nat.cfg"
 _SITES = {
     "a": {"wan": "203.0.113.10", "lan_net": "192.0.2", "lan_prefix": 24},
     "b": {"wan": "203.0.113.20", "lan_net": "198.51.100", "lan_prefix": 24},
@@ -167,6 +175,39 @@ def stun_binding(sock: socket.socket, server: tuple[str, int], timeout: float = 
         sock.settimeout(old)
 
 
+class SipProxyInNs:
+    """Kamailio (``tests/data/lab/kamailio-nat.cfg``: registrar + record-routing proxy that
+    fixes NATed Contacts, no auth) on ``ip:port`` inside ``ns``. Stopped with the lab."""
+
+    def __init__(self, ns: NetNs, ip: str = PUBLIC_IP, port: int = SIP_PORT) -> None:
+        self.ns, self.ip, self.port = ns, ip, port
+        self.dir = Path(tempfile.mkdtemp(prefix="siplink-kamailio-ns-"))
+        ns.cleanups.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        cfg = self.dir / "kamailio.cfg"
+        cfg.write_text(PROXY_CONFIG.read_text().replace("__IP__", ip)
+                       .replace("__PORT__", str(port)))
+        self.process: PeerProcess = ns.peer(
+            [require_binary("kamailio"), "-f", str(cfg), "-DD", "-E", "-Y", str(self.dir),
+             "-P", str(self.dir / "kamailio.pid"), "-w", str(self.dir), "-m", "64", "-M", "8"],
+            name="kamailio")
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return (self.ip, self.port)
+
+    def start(self, timeout: float = 15.0) -> SipProxyInNs:
+        self.process.start()
+        self.process.wait_for(r"SO_RCVBUF is finally", timeout=timeout)
+        time.sleep(0.3)  # the worker processes bind after the banner
+        return self
+
+    def log(self) -> str:
+        return self.process.log()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
 class NatLab:
     """Builds the topology above on enter (or ``build()``), deletes it on exit (``close()``)."""
 
@@ -177,6 +218,7 @@ class NatLab:
         self.lab = Lab()
         self.sites: dict[str, Site] = {}
         self.turn: CoturnInNs | None = None
+        self.proxy: SipProxyInNs | None = None
         self.public_ip = PUBLIC_IP
         self._echoes: list[UdpEcho] = []
         self._public: NetNs | None = None
@@ -263,6 +305,12 @@ class NatLab:
         if p:
             s.nat.iptables("-I", "FORWARD", "1", *_loss_rule(p))
         s.loss = p
+
+    def start_proxy(self) -> SipProxyInNs:
+        """Kamailio on 203.0.113.1:5080 in the public namespace (see SipProxyInNs)."""
+        if self.proxy is None:
+            self.proxy = SipProxyInNs(self.public).start()
+        return self.proxy
 
     def echo(self, ip: str = PUBLIC_IP, port: int = 7000, ns: NetNs | None = None) -> UdpEcho:
         """A UDP echo server on ``ip:port`` in the public namespace (``public2`` for
