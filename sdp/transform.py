@@ -37,7 +37,10 @@ W9  ``a=ptime`` is written with ``%g`` (six significant digits: ``0.1234567`` co
     ``0.123457``, ``0.00001`` as ``1e-05`` which its own grammar then refuses); we write ptime
     ourselves with :func:`format_ptime`, verbatim.
     Its grammar also lacks ``a=ice-mismatch`` (RFC 8839): :data:`ICE_MISMATCH` adds it.
-W10 Speed: ``parse`` tries up to ~60 regular expressions per ``a=`` line (about 270 µs for a
+W10 Line splitting. ``parse`` splits with ``str.splitlines``, which also breaks at U+2028,
+    U+0085, form feed and other Unicode separators inside a value (``s=a\u2028b`` is cut to
+    ``a``, ``a=tool:x\x85y`` to ``tool:x``). :func:`split_lines` splits at LF (and CRLF) only.
+W11 Speed: ``parse`` tries up to ~60 regular expressions per ``a=`` line (about 270 µs for a
     30-line SDP here). We dispatch on the attribute name and only match the rules of the
     attributes we model; ``bench/bench_sdp.py`` measures both side by side.
 """

@@ -240,6 +240,17 @@ def test_defect_ptime_written_exactly(ptime):
     assert parse(sd.serialize()).media[0].ptime == float(ptime)
 
 
+# --- W10: line splitting ------------------------------------------------------------------
+
+def test_defect_unicode_separators_do_not_split_lines():
+    text = BASE.replace("s=-", "s=a\u2028b") + "a=tool:x\x85y\x0cz\r\n"
+    sd = parse(text)
+    assert sd.name == "a\u2028b" and sd.attributes == ["tool:x\x85y\x0cz"]
+    assert parse(sd.serialize()) == sd
+    raw = sdp_transform.parse(text)
+    assert raw["name"] == "a" and raw["invalid"] == [{"value": "tool:x"}]
+
+
 # --- W8: reordering: compare models ------------------------------------------------------------
 
 def test_write_reorders_but_model_round_trips(corpus_dir):
