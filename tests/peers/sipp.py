@@ -57,7 +57,7 @@ def run_uac(target: str, *, scenario: str | Path = "uac", calls: int = 10, rate:
     workdir = Path(tempfile.mkdtemp(prefix="sipp-uac-"))
     stf = workdir / "uac.csv"
     argv = [sipp, target]
-    argv += ["-sn", str(scenario)] if scenario in ("uac", "uas") else ["-sf", str(scenario)]
+    argv += ["-sn", str(scenario)] if scenario in ("uac", "uas") else ["-sf", str(Path(scenario).resolve())]
     argv += _ports()
     argv += ["-t", transport, "-m", str(calls), "-r", str(rate), "-l", str(limit), "-nostdin",
              "-trace_stat", "-stf", str(stf), "-fd", "1", "-timeout", f"{int(timeout)}s",
@@ -81,7 +81,7 @@ class SippUas:
         self.stf = self.workdir / "uas.csv"
         sipp = require_binary("sipp")
         argv = [sipp]
-        argv += ["-sn", str(scenario)] if scenario in ("uac", "uas") else ["-sf", str(scenario)]
+        argv += ["-sn", str(scenario)] if scenario in ("uac", "uas") else ["-sf", str(Path(scenario).resolve())]
         media = free_port(HOST, span=4)
         control = free_port(HOST)
         argv += ["-i", HOST, "-p", str(self.port), "-mi", HOST, "-mp", str(media),
@@ -127,3 +127,22 @@ class SippUas:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_MSG_RE = None
+
+
+def message_times(log: str) -> list[tuple[float, str, str]]:
+    """(seconds since midnight, "sent"/"received", first line) for every message in a
+    ``-trace_msg`` log."""
+    import re
+
+    global _MSG_RE
+    if _MSG_RE is None:
+        _MSG_RE = re.compile(
+            r"-{10,} \d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d\.\d+)\n\S+ message (sent|received)"
+            r" [\[(]\d+\]? bytes\)? ?:\n\n([^\r\n]+)")
+    out = []
+    for h, m, s, direction, line in _MSG_RE.findall(log):
+        out.append((int(h) * 3600 + int(m) * 60 + float(s), direction, line.strip()))
+    return out
