@@ -154,6 +154,7 @@ class DtmfDigit:
     timestamp: int       # the event's RTP timestamp
     duration: int        # timestamp units (the last duration seen)
     volume: int
+    ssrc: int = 0
 
 
 class DtmfReceiver:
@@ -182,10 +183,15 @@ class DtmfReceiver:
         if ev.end:
             self._done.append(key)
             self._open = None
-            out.append(DtmfDigit(DIGITS[ev.event], timestamp, ev.duration, ev.volume))
+            out.append(DtmfDigit(DIGITS[ev.event], timestamp, ev.duration, ev.volume, ssrc))
         else:
             self._open = (ssrc, timestamp, ev)
         return out
+
+    @property
+    def event_open(self) -> bool:
+        """An event has started and its end has not been received (yet)."""
+        return self._open is not None
 
     def flush(self) -> list[DtmfDigit]:
         """Report an event whose end was never received."""
@@ -194,4 +200,4 @@ class DtmfReceiver:
         ssrc, ts, ev = self._open
         self._open = None
         self._done.append((ssrc, ts))
-        return [DtmfDigit(DIGITS[ev.event], ts, ev.duration, ev.volume)]
+        return [DtmfDigit(DIGITS[ev.event], ts, ev.duration, ev.volume, ssrc)]

@@ -209,6 +209,7 @@ class MediaStream:
     MAX_SOURCES = 8
     MAX_CATCH_UP = 50          # ticks produced in one handle_timer before skipping ahead
     MAX_GAP_FILL = 5.0         # seconds of silence inserted for a timestamp jump, at most
+    DTMF_END_TIMEOUT = 1.0     # an event with no packet for this long is over (end lost)
 
     def __init__(
         self,
@@ -261,6 +262,7 @@ class MediaStream:
                                    duration=int(0.1 * codec.clock_rate),
                                    gap=int(0.06 * codec.clock_rate))
         self._dtmf_rx = DtmfReceiver()
+        self._dtmf_rx_last: float | None = None   # arrival of the last packet of an open event
         self._sources: dict[int, SourceStatistics] = {}
         self._playout_ssrc: int | None = None
         self._playout_last = 0.0
@@ -301,6 +303,7 @@ class MediaStream:
         if self._stopped or self._started_at is None:
             self._stopped = True
             return
+        self._emit_digits(self._dtmf_rx.flush(), now)
         self._send_rtcp(now, bye=reason or "stream stopped")
         self._stopped = True
         self._next_rtp = self._next_rtcp = None
@@ -327,13 +330,24 @@ class MediaStream:
 
     # -- sans-I/O interface
 
+    def _dtmf_deadline(self) -> float | None:
+        if self._dtmf_rx_last is None or not self._dtmf_rx.event_open:
+            return None
+        return self._dtmf_rx_last + self.DTMF_END_TIMEOUT
+
     def get_timer(self) -> float | None:
-        timers = [t for t in (self._next_rtp, self._next_rtcp) if t is not None]
+        timers = [t for t in (self._next_rtp, self._next_rtcp, self._dtmf_deadline())
+                  if t is not None]
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
         if self._stopped or self._started_at is None:
             return
+        deadline = self._dtmf_deadline()
+        if deadline is not None and deadline <= now:
+            # RFC 4733 §2.5.2.2: no end packet arrived; the event is over all the same
+            self._emit_digits(self._dtmf_rx.flush(), now)
+            self._dtmf_rx_last = None
         produced = 0
         while self._next_rtp is not None and self._next_rtp <= now:
             if produced >= self.MAX_CATCH_UP:
@@ -521,12 +535,16 @@ class MediaStream:
         except ValueError:
             self._invalid += 1
             return
+        self._dtmf_rx_last = now if self._dtmf_rx.event_open else None
+        self._emit_digits(digits, now)
+
+    def _emit_digits(self, digits: list[DtmfDigit], now: float) -> None:
         for d in digits:
             self._digits += d.digit
             if len(self._digits) > 1024:
                 self._digits = self._digits[-1024:]
             self._events.append(DtmfReceived(d.digit, d.duration / self.codec.clock_rate,
-                                             pkt.ssrc))
+                                             d.ssrc))
             self._record_event(now, "event", f"DTMF {d.digit} received")
 
     def _receive_rtcp(self, data: bytes, now: float, addr: Address | None) -> None:
@@ -555,6 +573,7 @@ class MediaStream:
             elif isinstance(p, Bye):
                 if self._playout_ssrc in p.sources:
                     self._playout_ssrc = None
+                self._emit_digits(self._dtmf_rx.flush(), now)
                 self._events.append(ByeReceived(p.sources, p.reason))
                 self._record_event(now, "event", f"RTCP BYE {p.reason!r}")
 

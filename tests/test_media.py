@@ -379,3 +379,27 @@ def test_playout_follows_a_new_source_after_the_old_one_goes_quiet():
     f = detect_frequency(tail)
     assert f is not None and abs(f - 1500.0) < 5.0
     assert b.stats().packets_received == one.stats().packets_sent + two.stats().packets_sent
+
+
+def test_dtmf_event_without_end_is_reported_after_a_timeout_and_on_stop():
+    from siplink.dtmf import event_series
+
+    b = MediaStream(remote=A_ADDR, rng=random.Random(13))
+    b.start(0.0)
+    ticks = event_series("7")
+    for i, t in enumerate(ticks[:3]):            # start of a key press, then silence
+        b.receive(RtpPacket(101, i, 800, 99, t.event.encode(), marker=t.marker).encode(), 0.1 + i * 0.02)
+    assert b.digits_received == ""
+    deadline = b.get_timer()
+    assert deadline is not None
+    b.handle_timer(1.1)
+    assert b.digits_received == ""           # not yet: 1 s after the last packet (0.14 s)
+    b.handle_timer(1.15)
+    assert b.digits_received == "7"
+    ev = [e for e in iter(b.next_event, None) if isinstance(e, DtmfReceived)]
+    assert [(e.digit, e.ssrc) for e in ev] == [("7", 99)]
+    # a held key still open when the stream stops is reported then
+    for i, t in enumerate(event_series("9")[:2]):
+        b.receive(RtpPacket(101, 10 + i, 8000, 99, t.event.encode()).encode(), 2.0)
+    b.stop(2.1)
+    assert b.digits_received == "79"

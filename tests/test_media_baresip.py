@@ -137,6 +137,10 @@ def test_pcmu_tone_and_dtmf_both_ways_with_baresip():
         assert "ACK" in answerer.methods, (answerer.errors, peer.log()[-3000:])
         yield task.deferLater(reactor, 1.0, lambda: None)
         stream.send_dtmf("12#")
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        for key in "45*":                    # baresip's console keys send DTMF in a call
+            console(cons, key)
+            yield task.deferLater(reactor, 0.3, lambda: None)
         yield task.deferLater(reactor, 1.5, lambda: None)
         console(cons, "/hangup")
         deadline = time.monotonic() + 10
@@ -161,6 +165,8 @@ def test_pcmu_tone_and_dtmf_both_ways_with_baresip():
     # baresip heard our DTMF: one key per event, despite the three end packets each
     keys = re.findall(r"received event: '(.)' \(end=1\)", log)
     assert "".join(keys) == "12#", log[-3000:]
+    # and we heard baresip's DTMF
+    assert stream.digits_received == "45*", (stream.digits_received, log[-3000:])
     # baresip's own counters against ours
     tx, rx = map(int, re.findall(r"packets:\s+(\d+)\s+(\d+)", log)[-1])
     assert abs(rx - st.packets_sent) <= 3 and abs(tx - st.packets_received) <= 3, (tx, rx, st)
