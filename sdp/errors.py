@@ -11,7 +11,11 @@ class SdpError(Exception):
     the offending line when there is one.
     """
 
+    MAX_REASON = 200
+
     def __init__(self, reason: str, line: int | None = None) -> None:
+        if len(reason) > self.MAX_REASON:     # bounded whatever the input quoted in it
+            reason = reason[: self.MAX_REASON - 3] + "..."
         self.reason = reason
         self.line = line
         super().__init__(f"line {line}: {reason}" if line is not None else reason)

@@ -45,6 +45,8 @@ TELEPHONE_EVENT = Codec(101, "telephone-event", 8000, fmtp="0-16")
 DEFAULT_CODECS: tuple[Codec, ...] = (PCMU, PCMA, TELEPHONE_EVENT)
 DEFAULT_PROTOS: tuple[str, ...] = ("RTP/AVP", "RTP/AVPF")
 
+MAX_REASON = 200   # characters of an SdpError reason built from an offer's content
+
 # Formats that do not carry the audio itself: a stream with only these is not acceptable.
 AUXILIARY_FORMATS = frozenset({"telephone-event", "cn", "red", "rtx", "ulpfec", "flexfec"})
 
@@ -262,9 +264,10 @@ class OfferAnswer:
             if reason is None:
                 common = self._common_codecs(m)
                 if not any(c.name.lower() not in AUXILIARY_FORMATS for c in common):
-                    reason = "no common audio codec (offered " + (
-                        ", ".join(f"{c.name}/{c.rate}" if c.name else str(c.pt) for c in m.codecs)
-                    ) + ")"
+                    offered = list(dict.fromkeys(
+                        f"{c.name}/{c.rate}" if c.name else str(c.pt) for c in m.codecs))
+                    more = ", ..." if len(offered) > 6 else ""
+                    reason = f"no common audio codec (offered {', '.join(offered[:6])}{more})"
                 else:
                     audio_index = i
                     direction = self._wanted_direction(m.direction)
@@ -275,6 +278,8 @@ class OfferAnswer:
             media.append(_rejected(m))
         if audio_index is None:
             detail = "; ".join(reasons) or "offer has no media"
+            if len(detail) > MAX_REASON:          # it becomes a SIP reason phrase
+                detail = detail[:MAX_REASON - 3] + "..."
             self._record(now, "event", f"offer not acceptable: {detail}", None)
             raise SdpError(f"no acceptable media: {detail}")
         answer, text = self._session(media, ice if media[audio_index].ice_ufrag else None)

@@ -178,9 +178,7 @@ class SessionDescription:
 
     def ice_options_for(self, media: MediaDescription) -> list[str]:
         """Session-level then media-level ice-options, without repeats."""
-        out = list(self.ice_options)
-        out.extend(o for o in media.ice_options if o not in out)
-        return out
+        return list(dict.fromkeys([*self.ice_options, *media.ice_options]))
 
     def serialize(self) -> str:
         """SDP text with CRLF line ends (sdp-transform's writer, see :mod:`sdp.transform`)."""
@@ -195,7 +193,9 @@ class SessionDescription:
 
 def _digits(text: str | None, what: str, line: int, high: int | None = None) -> int:
     if not text or not text.isascii() or not text.isdigit():
-        raise SdpError(f"bad {what}: {text!r}", line)
+        raise SdpError(f"bad {what}: {(text or '')[:40]!r}", line)
+    if len(text) > 20:
+        raise SdpError(f"{what} out of range: {text[:40]}...", line)
     value = int(text)
     if high is not None and value > high:
         raise SdpError(f"{what} out of range: {value}", line)
@@ -218,13 +218,14 @@ def _connection(value: str, line: int) -> Connection:
 class _MediaBuilder:
     """Collects one m= section's lines; :meth:`build` resolves codecs and inheritance."""
 
-    __slots__ = ("media", "line", "payloads", "rtpmap", "fmtp", "has_connection",
+    __slots__ = ("media", "line", "payloads", "payload_set", "rtpmap", "fmtp", "has_connection",
                  "has_direction", "has_ufrag", "has_pwd")
 
     def __init__(self, media: MediaDescription, line: int, payloads: list[int]) -> None:
         self.media = media
         self.line = line
         self.payloads = payloads
+        self.payload_set = frozenset(payloads)
         self.rtpmap: dict[int, tuple[str, int, int | None]] = {}
         self.fmtp: dict[int, str] = {}
         self.has_connection = False
@@ -412,7 +413,10 @@ def _ice_common(
         target.ice_pwd = check_credential(pwd or "", "a=ice-pwd", line)
     elif name == "ice-options":
         (options,) = transform.match(transform.ICE_OPTIONS, value, line)
-        target.ice_options.extend(o for o in (options or "").split(" ") if o not in target.ice_options)
+        # dict.fromkeys: in order, without repeats, in linear time (hostile lists are long)
+        merged = dict.fromkeys(target.ice_options)
+        merged.update(dict.fromkeys((options or "").split(" ")))
+        target.ice_options[:] = list(merged)
     else:
         return False
     return True
@@ -450,14 +454,14 @@ def _media_attribute(b: _MediaBuilder, value: str, line: int) -> None:
         if not codec or not rate:
             raise SdpError(f"malformed a=rtpmap: {value[:60]!r}", line)
         channels = None if enc is None else _digits(enc, "a=rtpmap channels", line, 255)
-        if m.is_rtp and pt in b.payloads and pt not in b.rtpmap:
+        if m.is_rtp and pt in b.payload_set and pt not in b.rtpmap:
             b.rtpmap[pt] = (codec, _digits(rate, "a=rtpmap clock rate", line, _U32), channels)
         else:
             m.attributes.append(value)
     elif name == "fmtp":
         pt_s, config = transform.match(transform.FMTP, value, line)
         pt = _digits(pt_s, "a=fmtp payload type", line, 127)
-        if m.is_rtp and pt in b.payloads and pt not in b.fmtp and config:
+        if m.is_rtp and pt in b.payload_set and pt not in b.fmtp and config:
             b.fmtp[pt] = config
         else:
             m.attributes.append(value)

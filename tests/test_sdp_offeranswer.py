@@ -214,6 +214,17 @@ def test_no_common_codec_is_refused_with_reason():
         OfferAnswer("127.0.0.1", port=4000).create_answer(offer)
 
 
+def test_rejection_reason_stays_short_for_huge_offers():
+    pts = " ".join(str(96 + i % 32) for i in range(3000))
+    offer = ("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+             + "".join(f"m=video {5000 + 2 * i} RTP/AVP {pts}\r\n" for i in range(20))
+             + f"m=audio 4000 RTP/AVP {pts}\r\n"
+             + "".join(f"a=rtpmap:{96 + i} x{i}/8000\r\n" for i in range(32)))
+    with pytest.raises(SdpError) as info:
+        OfferAnswer("127.0.0.1", port=4000).create_answer(offer)
+    assert len(info.value.reason) <= 230 and info.value.reason.endswith("...")
+
+
 def test_answer_keeps_offerer_payload_types_and_only_matching_telephone_event():
     sd = parse(OfferAnswer("127.0.0.1", protos=ALL_PROFILES).create_answer(
         corpus("sdp-transform-jsep.sdp"), BOB_ICE).serialize())
