@@ -266,3 +266,24 @@ def test_lf_and_crlf_and_trailing_blank_lines_parse_alike():
     crlf = sdp_with("a=sendrecv\r\n")
     assert parse(crlf) == parse(crlf.replace("\r\n", "\n")) == parse(crlf + "\r\n\r\n")
     assert parse(crlf.encode()) == parse(crlf)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("text", [
+    BASE + "m=audio " + "9" * 100_000 + " RTP/AVP 0\r\n",
+    BASE.replace("o=- 1 1", "o=- 1 " + "9" * 10_000) + "m=audio 4000 RTP/AVP 0\r\n",
+    BASE.replace("IN IP4 192.0.2.1\r\ns", "X" * 10_000 + " IP4 192.0.2.1\r\ns"),
+    sdp_with("a=candidate:1 1 UDP 1 192.0.2.1 5 typ host" + " a" * 60_001 + "\r\n"),
+    sdp_with("a=ice-options:" + " ".join(f"o{i}" for i in range(30_000)) + "\r\n"),
+    sdp_with("a=rtpmap:0 PCMU/8000\r\n" * 10_000),
+    BASE + "m=audio 1 RTP/AVP 0\r\n" * 100,
+    "v=0\r\n" * 300_000,
+], ids=["port-digits", "version-digits", "nettype", "candidate-tail", "ice-options",
+        "rtpmaps", "media-lines", "too-large"])
+def test_hostile_sizes_are_bounded(text):
+    try:
+        sd = parse(text)
+    except SdpError as exc:
+        assert len(exc.reason) <= SdpError.MAX_REASON
+    else:
+        assert parse(sd.serialize()) == sd
