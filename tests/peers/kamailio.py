@@ -14,11 +14,12 @@ HOST = "127.0.0.1"
 class Kamailio:
     """Kamailio in the foreground (``-DD -E``), logging to a file; stop by PID."""
 
-    def __init__(self, config: Path = CONFIG) -> None:
+    def __init__(self, config: Path = CONFIG, algorithm: str = "MD5") -> None:
         self.port = free_port(HOST)
         self.rundir = Path(tempfile.mkdtemp(prefix="kamailio-"))
         cfg = self.rundir / "kamailio.cfg"
-        cfg.write_text(config.read_text().replace("__PORT__", str(self.port)))
+        cfg.write_text(config.read_text().replace("__PORT__", str(self.port))
+                       .replace("__ALGORITHM__", algorithm))
         binary = require_binary("kamailio")
         self.proc = PeerProcess(
             [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(self.rundir),
