@@ -487,12 +487,13 @@ class MediaStream:
             self._sources[ssrc] = s
         return s
 
-    def _count_in(self, pkt: RtpPacket, now: float) -> bool:
+    def _count_in(self, pkt: RtpPacket, now: float, *, jitter: bool = True) -> bool:
         src = self._source(pkt.ssrc)
         if src is None:
             self._unexpected += 1
             return False
-        src.update(pkt.sequence, pkt.timestamp, now)
+        if src.update_seq(pkt.sequence) and jitter:
+            src.update_jitter(pkt.timestamp, now)
         self._packets_received += 1
         self._octets_received += len(pkt.payload)
         return True
@@ -528,7 +529,9 @@ class MediaStream:
             self.recording += pcm[:room]
 
     def _receive_dtmf(self, pkt: RtpPacket, now: float) -> None:
-        if not self._count_in(pkt, now):
+        # every packet of an event carries the event's start timestamp (RFC 4733 §2.5.1.2):
+        # counted for loss, kept out of the jitter estimate, which they would inflate
+        if not self._count_in(pkt, now, jitter=False):
             return
         try:
             digits: list[DtmfDigit] = self._dtmf_rx.receive(pkt.timestamp, pkt.payload, pkt.ssrc)

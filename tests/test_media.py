@@ -403,3 +403,14 @@ def test_dtmf_event_without_end_is_reported_after_a_timeout_and_on_stop():
         b.receive(RtpPacket(101, 10 + i, 8000, 99, t.event.encode()).encode(), 2.0)
     b.stop(2.1)
     assert b.digits_received == "79"
+
+
+def test_dtmf_packets_do_not_inflate_jitter():
+    a, b = pair()
+    w = Wire(a, b)
+    w.start()
+    w.run(0.5)
+    a.send_dtmf("0123456789")
+    w.run(3.0)
+    assert b.digits_received == "0123456789"
+    assert b.stats().jitter < 0.001       # constant delay: no jitter, DTMF or not
