@@ -1,0 +1,158 @@
+"""Our agent on real loopback sockets (Twisted driver): against itself, against aioice in
+both roles with data both ways, and relay-only through coturn.  Traffic stays on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task, threads
+
+from ice.agent import Agent
+from ice.candidate import CandidateType
+from ice.events import ApplicationData, RoleChanged
+from ice.gathering import TurnServer
+from ice.twisted_agent import IceFailedError, TwistedAgent
+from tests.peers.aioice_peer import AioicePeer
+
+pytestmark = pytest.mark.peer
+
+
+async def wait_for(predicate, timeout: float = 5.0, step: float = 0.01) -> None:
+    waited = 0.0
+    while not predicate():
+        if waited >= timeout:
+            raise AssertionError("condition not met in time")
+        await task.deferLater(reactor, step, lambda: None)
+        waited += step
+
+
+def exchange(a: TwistedAgent, b: TwistedAgent) -> None:
+    for x, y in ((a, b), (b, a)):
+        for s in range(x.agent.streams):
+            y.agent.set_remote_credentials(s, x.agent.local_username, x.agent.local_password)
+            for c in x.agent.local_candidates(s):
+                y.agent.add_remote_candidate(s, c)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_of_our_agents_on_loopback_rtp_and_rtcp():
+    got: dict[str, list[bytes]] = {"a": [], "b": []}
+    a = TwistedAgent(Agent(True, components=2, local_addresses=["127.0.0.1", "127.0.0.2"],
+                           rng=random.Random(1)),
+                     on_data=lambda s, c, d, r: got["a"].append(d))
+    b = TwistedAgent(Agent(False, components=2, local_addresses=["127.0.0.3"],
+                           rng=random.Random(2)),
+                     on_data=lambda s, c, d, r: got["b"].append(d))
+    try:
+        await defer.gatherResults([a.gather(), b.gather()])
+        assert {c.address for c in a.agent.local_candidates()} == {"127.0.0.1", "127.0.0.2"}
+        exchange(a, b)
+        await defer.gatherResults([a.start(), b.start()])
+        for comp in (1, 2):
+            pa, pb = a.agent.selected_pair(0, comp), b.agent.selected_pair(0, comp)
+            assert pa.local_base == pb.remote_addr and pb.local_base == pa.remote_addr
+        assert a.agent.selected_pair(0, 1).local.address == "127.0.0.1"   # preferred address
+        assert a.send(0, 1, b"\x80rtp-a") and a.send(0, 2, b"\x80\xc8rtcp-a")
+        assert b.send(0, 1, b"\x80rtp-b")
+        await wait_for(lambda: len(got["b"]) == 2 and len(got["a"]) == 1)
+        assert sorted(got["b"]) == [b"\x80rtp-a", b"\x80\xc8rtcp-a"]
+    finally:
+        await defer.gatherResults([a.close(), b.close()])
+    assert a.agent.get_timer() is None and not a._ports and a._timer is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_failure_is_a_failed_deferred_not_an_exception():
+    a = TwistedAgent(Agent(True, rng=random.Random(1), check_rc=2, check_rm=1))
+    try:
+        await a.gather()
+        a.agent.set_remote_credentials(0, "nobody", "x" * 22)
+        from ice.gathering import host_candidate
+        from tests.peers.process import free_port
+        a.agent.add_remote_candidate(0, host_candidate(("127.0.0.1", free_port()), 1, 65535))
+        with pytest.raises(IceFailedError) as err:
+            await a.start()
+        assert "failed" in err.value.reason
+    finally:
+        await a.close()
+
+
+async def aioice_interop(our_controlling: bool, nomination: str = "regular") -> None:
+    peer = AioicePeer(controlling=not our_controlling)
+    received: list[bytes] = []
+    ours = TwistedAgent(Agent(our_controlling, nomination=nomination, rng=random.Random(7)),
+                        on_data=lambda s, c, d, r: received.append(d))
+    try:
+        await threads.deferToThread(peer.start)
+        await ours.gather()
+        ours.agent.set_remote_credentials(0, peer.username, peer.password)
+        for c in peer.candidates():
+            ours.agent.add_remote_candidate(0, c)
+        fut = peer.connect(ours.agent.local_username, ours.agent.local_password,
+                           ours.agent.local_candidates(0))
+        await ours.start()
+        await threads.deferToThread(fut.result, 10)
+        sel = ours.agent.selected_pair(0, 1)
+        assert sel is not None and sel.local.type is CandidateType.HOST
+        theirs = peer.selected()
+        assert theirs == (sel.remote_addr, sel.local_base)
+        # data both ways on the selected pair
+        assert ours.send(0, 1, b"\x80to-aioice")
+        data, comp = await threads.deferToThread(lambda: peer.recv().result(5))
+        assert (data, comp) == (b"\x80to-aioice", 1)
+        await threads.deferToThread(lambda: peer.send(b"\x80to-siplink").result(5))
+        await wait_for(lambda: received == [b"\x80to-siplink"])
+        assert not [e for _, e in ours.events if isinstance(e, RoleChanged)]
+    finally:
+        await ours.close()
+        await threads.deferToThread(peer.stop)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aioice_interop_we_are_controlling():
+    await aioice_interop(True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aioice_interop_we_are_controlled():
+    await aioice_interop(False)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aioice_interop_aggressive_nomination():
+    await aioice_interop(True, "aggressive")
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_only_through_coturn():
+    from tests.peers.coturn import PASSWORD, USER, Coturn
+
+    turn = Coturn()
+    await threads.deferToThread(turn.start)
+    cfg = [TurnServer(turn.addr[0], turn.addr[1], USER, PASSWORD)]
+    got: list[bytes] = []
+    a = TwistedAgent(Agent(True, policy="relay", turn_servers=cfg, rng=random.Random(3)),
+                     on_data=lambda s, c, d, r: got.append(d))
+    b = TwistedAgent(Agent(False, local_addresses=["127.0.0.2"], rng=random.Random(4)))
+    try:
+        await defer.gatherResults([a.gather(), b.gather()])
+        cands = a.agent.local_candidates(0)
+        assert cands and all(c.type is CandidateType.RELAYED for c in cands)
+        exchange(a, b)
+        await defer.gatherResults([a.start(), b.start()])
+        sel = a.agent.selected_pair(0, 1)
+        assert sel.local.type is CandidateType.RELAYED
+        assert b.agent.selected_pair(0, 1).remote_addr == sel.local_base
+        assert b.send(0, 1, b"\x80via-relay")
+        assert a.send(0, 1, b"\x80from-relay")
+        await wait_for(lambda: got == [b"\x80via-relay"])
+        await wait_for(lambda: any(isinstance(e, ApplicationData) and e.data == b"\x80from-relay"
+                                   for _, e in b.events))
+    finally:
+        await defer.gatherResults([a.close(), b.close()])
+        released = a.agent.released
+        await threads.deferToThread(turn.stop)
+    assert released
