@@ -101,7 +101,7 @@ def test_pacing_one_check_per_ta_in_priority_order():
         firsts.setdefault(m.transaction_id, t)
     times = sorted(firsts.values())
     assert len(times) == 9
-    gaps = [round(b2 - a2, 9) for a2, b2 in zip(times, times[1:])]
+    gaps = [round(b2 - a2, 9) for a2, b2 in zip(times, times[1:], strict=False)]
     assert gaps == [0.1] * 8
     sent = a.of(CheckSent)[:9]
     prio = {(p.local_base, p.remote_addr): p.priority for p in a.agent.checklist(0)}
