@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""SIP call-rate and memory benchmark: SIPp's uac against our UAS, side by side with SIPp's uas.
+
+For each call rate, SIPp's built-in ``uac`` places ``rate * --seconds`` calls (INVITE, 200,
+ACK, BYE, 200) against:
+
+* ``siplink answer`` (one Python process, one core), and
+* ``sipp -sn uas`` (the reference peer, C++),
+
+and the table shows successful and failed calls. The result is the highest rate with zero
+failed calls for each, and their ratio. Then both UASs hold ``--concurrent`` established calls
+(SIPp uac with a long call duration) and the resident memory growth per call is measured
+from /proc/PID/status.
+
+Usage: python bench/bench_sip_calls.py [--rates 100,200,...] [--seconds 5] [--concurrent 1000]
+       [--budget SECONDS]   (stop stepping rates when the budget is spent)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.peers.process import PeerProcess, free_port, require_binary  # noqa: E402
+from tests.peers.sipp import SippUas, read_stats  # noqa: E402
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_siplink(port: int) -> PeerProcess:
+    proc = PeerProcess([sys.executable, "-m", "siplink", "answer", "--quiet", "--listen",
+                        f"127.0.0.1:{port}"], ready="listening on", name="siplink-answer",
+                       cwd=ROOT)
+    proc.start()
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(proc.pid, {0})      # one core
+        except OSError:
+            pass
+    return proc
+
+
+def start_sipp_uas() -> tuple[SippUas, int]:
+    uas = SippUas("uas")
+    uas.start()
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(uas.proc.pid, {0})
+        except OSError:
+            pass
+    return uas, uas.port
+
+
+def run_sipp_uac(port: int, calls: int, rate: int, limit: int, duration_ms: int,
+                 timeout: float) -> dict[str, str]:
+    sipp = require_binary("sipp")
+    work = Path(tempfile.mkdtemp(prefix="bench-uac-"))
+    stf = work / "uac.csv"
+    media = free_port(span=4)
+    argv = [sipp, f"127.0.0.1:{port}", "-sn", "uac", "-i", "127.0.0.1",
+            "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(media),
+            "-cp", str(free_port()), "-m", str(calls), "-r", str(rate), "-l", str(limit),
+            "-d", str(duration_ms), "-nostdin", "-trace_stat", "-stf", str(stf), "-fd", "1",
+            "-timeout", f"{int(timeout)}s", "-timeout_error", "-recv_timeout", "10000"]
+    if hasattr(os, "sched_setaffinity"):
+        argv = ["taskset", "-c", "1", *argv] if os.cpu_count() and os.cpu_count() > 1 else argv
+    subprocess.run(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   stdin=subprocess.DEVNULL, timeout=timeout + 60)
+    return read_stats(stf)
+
+
+def step(port: int, rate: int, seconds: float) -> tuple[int, int]:
+    calls = max(50, int(rate * seconds))
+    stats = run_sipp_uac(port, calls, rate, limit=max(100, rate * 2), duration_ms=0,
+                         timeout=seconds + 30)
+    ok = int(stats.get("SuccessfulCall(C)", "0") or 0)
+    failed = int(stats.get("FailedCall(C)", "0") or 0)
+    failed += calls - ok - failed           # calls never completed count as failed
+    return ok, failed
+
+
+def concurrent_memory(pid: int, port: int, n: int) -> float:
+    """KiB of RSS per established call with ``n`` calls up at once."""
+    idle = rss_kib(pid)
+    rate = 250
+    hold_ms = int(n / rate * 1000) + 4000
+    p = subprocess.Popen([sys.executable, __file__, "--_uac-hold", str(port), str(n), str(rate),
+                          str(hold_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(n / rate + 2.0)              # all calls set up, none hung up yet
+    peak = rss_kib(pid)
+    p.wait(timeout=hold_ms / 1000 + 60)
+    return (peak - idle) / n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rates", default="100,200,300,400,500,600,800,1000,1200")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds of calls per rate")
+    ap.add_argument("--concurrent", type=int, default=1000)
+    ap.add_argument("--budget", type=float, default=600.0, help="stop after this many seconds")
+    ap.add_argument("--_uac-hold", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._uac_hold:
+        port, n, rate, hold = (int(x) for x in args._uac_hold)
+        run_sipp_uac(port, n, rate, limit=n + 10, duration_ms=hold, timeout=hold / 1000 + 60)
+        return 0
+
+    t0 = time.monotonic()
+    rates = [int(r) for r in args.rates.split(",")]
+    ours_port = free_port()
+    ours = start_siplink(ours_port)
+    ref, ref_port = start_sipp_uas()
+    rows = []
+    best = {"siplink": 0, "sipp": 0}
+    try:
+        for rate in rates:
+            if time.monotonic() - t0 > args.budget:
+                print(f"(budget spent; stopping before {rate} cps)")
+                break
+            o_ok, o_fail = step(ours_port, rate, args.seconds)
+            s_ok, s_fail = step(ref_port, rate, args.seconds)
+            if o_fail == 0 and best["siplink"] == rate_prev(rates, rate, best["siplink"]):
+                best["siplink"] = rate
+            if s_fail == 0 and best["sipp"] == rate_prev(rates, rate, best["sipp"]):
+                best["sipp"] = rate
+            rows.append((rate, o_ok, o_fail, s_ok, s_fail))
+            print(f"  {rate:5d} cps: siplink {o_ok} ok / {o_fail} failed;"
+                  f" sipp-uas {s_ok} ok / {s_fail} failed", flush=True)
+        mem_ours = concurrent_memory(ours.pid, ours_port, args.concurrent)
+        mem_ref = concurrent_memory(ref.proc.pid, ref_port, args.concurrent)
+    finally:
+        ours.stop()
+        ref.stop()
+
+    print()
+    print(f"SIP calls, SIPp uac -> UAS on 127.0.0.1, {args.seconds:g} s per rate, UAS pinned to one core")
+    print(f"{'rate cps':>9} | {'siplink ok':>10} {'failed':>7} | {'sipp-uas ok':>11} {'failed':>7}")
+    print("-" * 55)
+    for rate, o_ok, o_fail, s_ok, s_fail in rows:
+        print(f"{rate:>9} | {o_ok:>10} {o_fail:>7} | {s_ok:>11} {s_fail:>7}")
+    print("-" * 55)
+    ratio = best["siplink"] / best["sipp"] if best["sipp"] else float("nan")
+    print(f"highest rate with zero failed calls: siplink {best['siplink']} cps, "
+          f"sipp-uas {best['sipp']} cps (ratio {ratio:.2f}); goal 500 cps")
+    mratio = mem_ours / mem_ref if mem_ref > 0 else float("nan")
+    print(f"memory per established call at {args.concurrent} concurrent: siplink {mem_ours:.2f} KiB,"
+          f" sipp-uas {mem_ref:.2f} KiB (ratio {mratio:.2f})")
+    return 0
+
+
+def rate_prev(rates: list[int], rate: int, best: int) -> int:
+    """The rate before ``rate`` in the list (0 for the first): a rate only counts as passed
+    when every lower rate passed too."""
+    i = rates.index(rate)
+    return rates[i - 1] if i else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
