@@ -22,7 +22,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor, task
 
+from ice.trace import Trace
 from siplink.media import MediaStream
+from siplink.rtp import decode_rtcp, is_rtcp
 from siplink.media_twisted import RtpProtocol
 from siplink.tone import ToneGenerator, detect_frequency
 from tests.peers.process import PeerProcess, free_port, require_binary
@@ -137,7 +139,7 @@ def test_pcmu_tone_and_dtmf_both_ways_with_baresip():
     (d / "accounts").write_text(f"<sip:bob@127.0.0.1:{sip}>;regint=0;answermode=auto;"
                                 "audio_codecs=PCMU\n")
     stream = MediaStream(source=ToneGenerator(1000.0), remote=None, rtcp_interval=1.0,
-                         rng=random.Random(21), strict_source=True)
+                         rng=random.Random(21), strict_source=True, trace=Trace())
     media = LossyRtpProtocol(stream)
     media_port = reactor.listenUDP(0, media, interface="127.0.0.1")
     answerer = Answerer(stream, media_port.getHost().port)
@@ -157,7 +159,7 @@ def test_pcmu_tone_and_dtmf_both_ways_with_baresip():
         for key in "45*":                    # baresip's console keys send DTMF in a call
             console(cons, key)
             yield task.deferLater(reactor, 0.3, lambda: None)
-        yield task.deferLater(reactor, 1.5, lambda: None)
+        yield task.deferLater(reactor, 4.0, lambda: None)   # baresip reports every 5 s
         console(cons, "/hangup")
         deadline = time.monotonic() + 10
         while "BYE" not in answerer.methods and time.monotonic() < deadline:
@@ -195,8 +197,13 @@ def test_pcmu_tone_and_dtmf_both_ways_with_baresip():
     tx_lost, _ = map(int, re.findall(r"lost:\s+(-?\d+)\s+(-?\d+)", log)[-1])
     assert st.packets_lost - 2 <= tx_lost <= st.packets_lost, (tx_lost, st)
     # ... and the interarrival jitter from them (ms), which DTMF packets do not inflate
-    tx_jitter, _ = map(float, re.findall(r"jitter:\s+(\S+)\s+(\S+)", log)[-1])
+    tx_jitter, rx_jitter = map(float, re.findall(r"jitter:\s+(\S+)\s+(\S+)", log)[-1])
     assert tx_jitter < 20.0 and abs(tx_jitter - st.jitter * 1000) < 3.0, (tx_jitter, st)
+    # the other way: we read baresip's RTCP reports about our stream
+    rtcp_in = [decode_rtcp(r.raw) for r in stream.trace if r.direction == "in" and is_rtcp(r.raw)]
+    assert st.rtcp_received >= 2 and st.remote_packets_lost == 0, (hex(stream.ssrc), rtcp_in)
+    assert st.remote_jitter is not None and abs(st.remote_jitter * 1000 - rx_jitter) < 3.0, st
+    assert st.rtt is not None and st.rtt < 0.05, st
     # and its recording of what it decoded from us is our 1000 Hz tone
     dec = sorted(d.glob("dump-*-dec.wav"))
     assert dec, list(d.iterdir())
