@@ -13,7 +13,7 @@ import re
 from typing import Self
 
 from siplink.parse_error import SipParseError
-from siplink.uri import SipUri
+from siplink.uri import SipUri, check_uri
 
 __all__ = [
     "CSeq",
@@ -38,7 +38,13 @@ _LWS = r"[ \t]*"
 _PARAM_RE = re.compile(
     rf"{_LWS};{_LWS}({_TOKEN})(?:{_LWS}={_LWS}({_TOKEN}|\[[0-9A-Fa-f:.]+\]|{_QUOTED}))?{_LWS}"
 )
+# parameters with no LWS and no quoted values: validated in one match, then split
+_SIMPLE_PARAMS_RE = re.compile(rf"(?:;{_TOKEN}(?:=(?:{_TOKEN}|\[[0-9A-Fa-f:.]+\]))?)+")
 _DISPLAY_TOKENS_RE = re.compile(rf"{_TOKEN}(?:[ \t]+{_TOKEN})*")
+# the common name-addr shapes in one match: ["display" | tokens] <uri> (params follow)
+_NAME_ADDR_RE = re.compile(
+    rf"(?:({_QUOTED})[ \t]*|({_TOKEN}(?:[ \t]+{_TOKEN})*)[ \t]*)?<([^<>\s]+)>"
+)
 _VIA_RE = re.compile(
     rf"({_TOKEN}){_LWS}/{_LWS}({_TOKEN}){_LWS}/{_LWS}({_TOKEN})[ \t]+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?)"
@@ -68,6 +74,14 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
     """``;name=value;flag`` (with LWS around ``;`` and ``=``) from ``text[pos:]`` to its end."""
     params: dict[str, str | None] = {}
     end = len(text)
+    if _SIMPLE_PARAMS_RE.fullmatch(text, pos) is not None:
+        items = text[pos + 1:].split(";")
+        if len(items) > _MAX_PARAMS:
+            raise SipParseError("too many parameters")
+        for item in items:
+            name, eq, value = item.partition("=")
+            params[name.lower()] = value if eq else None
+        return params
     match = _PARAM_RE.match
     while pos < end:
         m = match(text, pos)
@@ -234,19 +248,49 @@ class NameAddr:
 
     In the addr-spec form (no ``<>``) a ``;`` ends the URI: what follows are header
     parameters (RFC 3261 §20.10), and a URI with ``?`` or ``,`` must have been enclosed.
+    The URI is validated when the value is parsed and built into a :class:`SipUri` on first
+    access of :attr:`uri`.
     """
 
-    __slots__ = ("display_name", "uri", "params", "bracketed")
+    __slots__ = ("display_name", "_uri", "_uri_text", "params", "bracketed")
 
-    def __init__(self, uri: SipUri, display_name: str | None = None,
+    def __init__(self, uri: SipUri | str, display_name: str | None = None,
                  params: dict[str, str | None] | None = None, bracketed: bool = True) -> None:
-        self.uri = uri
+        if isinstance(uri, SipUri):
+            self._uri: SipUri | None = uri
+            self._uri_text = ""
+        else:
+            self._uri = None
+            self._uri_text = uri
         self.display_name = display_name
         self.params: dict[str, str | None] = {} if params is None else params
         self.bracketed = bracketed
 
+    @property
+    def uri(self) -> SipUri:
+        u = self._uri
+        if u is None:
+            u = self._uri = SipUri.parse(self._uri_text)
+        return u
+
+    @uri.setter
+    def uri(self, value: SipUri) -> None:
+        self._uri = value
+
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        m = _NAME_ADDR_RE.match(text)
+        if m is not None:
+            quoted, tokens, uri_text = m.groups()
+            check_uri(uri_text)
+            end = m.end()
+            params = parse_params(text, end) if end < len(text) else {}
+            display = tokens if quoted is None else unquote_string(quoted)
+            return cls(uri_text, display, params, True)
+        return cls._parse_slow(text)
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> NameAddr:
         text = text.strip(" \t")
         if not text:
             raise SipParseError("empty address")
@@ -278,9 +322,9 @@ class NameAddr:
             uri_text = text[lt + 1:gt]
             if not uri_text or uri_text[0] in " \t" or uri_text[-1] in " \t":
                 raise SipParseError("whitespace inside <> around the URI")
-            uri = SipUri.parse(uri_text)
+            check_uri(uri_text)
             params = parse_params(text, gt + 1) if gt + 1 < len(text) else {}
-            return cls(uri, display, params, True)
+            return cls(uri_text, display, params, True)
         # addr-spec form
         semi = text.find(";")
         uri_text = text if semi < 0 else text[:semi].rstrip(" \t")
@@ -288,9 +332,9 @@ class NameAddr:
             raise SipParseError("URI with ? or , must be enclosed in <>")
         if " " in uri_text or "\t" in uri_text:
             raise SipParseError("whitespace in addr-spec")
-        uri = SipUri.parse(uri_text)
+        check_uri(uri_text)
         params = parse_params(text, semi) if semi >= 0 else {}
-        return cls(uri, None, params, False)
+        return cls(uri_text, None, params, False)
 
     @property
     def tag(self) -> str | None:
@@ -304,13 +348,13 @@ class NameAddr:
             self.params["tag"] = value
 
     def __str__(self) -> str:
-        uri = str(self.uri)
+        uri = self._uri_text if self._uri is None else str(self._uri)
         if self.display_name is not None:
             dn = self.display_name
             if not _DISPLAY_TOKENS_RE.fullmatch(dn):
                 dn = quote_string(dn)
             head = f"{dn} <{uri}>"
-        elif self.bracketed or (self.uri.params or self.uri.headers or "," in uri):
+        elif self.bracketed or ";" in uri or "?" in uri or "," in uri:
             head = f"<{uri}>"
         else:
             head = uri

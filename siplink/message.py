@@ -22,7 +22,7 @@ from typing import Any
 
 from siplink.headers import Challenge, Credentials, CSeq, NameAddr, Via, split_list
 from siplink.parse_error import SipParseError
-from siplink.uri import SipUri
+from siplink.uri import SipUri, check_uri
 
 __all__ = [
     "COMPACT_FORMS",
@@ -166,12 +166,13 @@ class Headers:
     names, repeated fields kept in wire order.  ``items()`` gives canonical names; the names as
     written (compact or not) are kept for serialization."""
 
-    __slots__ = ("_items", "_index", "_cache")
+    __slots__ = ("_items", "_first", "_cache")
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
         # (key, name as written, value)
         self._items: list[tuple[str, str, str]] = []
-        self._index: dict[str, list[str]] | None = None
+        # key -> first value; rebuilt lazily after a change
+        self._first: dict[str, str] | None = None
         # structured values (Via list, CSeq...) built from the current fields
         self._cache: dict[str, Any] = {}
         if items is not None:
@@ -179,28 +180,29 @@ class Headers:
                 self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, items: list[tuple[str, str, str]], index: dict[str, list[str]]) -> Headers:
+    def _from_parsed(cls, items: list[tuple[str, str, str]], first: dict[str, str]) -> Headers:
         h = cls.__new__(cls)
         h._items = items
-        h._index = index
+        h._first = first
         h._cache = {}
         return h
 
-    def _idx(self) -> dict[str, list[str]]:
-        index = self._index
-        if index is None:
-            index = {}
-            for key, _, value in self._items:
-                lst = index.get(key)
-                if lst is None:
-                    index[key] = [value]
-                else:
-                    lst.append(value)
-            self._index = index
-        return index
+    def _firsts(self) -> dict[str, str]:
+        first = self._first
+        if first is None:
+            first = self._first = {k: v for k, _, v in reversed(self._items)}
+        return first
+
+    def _all(self, key: str) -> list[str]:
+        """Every line of ``key`` (a lower-case full name), in order."""
+        first = self._firsts()
+        if len(first) == len(self._items):   # no header repeats
+            v = first.get(key)
+            return [] if v is None else [v]
+        return [v for k, _, v in self._items if k == key]
 
     def _changed(self) -> None:
-        self._index = None
+        self._first = None
         if self._cache:
             self._cache = {}
 
@@ -212,13 +214,13 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name`` (as a whole line, not split), or ``default``."""
-        lst = self._idx().get(_NAME_CACHE.get(name) or self.key(name))
-        return lst[0] if lst else default
+        v = self._firsts().get(_NAME_CACHE.get(name) or self.key(name))
+        return default if v is None else v
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; comma-separated lists split into elements."""
         key = _NAME_CACHE.get(name) or self.key(name)
-        lst = self._idx().get(key)
+        lst = self._all(key)
         if not lst:
             return []
         if key in _NO_SPLIT:
@@ -230,7 +232,7 @@ class Headers:
 
     def get_lines(self, name: str) -> list[str]:
         """Every header line of ``name`` as written (lists not split)."""
-        return list(self._idx().get(self.key(name), ()))
+        return self._all(self.key(name))
 
     def add(self, name: str, value: str) -> None:
         """Append a field (after any existing ones)."""
@@ -292,7 +294,7 @@ class Headers:
         return None
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.key(name) in self._idx()
+        return isinstance(name, str) and self.key(name) in self._firsts()
 
     def items(self) -> list[tuple[str, str]]:
         """(canonical name, value) in wire order."""
@@ -333,10 +335,10 @@ class _Message:
 
     # --- structured accessors (cached on self.headers._cache) -------------------------------
     def _one(self, key: str) -> str:
-        lst = self.headers._idx().get(key)
-        if not lst:
+        v = self.headers._firsts().get(key)
+        if v is None:
             raise SipParseError(f"missing {_display(key)} header")
-        return lst[0]
+        return v
 
     @property
     def via(self) -> list[Via]:
@@ -403,11 +405,10 @@ class _Message:
         c = self.headers._cache
         if key in c:
             return c[key]
-        value = self.headers._idx().get(key)
-        if not value:
+        text = self.headers._firsts().get(key)
+        if text is None:
             c[key] = None
             return None
-        text = value[0]
         if not text.isdigit() or not text.isascii():
             raise SipParseError(f"malformed {_display(key)}")
         n = int(text)
@@ -486,18 +487,32 @@ class _Message:
 class Request(_Message):
     """A SIP request: ``method uri version``, headers, body."""
 
-    __slots__ = ("method", "uri")
+    __slots__ = ("method", "_uri", "_uri_text")
 
     def __init__(self, method: str, uri: SipUri | str, headers: Headers | None = None,
                  body: bytes = b"", version: str = "SIP/2.0") -> None:
         self.method = method
-        self.uri = uri if isinstance(uri, SipUri) else SipUri.parse(uri)
+        self._uri: SipUri | None = uri if isinstance(uri, SipUri) else SipUri.parse(uri)
+        self._uri_text = ""
         self.headers = Headers() if headers is None else headers
         self.body = body
         self.version = version
 
+    @property
+    def uri(self) -> SipUri:
+        """The Request-URI (built on first access from the validated text)."""
+        u = self._uri
+        if u is None:
+            u = self._uri = SipUri.parse(self._uri_text)
+        return u
+
+    @uri.setter
+    def uri(self, value: SipUri | str) -> None:
+        self._uri = value if isinstance(value, SipUri) else SipUri.parse(value)
+
     def start_line(self) -> str:
-        return f"{self.method} {self.uri} {self.version}"
+        uri = self._uri_text if self._uri is None else str(self._uri)
+        return f"{self.method} {uri} {self.version}"
 
     def summary(self) -> str:
         return f"{self.method} {self.uri}"
@@ -549,7 +564,7 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
         raise SipParseError("too many header fields", 513)
     start = lines[0]
     items: list[tuple[str, str, str]] = []
-    index: dict[str, list[str]] = {}
+    append = items.append
     cache = _NAME_CACHE
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -557,18 +572,11 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
             raise SipParseError("header line without colon")
         key = cache.get(name)
         if key is None:
-            name = name.rstrip(" \t")
-            key = _key(name)
-        if len(line) > MAX_LINE:
-            raise SipParseError("header line too long", 513)
-        value = value.strip(" \t")
-        items.append((key, name, value))
-        lst = index.get(key)
-        if lst is None:
-            index[key] = [value]
-        else:
-            lst.append(value)
-    return start, Headers._from_parsed(items, index)
+            key = _key(name.rstrip(" \t"))
+        append((key, name, value.strip(" \t")))
+    if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+        raise SipParseError("header line too long", 513)
+    return start, Headers._from_parsed(items, {k: v for k, _, v in reversed(items)})
 
 
 def _start(start: str, headers: Headers, body: bytes) -> Message:
@@ -600,14 +608,18 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
         raise SipParseError("malformed method")
     if not uri_text:
         raise SipParseError("empty Request-URI")
-    uri = SipUri.parse(uri_text)
-    if uri.headers and uri.is_sip:
-        raise SipParseError("headers not allowed in Request-URI")
-    if "method" in uri.params and uri.is_sip:
-        raise SipParseError("method parameter not allowed in Request-URI")
+    m = check_uri(uri_text)
+    if m is not None:
+        # RFC 3261 §19.1.1 table: no headers and no method parameter in a Request-URI
+        if m.group("headers") is not None:
+            raise SipParseError("headers not allowed in Request-URI")
+        uparams = m.group("params")
+        if uparams and "method" in uparams.lower() and "method" in SipUri.parse(uri_text).params:
+            raise SipParseError("method parameter not allowed in Request-URI")
     req = Request.__new__(Request)
     req.method = method
-    req.uri = uri
+    req._uri = None
+    req._uri_text = uri_text
     req.headers = headers
     req.body = body
     req.version = version
@@ -617,46 +629,62 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
 def _validate(msg: Message) -> None:
     """The checks every message must pass (RFC 3261 §8.1.1, §20); caches what it parses."""
     h = msg.headers
-    index = h._idx()
-    for key in _SINGLE:
-        lst = index.get(key)
-        if lst is not None and len(lst) > 1:
-            raise SipParseError(f"more than one {_display(key)} header")
-    for key in ("call-id", "cseq", "from", "to"):
-        if key not in index:
-            raise SipParseError(f"missing {_display(key)} header")
-    vias = msg.via
-    if not vias:
+    index = h._firsts()
+    if len(index) != len(h._items):   # some header repeats: the single-valued ones must not
+        for key in _SINGLE:
+            if len(h._all(key)) > 1:
+                raise SipParseError(f"more than one {_display(key)} header")
+    get = index.get
+    call_id = get("call-id")
+    if call_id is None:
+        raise SipParseError("missing Call-ID header")
+    cseq_v = get("cseq")
+    if cseq_v is None:
+        raise SipParseError("missing CSeq header")
+    from_v = get("from")
+    if from_v is None:
+        raise SipParseError("missing From header")
+    to_v = get("to")
+    if to_v is None:
+        raise SipParseError("missing To header")
+    via_v = get("via")
+    if via_v is None:
         raise SipParseError("missing Via header")
-    call_id = index["call-id"][0]
     if not _CALLID_RE.fullmatch(call_id):
         raise SipParseError("malformed Call-ID")
-    cseq = msg.cseq
-    msg.from_   # noqa: B018 - parse and cache
-    msg.to      # noqa: B018
+    cache = h._cache
+    vias: list[Via] = []
+    for line in h._all("via"):
+        if "," in line:
+            vias += [Via.parse(v) for v in split_list(line)]
+        else:
+            vias.append(Via.parse(line))
+    cache["via"] = vias
+    cseq = cache["cseq"] = CSeq.parse(cseq_v)
+    cache["from"] = NameAddr.parse(from_v)
+    cache["to"] = NameAddr.parse(to_v)
     if "contact" in index:
-        msg.contact  # noqa: B018
+        msg.contact  # noqa: B018 - parse and cache
     if "max-forwards" in index:
         msg.max_forwards  # noqa: B018
     if "expires" in index:
         msg.expires  # noqa: B018
-    ctype = index.get("content-type")
-    if ctype is not None and not _MEDIA_TYPE_RE.fullmatch(ctype[0]):
+    ctype = get("content-type")
+    if ctype is not None and not _MEDIA_TYPE_RE.fullmatch(ctype):
         raise SipParseError("malformed Content-Type")
-    date = index.get("date")
-    if date is not None and not _DATE_RE.fullmatch(date[0]):
+    date = get("date")
+    if date is not None and not _DATE_RE.fullmatch(date):
         raise SipParseError("malformed Date (must be an RFC 1123 date in GMT)")
     if isinstance(msg, Request) and cseq.method != msg.method:
         raise SipParseError("CSeq method does not match Request-Line method")
 
 
 def _content_length(headers: Headers) -> int | None:
-    lst = headers._idx().get("content-length")
-    if lst is None:
+    text = headers._firsts().get("content-length")
+    if text is None:
         return None
-    if len(lst) > 1:
+    if len(headers._firsts()) != len(headers._items) and len(headers._all("content-length")) > 1:
         raise SipParseError("more than one Content-Length header")
-    text = lst[0]
     if not text.isdigit() or not text.isascii():
         if text.startswith("-"):
             raise SipParseError("negative Content-Length")
@@ -735,7 +763,8 @@ def _partial(head: bytes) -> Message | None:
             return None
         req = Request.__new__(Request)
         req.method = method
-        req.uri = SipUri("sip", host="invalid")
+        req._uri = SipUri("sip", host="invalid")
+        req._uri_text = ""
         req.headers = headers
         req.body = b""
         req.version = "SIP/2.0"
@@ -938,7 +967,7 @@ def error_response(data: bytes, err: SipParseError) -> Response | None:
         return None
     h = Headers()
     src = partial.headers
-    idx = src._idx()
+    idx = src._firsts()
     try:
         vias = src.get_all("via")
         if not vias or "call-id" not in idx or "cseq" not in idx:
@@ -947,9 +976,9 @@ def error_response(data: bytes, err: SipParseError) -> Response | None:
         for v in vias:
             h.add("Via", v)
         for key in ("from", "to", "call-id", "cseq"):
-            lst = idx.get(key)
-            if lst:
-                h.add(_display(key), lst[0])
+            value = idx.get(key)
+            if value is not None:
+                h.add(_display(key), value)
     except (SipParseError, ValueError):
         return None
     reason = err.reason if err.status == 400 else reason_phrase(err.status)

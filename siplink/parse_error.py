@@ -17,6 +17,9 @@ class SipParseError(ValueError):
     """
 
     def __init__(self, reason: str, status: int = 400, partial: Any = None) -> None:
+        # a reason phrase is one line of printable text: never echo control octets
+        if not (reason.isascii() and reason.isprintable()) or len(reason) > 200:
+            reason = "".join(c if c.isascii() and c.isprintable() else "?" for c in reason[:200])
         super().__init__(reason)
         self.reason = reason
         self.status = status

@@ -15,24 +15,33 @@ from urllib.parse import quote, unquote
 
 from siplink.parse_error import SipParseError
 
-__all__ = ["SipUri", "SipParseError"]
+__all__ = ["SipParseError", "SipUri", "check_uri"]
 
 _ESC = r"%[0-9A-Fa-f]{2}"
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
-_USER = rf"(?:[{_UNRESERVED}&=+$,;?/]|{_ESC})+"
-_PASSWORD = rf"(?:[{_UNRESERVED}&=+$,]|{_ESC})*"
-_HOSTNAME = r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?"
-_IPV6REF = r"\[[0-9A-Fa-f:.]+\]"
-_PARAMCHARS = rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_ESC})+"
-_HNV = rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_ESC})"
 
-_SIP_RE = re.compile(
-    rf"(?:(?P<user>{_USER})(?::(?P<password>{_PASSWORD}))?@)?"
-    rf"(?P<host>{_IPV6REF}|{_HOSTNAME})"
+
+def _run(chars: str, empty: bool = False) -> str:
+    """Characters of ``chars`` or %-escapes, written as an unrolled loop (fast in ``re``)."""
+    body = rf"[{chars}]*(?:{_ESC}[{chars}]*)*"
+    return body if empty else rf"(?=[{chars}%]){body}"
+
+
+_USER = _run(_UNRESERVED + "&=+$,;?/")
+_PASSWORD = _run(_UNRESERVED + "&=+$,", empty=True)
+_PARAMCHARS = _run(_UNRESERVED + r"\[\]/:&+$")
+_HNV_CHARS = _UNRESERVED + r"\[\]/?:+$"
+_HNAME = _run(_HNV_CHARS)
+_HVALUE = _run(_HNV_CHARS, empty=True)
+_HOSTPART = (
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9\-.]*)"
     r"(?::(?P<port>[0-9]{1,5}))?"
     rf"(?P<params>(?:;{_PARAMCHARS}(?:={_PARAMCHARS})?)*)"
-    rf"(?:\?(?P<headers>{_HNV}+={_HNV}*(?:&{_HNV}+={_HNV}*)*))?"
+    rf"(?:\?(?P<headers>{_HNAME}={_HVALUE}(?:&{_HNAME}={_HVALUE})*))?"
 )
+# with userinfo (the first '@' ends it: '@' is allowed nowhere else) and without
+_SIP_RE = re.compile(rf"(?P<user>{_USER})(?::(?P<password>{_PASSWORD}))?@{_HOSTPART}")
+_SIP_NOUSER_RE = re.compile(rf"(?P<user>)(?P<password>){_HOSTPART}")
 _TEL_RE = re.compile(
     r"(?P<number>\+[0-9\-.()]*[0-9][0-9\-.()]*|[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*)"
     rf"(?P<params>(?:;{_PARAMCHARS}(?:={_PARAMCHARS})?)*)"
@@ -71,6 +80,24 @@ def _parse_params(text: str) -> dict[str, str | None]:
     return params
 
 
+def check_uri(text: str) -> re.Match[str] | None:
+    """Validate ``text`` as :meth:`SipUri.parse` would, without building the object; returns
+    the sip/sips match (``None`` for other schemes).  Raises :class:`SipParseError`."""
+    scheme, colon, rest = text.partition(":")
+    low = scheme.lower()
+    if colon and (low == "sip" or low == "sips"):
+        m = (_SIP_RE if "@" in rest else _SIP_NOUSER_RE).fullmatch(rest)
+        if m is not None:
+            host = m.group("host")
+            port = m.group("port")
+            if host[0] != "[" and host[-1] != "-" and (port is None or int(port) <= 65535):
+                return m
+        SipUri.parse(text)   # raises the precise error, or passes the IPv6/port checks
+        return m
+    SipUri.parse(text)
+    return None
+
+
 class SipUri:
     """A parsed URI: ``sip:user:password@host:port;params?headers``, ``tel:+1...``, or opaque."""
 
@@ -104,10 +131,14 @@ class SipUri:
             raise SipParseError(f"malformed URI {text[:80]!r}")
         low = scheme.lower()
         if low == "sip" or low == "sips":
-            m = _SIP_RE.fullmatch(rest)
+            m = (_SIP_RE if "@" in rest else _SIP_NOUSER_RE).fullmatch(rest)
             if m is None:
                 raise SipParseError(f"malformed SIP URI {text[:80]!r}")
             user, password, host, port, params, headers = m.groups()
+            if not user:
+                user = password = None
+            if host[0] != "[" and host[-1] == "-":
+                raise SipParseError(f"bad host in URI {text[:80]!r}")
             if host[0] == "[":
                 try:
                     ipaddress.IPv6Address(host[1:-1])
