@@ -198,6 +198,8 @@ class MediaStats:
     unexpected_received: int = 0      # valid RTP with a payload type we did not negotiate,
                                       # from an unexpected address, or one source too many
     dropped_before_start: int = 0     # datagrams that arrived before start() (before ICE)
+    first_sent_at: float | None = None      # ``now`` of our first RTP packet
+    first_received_at: float | None = None  # ``now`` of the first RTP packet we accepted
 
 
 # ---------------------------------------------------------------------------- the stream
@@ -283,6 +285,8 @@ class MediaStream:
         self._invalid = 0
         self._unexpected = 0
         self._before_start = 0
+        self._first_sent: float | None = None
+        self._first_received: float | None = None
         self._last_fraction = 0.0
         self._remote_block: ReportBlock | None = None
         self._rtt: float | None = None
@@ -432,6 +436,8 @@ class MediaStream:
         raw = pkt.encode()
         self._packets_sent += 1
         self._octets_sent += len(pkt.payload)
+        if self._first_sent is None:
+            self._first_sent = at
         self._sent_since_report = True
         self._out.append((raw, self.remote))
         if self.trace is not None:
@@ -496,6 +502,8 @@ class MediaStream:
             src.update_jitter(pkt.timestamp, now)
         self._packets_received += 1
         self._octets_received += len(pkt.payload)
+        if self._first_received is None:
+            self._first_received = now
         return True
 
     def _receive_audio(self, pkt: RtpPacket, now: float) -> None:
@@ -622,6 +630,8 @@ class MediaStream:
             invalid_received=self._invalid,
             unexpected_received=self._unexpected,
             dropped_before_start=self._before_start,
+            first_sent_at=self._first_sent,
+            first_received_at=self._first_received,
         )
 
     # -- trace

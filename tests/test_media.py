@@ -127,6 +127,8 @@ def test_three_seconds_of_tone_and_dtmf_back_to_back(codec):
     assert sb.packets_received >= sa.packets_sent - 2      # the last ones are in flight
     assert sa.packets_received >= sb.packets_sent - 2
     assert sa.packets_lost == 0 and sb.packets_lost == 0
+    t0 = 1_700_000_000.0
+    assert sa.first_sent_at == t0 and sb.first_received_at == pytest.approx(t0 + 0.03)
     assert b.digits_received == "123#" and sb.dtmf_received == "123#"
     assert [e.digit for e in w.events[id(b)] if isinstance(e, DtmfReceived)] == list("123#")
     assert sa.dtmf_sent == 4 and a.digits_received == ""
