@@ -505,7 +505,11 @@ class TransactionLayer:
     def _reply_stateless(self, req: Request, source: Target, status: int, reason: str,
                          now: float) -> None:
         resp = make_response(req, status, reason)
-        self._send(self._encode(resp), response_target(req, source), resp, now)
+        try:
+            target = response_target(req, source)
+        except SipParseError:     # the Via itself is malformed: answer the source address
+            target = source
+        self._send(self._encode(resp), target, resp, now)
 
     def ack_pending(self, response: Response) -> bool:
         return _r2xx_key(response) in self._r2xx

@@ -812,6 +812,9 @@ class UserAgent:
             if call is not None and call.dialog is not None:
                 call.dialog.receive_request(req)
             return
+        if self._refuse(req, key):
+            self._pump()
+            return
         if req.to.tag is not None:
             self._on_in_dialog(req, source, key)
             return
@@ -827,6 +830,28 @@ class UserAgent:
         else:
             self._reply(key, req, 501, "Not Implemented", [("Allow", ALLOW)])
         self._pump()
+
+    def _refuse(self, req: Request, key: ServerKey) -> bool:
+        """§8.2.1-§8.2.3 checks before a request reaches its method: 416, 420, 415 (406)."""
+        if req.uri.scheme not in ("sip", "sips"):
+            self._reply(key, req, 416, "Unsupported URI Scheme")
+            return True
+        required = [r.strip() for r in req.headers.get_all("Require") if r.strip()]
+        if required and req.method not in ("CANCEL",):
+            self._reply(key, req, 420, "Bad Extension", [("Unsupported", ", ".join(required))])
+            return True
+        if req.method in ("INVITE", "UPDATE") and req.body:
+            ctype = (req.content_type or "").split(";")[0].strip().lower()
+            if ctype != "application/sdp":
+                self._reply(key, req, 415, "Unsupported Media Type",
+                            [("Accept", "application/sdp")])
+                return True
+            accept = [a.split(";")[0].strip().lower() for a in req.headers.get_all("Accept")]
+            if accept and not any(a in ("application/sdp", "application/*", "*/*")
+                                  for a in accept):
+                self._reply(key, req, 406, "Not Acceptable", [("Accept", "application/sdp")])
+                return True
+        return False
 
     def _dialog_call(self, req: Request) -> Call | None:
         return self.dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
