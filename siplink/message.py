@@ -297,8 +297,10 @@ class Headers:
         return isinstance(name, str) and self.key(name) in self._firsts()
 
     def items(self) -> list[tuple[str, str]]:
-        """(canonical name, value) in wire order."""
-        return [(_display(k), v) for k, _, v in self._items]
+        """(name, value) in wire order: well-known names (and compact forms) in their canonical
+        spelling, other names as written."""
+        canon = _CANONICAL
+        return [(canon.get(k) or w, v) for k, w, v in self._items]
 
     def raw_items(self) -> list[tuple[str, str]]:
         """(name as written, value) in wire order."""
