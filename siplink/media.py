@@ -51,6 +51,7 @@ from siplink.rtp import (
     is_rtcp,
     ntp_from_unix,
     round_trip_time,
+    rtcp_interval,
 )
 from siplink.tone import detect_frequency
 
@@ -224,7 +225,7 @@ class MediaStream:
         ssrc: int | None = None,
         dtmf_payload_type: int | None = 101,
         cname: str | None = None,
-        rtcp_interval: float = 5.0,
+        rtcp_interval: float = 5.0,        # Tmin of RFC 3550 §6.3 (tests use less)
         record: bool = True,
         max_record_seconds: float = 600.0,
         rng: random.Random | None = None,
@@ -273,6 +274,7 @@ class MediaStream:
         self._record_limit = int(max_record_seconds * codec.clock_rate) * 2
         self.recording = bytearray()
         self._last_sr_sent: dict[int, float] = {}  # middle32(NTP) -> when, to compute RTT
+        self._avg_rtcp_size = 100.0                 # octets, with UDP/IP headers
         # counters
         self._packets_sent = 0
         self._octets_sent = 0
@@ -299,7 +301,7 @@ class MediaStream:
             return
         self._started_at = now
         self._next_rtp = now
-        self._next_rtcp = now + self.rtcp_interval * self._rng.uniform(0.25, 0.75)
+        self._next_rtcp = now + self._rtcp_delay(initial=True)
         self._record_event(now, "event", f"media start ssrc={self.ssrc:08x} {self.codec.name}")
 
     def stop(self, now: float, reason: str = "") -> None:
@@ -370,7 +372,7 @@ class MediaStream:
             self._next_rtp = self._started_at + self._ticks * self.ptime
         if self._next_rtcp is not None and self._next_rtcp <= now:
             self._send_rtcp(now)
-            self._next_rtcp = now + self.rtcp_interval * self._rng.uniform(0.5, 1.5)
+            self._next_rtcp = now + self._rtcp_delay(initial=False)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         out, self._out = self._out, []
@@ -444,6 +446,18 @@ class MediaStream:
             self._record_packet(at, "out", f"RTP pt={pkt.payload_type} seq={pkt.sequence}",
                                 raw, self.remote)
 
+    def _rtcp_delay(self, *, initial: bool) -> float:
+        """RFC 3550 §6.3: 5% of the session bandwidth (payload + RTP/UDP/IPv4 headers at one
+        packet per ptime), ``rtcp_interval`` as the minimum, randomised and compensated."""
+        packet = len(self.codec.encode(bytes(2 * self.samples_per_packet))) + 12 + 8 + 20
+        session_bw = packet / self.ptime                      # octets per second
+        senders = (1 if self._sent_since_report or self._packets_sent else 0) + sum(
+            1 for s in self._sources.values() if s.received)
+        return rtcp_interval(
+            members=1 + len(self._sources), senders=senders, rtcp_bw=0.05 * session_bw,
+            we_sent=self._packets_sent > 0, avg_rtcp_size=self._avg_rtcp_size,
+            initial=initial, random_fraction=self._rng.random(), min_time=self.rtcp_interval)
+
     def _report_blocks(self, now: float) -> tuple[ReportBlock, ...]:
         blocks = [s.report_block(now) for s in self._sources.values() if s.received]
         if self._playout_ssrc is not None and self._playout_ssrc in self._sources:
@@ -476,6 +490,8 @@ class MediaStream:
             packets.append(Bye((self.ssrc,), bye))
         self._sent_since_report = False
         raw = encode_rtcp(packets)
+        # §6.3.3: avg_rtcp_size = 1/16 * packet_size + 15/16 * avg_rtcp_size (with UDP/IP)
+        self._avg_rtcp_size += (len(raw) + 28 - self._avg_rtcp_size) / 16
         self._rtcp_sent += 1
         self._out.append((raw, target))
         kind = "SR" if isinstance(first, SenderReport) else "RR"

@@ -35,6 +35,7 @@ __all__ = [
     "ntp_from_unix",
     "ntp_middle32",
     "round_trip_time",
+    "rtcp_interval",
     "unix_from_ntp",
 ]
 
@@ -522,3 +523,34 @@ def round_trip_time(block: ReportBlock, arrival: float) -> float | None:
     if rtt & 0x80000000:
         return None
     return rtt / 65536.0
+
+
+# ---------------------------------------------------------------------------- RTCP timing
+
+RTCP_MIN_TIME = 5.0
+_COMPENSATION = 2.71828 - 1.5   # e - 3/2, for the "timer reconsideration" bias (§6.3.1)
+
+
+def rtcp_interval(*, members: int, senders: int, rtcp_bw: float, we_sent: bool,
+                  avg_rtcp_size: float, initial: bool, random_fraction: float,
+                  min_time: float = RTCP_MIN_TIME) -> float:
+    """Seconds until the next RTCP compound (RFC 3550 §6.3.1 and the code of §A.7).
+
+    ``rtcp_bw`` is in octets per second (5% of the session bandwidth), ``avg_rtcp_size``
+    in octets including UDP/IP headers, ``random_fraction`` a uniform draw in [0, 1) that
+    the caller supplies (this module does not own a random source).
+    """
+    t_min = min_time / 2 if initial else min_time
+    n = max(1, members)
+    bw = rtcp_bw
+    if senders <= members * 0.25:
+        if we_sent:
+            bw *= 0.25
+            n = max(1, senders)
+        else:
+            bw *= 0.75
+            n = max(1, members - senders)
+    t = avg_rtcp_size * n / bw if bw > 0 else t_min
+    t = max(t, t_min)
+    t *= random_fraction + 0.5
+    return t / _COMPENSATION

@@ -219,3 +219,23 @@ def test_lsr_dlsr_and_rtt():
     # the SR sender gets the RR back at 1000.8: RTT = 0.8 - 0.5 = 0.3
     assert round_trip_time(rb, 1000.8) == pytest.approx(0.3, abs=1e-3)
     assert round_trip_time(ReportBlock(1, 0, 0, 0, 0), 5.0) is None
+
+
+def test_rtcp_interval_rfc3550_a7():
+    from siplink.rtp import rtcp_interval
+
+    e_comp = 2.71828 - 1.5
+    # two members, small reports: the minimum dominates (2.5 s initially, 5 s after)
+    kw = dict(members=2, senders=2, rtcp_bw=500.0, we_sent=True, avg_rtcp_size=100.0)
+    assert rtcp_interval(**kw, initial=True, random_fraction=0.5) == pytest.approx(2.5 / e_comp)
+    assert rtcp_interval(**kw, initial=False, random_fraction=0.0) == pytest.approx(2.5 / e_comp)
+    assert rtcp_interval(**kw, initial=False, random_fraction=0.999) == pytest.approx(
+        5 * 1.499 / e_comp)
+    # a large session: 1000 receivers share 75% of the RTCP bandwidth
+    t = rtcp_interval(members=1000, senders=1, rtcp_bw=500.0, we_sent=False,
+                      avg_rtcp_size=100.0, initial=False, random_fraction=0.5)
+    assert t == pytest.approx(100.0 * 999 / (500.0 * 0.75) / e_comp)
+    # ... while the one sender gets 25% to itself
+    t = rtcp_interval(members=1000, senders=1, rtcp_bw=500.0, we_sent=True,
+                      avg_rtcp_size=100.0, initial=False, random_fraction=0.5)
+    assert t == pytest.approx(5.0 / e_comp)   # 100 * 1 / 125 = 0.8 s < Tmin
