@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from siplink.useragent import RequestTimeout, UserAgent
 
     uri = args.uri
+    scheme, colon, rest = uri.partition(":")
+    if colon and scheme.lower() not in ("sip", "sips") and not rest.isdigit():
+        print(f"siplink options: not a SIP URI: {uri!r}", file=sys.stderr)
+        return EXIT_USAGE
     if not uri.lower().startswith(("sip:", "sips:")):
         uri = "sip:" + uri
     try:
