@@ -58,6 +58,7 @@ from ice.events import (
     IceCompleted,
     IceFailed,
     PairStateChanged,
+    RelayError,
     RoleChanged,
     SelectedPairChanged,
 )
@@ -68,6 +69,7 @@ from ice.gathering import (
     is_redundant,
     local_preferences,
     reflexive_candidate,
+    select_local_addresses,
 )
 from ice.stun import Attr, Class, Method
 from ice.stun_transaction import StunClientTransaction
@@ -77,6 +79,7 @@ from ice.turn import (
     AllocationFailed,
     AllocationState,
     AllocationSucceeded,
+    ChannelBindFailed,
     DataReceived,
     PermissionFailed,
     Released,
@@ -175,7 +178,8 @@ class Agent:
         nomination: str = "regular",
         stun_servers: Sequence[StunServer | Address] = (),
         turn_servers: Sequence[TurnServer] = (),
-        local_addresses: Sequence[str] = ("127.0.0.1",),
+        local_addresses: Sequence[str] | None = None,
+        interfaces: Sequence[str] | None = None,
         policy: str = "all",
         max_pairs: int = 100,
         tie_breaker: int | None = None,
@@ -222,7 +226,9 @@ class Agent:
         self.stun_servers = [s if isinstance(s, StunServer) else StunServer(s[0], s[1])
                              for s in stun_servers]
         self.turn_servers = list(turn_servers)
-        self.local_addresses = list(local_addresses)
+        if local_addresses is None and interfaces is None:
+            local_addresses = ("127.0.0.1",)     # never the machine's real addresses by default
+        self.local_addresses = select_local_addresses(local_addresses, interfaces)
         self._local_pref = local_preferences(self.local_addresses)
         self.max_pairs = max_pairs
         self.tie_breaker = (tie_breaker if tie_breaker is not None
@@ -811,6 +817,8 @@ class Agent:
                 relay = self._relay_by_addr.get(best.local_base)
                 if relay is not None and relay.alloc.state is AllocationState.ALLOCATED:
                     relay.alloc.bind_channel(best.remote_addr, now)
+                if self.lite:
+                    continue     # RFC 7675 §4: a lite agent does not send consent requests
                 s.consent[comp] = _Consent(
                     best, now, now + self._consent_delay(),
                     f"{s.remote_ufrag}:{self.local_username}",
@@ -961,6 +969,8 @@ class Agent:
                                 si: int, comp: int, now: float) -> None:
         s = self._streams[si]
         use_candidate = Attr.USE_CANDIDATE in msg
+        if self.policy == "relay" and local not in self._relay_by_addr:
+            return   # host sockets only carry TURN traffic under the relay policy
         if self.lite:
             self._lite_request(s, comp, local, remote, use_candidate, now)
             return
@@ -1119,7 +1129,8 @@ class Agent:
                 self._maybe_gathering_done(s)
                 self._pace(now)
             elif isinstance(ev, AllocationFailed):
-                self._events.append(GatheringFailed(
+                kind = GatheringFailed if ev.during == "allocate" else RelayError
+                self._events.append(kind(
                     relay.stream, relay.component, relay.server,
                     f"TURN {ev.during} failed: {ev.code} {ev.reason}"))
                 self._maybe_gathering_done(s)
@@ -1127,9 +1138,12 @@ class Agent:
             elif isinstance(ev, DataReceived):
                 if relay.relayed is not None:
                     self.receive(ev.data, relay.relayed, ev.peer, now)
-            elif isinstance(ev, PermissionFailed):
-                self._trace(now, "event", f"TURN permission for {ev.peer} failed: "
-                            f"{ev.code} {ev.reason}")
+            elif isinstance(ev, (PermissionFailed, ChannelBindFailed)):
+                what = "permission" if isinstance(ev, PermissionFailed) else "channel"
+                reason = f"TURN {what} for {ev.peer} failed: {ev.code} {ev.reason}"
+                self._trace(now, "event", reason)
+                self._events.append(RelayError(relay.stream, relay.component, relay.server,
+                                               reason))
             elif isinstance(ev, Released):
                 self._trace(now, "event", f"TURN allocation on {relay.server} released")
 

@@ -36,6 +36,17 @@ class GatheringFailed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RelayError(Event):
+    """A TURN allocation in use went wrong: a permission or channel refused (403 ...), or
+    the allocation lost on refresh."""
+
+    stream: int
+    component: int
+    server: Address
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CheckSent(Event):
     stream: int
     component: int

@@ -536,3 +536,38 @@ def test_gathering_complete_even_when_stun_server_is_dead():
     connect(a, b)
     run_until_done(net, a, b)
     assert a.of(IceCompleted)
+
+
+def test_lite_agent_keeps_no_spinning_timer_after_completion():
+    net = SimNet(seed=24, latency=0.01)
+    a, b = pair_on_net(net, a_kw={"remote_lite": True}, b_kw={"lite": True})
+    run_until_done(net, a, b)
+    net.run(net.now + 60)          # SimNet raises if a timer stays in the past
+    t = b.agent.get_timer()
+    assert t is None or t > net.now - 1e-9
+    assert not a.of(ConsentExpired)
+
+
+def test_interfaces_restrict_gathering_to_loopback():
+    from ice.gathering import GatheringError
+    ag = Agent(True, interfaces=["lo"], rng=random.Random(0))
+    assert ag.local_addresses and all(ip in ("127.0.0.1", "::1") for ip in ag.local_addresses)
+    with pytest.raises(GatheringError):
+        Agent(True, interfaces=["no-such-if0"])
+    with pytest.raises(GatheringError):
+        Agent(True, local_addresses=["0.0.0.0"])
+
+
+def test_turn_wrong_password_is_a_typed_gathering_failure():
+    from ice.events import GatheringFailed
+    from ice.gathering import TurnServer as TurnConfig
+    from tests.ice_support import TurnServer
+    net = SimNet(seed=25, latency=0.01)
+    net.add_host("192.0.2.50")
+    TurnServer(net, "192.0.2.50", 3478, password="right")
+    a, b = pair_on_net(net, start=False, a_kw={
+        "turn_servers": [TurnConfig("192.0.2.50", 3478, "alice", "wrong")]})
+    (gf,) = a.of(GatheringFailed)
+    assert gf.server == ("192.0.2.50", 3478) and "401" in gf.reason
+    assert a.first(GatheringComplete) is not None
+    assert all(c.type is CandidateType.HOST for c in a.agent.local_candidates(0))

@@ -156,3 +156,20 @@ async def test_relay_only_through_coturn():
         released = a.agent.released
         await threads.deferToThread(turn.stop)
     assert released
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv6_loopback_between_our_agents():
+    a = TwistedAgent(Agent(True, local_addresses=["::1"], rng=random.Random(5)))
+    b = TwistedAgent(Agent(False, local_addresses=["::1"], rng=random.Random(6)))
+    got: list[bytes] = []
+    b.on_data = lambda s, c, d, r: got.append(d)
+    try:
+        await defer.gatherResults([a.gather(), b.gather()])
+        exchange(a, b)
+        await defer.gatherResults([a.start(), b.start()])
+        assert a.agent.selected_pair(0, 1).local_base[0] == "::1"
+        assert a.send(0, 1, b"\x80v6")
+        await wait_for(lambda: got == [b"\x80v6"])
+    finally:
+        await defer.gatherResults([a.close(), b.close()])

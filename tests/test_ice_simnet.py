@@ -133,3 +133,25 @@ def test_address_dependent_mapping_falls_back_to_prflx_or_relay():
     run_until_done(net, a, b)
     assert a.of(IceCompleted) and b.of(IceCompleted)
     exchange_data(net, a, b)
+
+
+def test_turn_403_on_permission_is_a_typed_event_and_ice_still_connects():
+    """The relay refuses permissions toward B's public NAT address: a RelayError, no crash,
+    and the call still connects over another pair."""
+    from ice.events import RelayError
+    net = SimNet(seed=6, latency=0.02)
+    net.add_host(SERVER)
+    stun_srv = StunServer(net, SERVER, 3478)
+    TurnServer(net, SERVER, 3479, forbidden={"203.0.113.2"})
+    net.add_nat(Nat("203.0.113.1", "lanA", mapping=EIM, filtering=EIM))
+    net.add_host("10.0.0.1", "lanA")
+    net.add_nat(Nat("203.0.113.2", "lanB", mapping=EIM, filtering=EIM))
+    net.add_host("10.1.0.1", "lanB")
+    kw = {"stun_servers": [stun_srv.addr],
+          "turn_servers": [TurnConfig(SERVER, 3479, "alice", "secret")]}
+    a, b = pair_on_net(net, "10.0.0.1", "10.1.0.1", a_kw=dict(kw), b_kw={
+        "stun_servers": [stun_srv.addr]})
+    run_until_done(net, a, b)
+    errors = a.of(RelayError)
+    assert errors and all("403" in e.reason for e in errors)
+    assert a.of(IceCompleted) and b.of(IceCompleted)
