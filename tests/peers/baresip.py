@@ -22,7 +22,8 @@ API::
     b.wait_ice_complete()           # "ice: audio: connectivity check is complete"
     b.wait_media_connected()        # -> (rtp raddr, rtcp raddr) of the ICE-selected pair
     b.wait_rtp_incoming()           # -> "ip:port" RTP arrives from
-    b.nominated_pairs()             # [(ltype, "ip:port", rtype, "ip:port")] component 1
+    b.selected_pairs()              # [(ltype, "ip:port", rtype, "ip:port")] comp 1, per dump
+    b.valid_pairs()                 # every valid comp-1 pair: (selected, flags, ltype, ...)
     b.candidates()                  # [(type, ip, port, component)] in the SDP baresip sent
     b.sent_sip(), b.received_sip()  # SIP messages (with SDP) from the -s trace
     b.wait_rtp_stats()              # after hangup: RtpStats(tx_packets, rx_packets)
@@ -219,12 +220,20 @@ class Baresip:
         return self.wait_for(
             r"incoming rtp for 'audio' established, receiving from (\S+)", timeout).group(1)
 
-    def nominated_pairs(self) -> list[tuple[str, str, str, str]]:
-        """Nominated pairs for component 1 from baresip's ICE dumps, oldest first:
+    def valid_pairs(self) -> list[tuple[bool, str, str, str, str, str]]:
+        """Component-1 entries of the valid lists in baresip's ICE dumps, oldest first:
+        (selected, flags, local type, local "ip:port", remote type, remote "ip:port").
+        ``selected`` is the dump's ``*`` mark (the pair media uses); flags hold D(efault),
+        V(alid), N(ominated)."""
+        rx = (r"^\s*(\*?)\s*\{comp=1\}\s+Succeeded \{([A-Z ]*)\} (?:[\w.-]+:)?"
+              r"(host|srflx|prflx|relay):(\S+) <---> (host|srflx|prflx|relay):(\S+)")
+        return [(star == "*", flags.strip(), lt, la, rt, ra)
+                for star, flags, lt, la, rt, ra in re.findall(rx, self._recent(), re.M)]
+
+    def selected_pairs(self) -> list[tuple[str, str, str, str]]:
+        """The ``*`` pairs of component 1, one per ICE dump, oldest first:
         (local type, local "ip:port", remote type, remote "ip:port")."""
-        return re.findall(
-            r"\{comp=1\}\s+Succeeded \{[A-Z ]*N[A-Z ]*\} (?:[\w.-]+:)?(host|srflx|prflx|relay):"
-            r"(\S+) <---> (host|srflx|prflx|relay):(\S+)", self._recent())
+        return [p[2:] for p in self.valid_pairs() if p[0]]
 
     def wait_rtp_stats(self, timeout: float = 10.0) -> RtpStats:
         """Packets sent/received in the last ended call (printed when its audio stops)."""

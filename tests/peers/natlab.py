@@ -9,8 +9,10 @@ Topology (all inside namespaces the lab creates and deletes; nothing routes out)
        +-- veth -- site b NAT ns  wan 203.0.113.20 | lan 198.51.100.1/24 -- host b 198.51.100.10
 
 Hosts have a default route to their NAT (inside the lab only); NAT namespaces have
-``ip_forward=1`` (their own sysctl) and no default route; the public namespace has no route
-beyond its /24. Site NAT behaviour (iptables in the NAT namespace, interface ``wan``/``lan``):
+``ip_forward=1`` (their own sysctl). The NAT and public namespaces have a *blackhole* default
+route: a packet to another site's private address is dropped silently, as on the internet
+(``icmp_unreachable=True`` leaves no default route instead, so the NAT answers such packets
+with ICMP net-unreachable; baresip 1.0 then fails every pending ICE check on that socket). Site NAT behaviour (iptables in the NAT namespace, interface ``wan``/``lan``):
 
 - ``"eim"``: ``MASQUERADE`` - endpoint-independent mapping, source port preserved.
 - ``"apdm"``: ``MASQUERADE --random-fully`` - address-and-port-dependent mapping: a new
@@ -212,8 +214,9 @@ class NatLab:
     """Builds the topology above on enter (or ``build()``), deletes it on exit (``close()``)."""
 
     def __init__(self, a: SiteSpec | NatKind = "eim", b: SiteSpec | NatKind = "eim", *,
-                 turn: bool = True) -> None:
+                 turn: bool = True, icmp_unreachable: bool = False) -> None:
         self.specs = {"a": _spec(a), "b": _spec(b)}
+        self.icmp_unreachable = icmp_unreachable
         self.with_turn = turn
         self.lab = Lab()
         self.sites: dict[str, Site] = {}
@@ -273,6 +276,11 @@ class NatLab:
         pub2 = self._public2 = lab.namespace("pub2")
         lab.veth(pub2, "eth0", pub, "p2", f"{PUBLIC_IP2}/24")
         pub.bridge("pub", [*ports, "p2"], f"{PUBLIC_IP}/24")
+        if not self.icmp_unreachable:
+            # Like the internet, drop packets to other sites' private addresses silently
+            # (a blackhole route discards without ICMP; nothing leaves the namespace).
+            for ns in (pub, pub2, *(site.nat for site in self.sites.values())):
+                ns.ip("route", "add", "blackhole", "default")
         if self.with_turn:
             self.turn = CoturnInNs(pub, PUBLIC_IP, TURN_PORT).start()
 
@@ -355,9 +363,9 @@ def _loss_rule(p: float) -> list[str]:
 
 
 def natlab(a: SiteSpec | NatKind = "eim", b: SiteSpec | NatKind = "eim", *,
-           turn: bool = True) -> Iterator[NatLab]:
+           turn: bool = True, icmp_unreachable: bool = False) -> Iterator[NatLab]:
     """Fixture body: ``yield from natlab("eim", "apdm")``; deleted after the test."""
-    lab = NatLab(a, b, turn=turn).build()
+    lab = NatLab(a, b, turn=turn, icmp_unreachable=icmp_unreachable).build()
     try:
         yield lab
     finally:
