@@ -208,22 +208,21 @@ class OfferAnswer:
             raise OfferPendingError("an offer is already outstanding")
         if ice is not None:
             ice.validate()
-        if hold is not None:
-            self.held = hold
+        held = self.held if hold is None else hold
+        direction = self._wanted_direction(None, held)
         media: list[MediaDescription] = []
         if self.local is None or self._audio_index is None:
-            media.append(self._audio(self.codecs, self._wanted_direction(None), ice, None,
-                                     proto=self.protos[0]))
+            media.append(self._audio(self.codecs, direction, ice, None, proto=self.protos[0]))
             audio_index = 0
         else:
             audio_index = self._audio_index
             for i, m in enumerate(self.local.media):
                 if i == audio_index:
-                    media.append(self._audio(self.codecs, self._wanted_direction(None), ice, None,
-                                             proto=m.proto))
+                    media.append(self._audio(self.codecs, direction, ice, None, proto=m.proto))
                 else:
                     media.append(_rejected(m))
         offer, text = self._session(media, ice)
+        self.held = held
         self._audio_index = audio_index
         self.pending_offer = offer
         self._pending_ice = ice
@@ -249,8 +248,7 @@ class OfferAnswer:
         self._record(now, "in", "SDP offer", remote, offer)
         if ice is not None:
             ice.validate()
-        if hold is not None:
-            self.held = hold
+        held = self.held if hold is None else hold
         if self.local is not None and len(remote.media) < len(self.local.media):
             raise SdpError("re-offer removes m-lines (RFC 3264 §8)")
         if self._audio_index is not None and self.is_ice_restart(remote) and ice is not None \
@@ -270,7 +268,7 @@ class OfferAnswer:
                     reason = f"no common audio codec (offered {', '.join(offered[:6])}{more})"
                 else:
                     audio_index = i
-                    direction = self._wanted_direction(m.direction)
+                    direction = self._wanted_direction(m.direction, held)
                     media.append(self._audio(common, direction, ice, m, proto=m.proto))
                     continue
             if reason:
@@ -285,6 +283,7 @@ class OfferAnswer:
         answer, text = self._session(media, ice if media[audio_index].ice_ufrag else None)
         negotiated = self._negotiate(remote, answer, audio_index, offerer_is_remote=True)
         self.local, self.remote, self.negotiated = answer, remote, negotiated
+        self.held = held
         self._audio_index = audio_index
         self._local_ice = ice if media[audio_index].ice_ufrag else None
         self._record(now, "out", "SDP answer", answer, text)
@@ -365,10 +364,10 @@ class OfferAnswer:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _wanted_direction(self, offered: str | None) -> str:
+    def _wanted_direction(self, offered: str | None, held: bool) -> str:
         """Our direction. On hold we stop receiving and only send (sendonly, RFC 3264 §8.4 /
         RFC 6337); answering, never more than the reverse of the offered one (RFC 3264 §6.1)."""
-        send, recv = True, not self.held
+        send, recv = True, not held
         if offered is not None:
             send = send and offered in _RECEIVES
             recv = recv and offered in _SENDS

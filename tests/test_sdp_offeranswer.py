@@ -492,3 +492,17 @@ def test_random_reoffer_sequences_keep_rfc3264_invariants(steps):
                                   "recvonly": "sendonly", "inactive": "inactive"}[got.direction]
         assert got.ice.ufrag == ice[other].ufrag and mine.ice.ufrag == ice[who].ufrag
         assert got.ice_restart == (action == "restart") == mine.ice_restart
+
+
+def test_failed_exchanges_leave_hold_state_alone():
+    alice, bob = pair()
+    unacceptable = ("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+                    "m=audio 5000 RTP/AVP 18\r\nm=audio 5002 RTP/AVP 0\r\n")
+    with pytest.raises(SdpError):
+        bob.create_answer(unacceptable[: unacceptable.index("m=audio 5002")], BOB_ICE, hold=True)
+    assert not bob.held
+    offer = alice.create_offer(ALICE_ICE, hold=True)
+    alice.cancel_offer()                     # e.g. the re-INVITE got 491
+    assert alice.held                        # the offer went out; the caller retries it
+    assert alice.local.media[0].direction == "sendrecv"   # the session in force is unchanged
+    assert offer.media[0].direction == "sendonly"
