@@ -599,14 +599,22 @@ class Agent:
         return added
 
     def _has_work(self) -> bool:
+        """Whether the next Ta tick would send a check (RFC 8445 §6.1.4.2): a triggered check,
+        a Waiting pair, or a Frozen one whose foundation nobody is checking."""
+        busy: set[tuple[str, str]] | None = None
         for cl in self._set:
             if cl.state is not CheckListState.RUNNING:
                 continue
             if cl.triggered:
                 return True
             for p in cl.pairs:
-                if p.state in (PairState.WAITING, PairState.FROZEN):
+                if p.state is PairState.WAITING:
                     return True
+                if p.state is PairState.FROZEN:
+                    if busy is None:
+                        busy = self._set.active_foundations()
+                    if p.foundation not in busy:
+                        return True
         return False
 
     def _rto(self) -> float:

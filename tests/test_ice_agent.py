@@ -571,3 +571,23 @@ def test_turn_wrong_password_is_a_typed_gathering_failure():
     assert gf.server == ("192.0.2.50", 3478) and "401" in gf.reason
     assert a.first(GatheringComplete) is not None
     assert all(c.type is CandidateType.HOST for c in a.agent.local_candidates(0))
+
+
+def test_frozen_pairs_behind_a_dead_foundation_do_not_spin_the_timer():
+    """Stream 1 stays Frozen while stream 0 retransmits to nobody: the agent must not ask for
+    a timer in the past over and over (a busy loop in a real reactor)."""
+    net = SimNet(seed=26, latency=0.01)
+    a, b = pair_on_net(net, start=False, a_kw={"streams": 2}, b_kw={"streams": 2})
+    for s in range(2):
+        a.agent.set_remote_credentials(s, "x", "y" * 22)
+        for c in b.agent.local_candidates(s):
+            a.agent.add_remote_candidate(s, c)
+    sent_stun(net, predicate=lambda d, s, dst: False)
+    calls = []
+    orig = a.agent.handle_timer
+    a.agent.handle_timer = lambda now: (calls.append(now), orig(now))[1]
+    a.agent.start_checks(net.now)
+    a.pump()
+    net.run(60, stop=lambda: len(a.of(IceFailed)) == 2)
+    assert len(a.of(IceFailed)) == 2
+    assert len(calls) < 100, len(calls)
