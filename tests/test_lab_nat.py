@@ -184,6 +184,24 @@ def test_loss_drops_a_measurable_fraction(lab: NatLab) -> None:
     assert burst(50) == (50, 50)
 
 
+@pytest.mark.parametrize("icmp", [False, True])
+def test_other_sites_private_addresses_are_unreachable_silently_or_with_icmp(icmp: bool) -> None:
+    with NatLab("eim", "eim", turn=False, icmp_unreachable=icmp) as lab:
+        s = lab.a.host.socket()
+        # Connected, with IP_RECVERR: even "soft" ICMP errors (net unreachable) reach recv.
+        s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)
+        s.connect((lab.b.host_ip, 9))
+        s.settimeout(0.3)
+        s.send(b"to a private address behind another NAT")
+        if icmp:
+            with pytest.raises(OSError) as err:
+                s.recv(100)
+            assert not isinstance(err.value, TimeoutError)
+        else:
+            with pytest.raises(TimeoutError):
+                s.recv(100)
+
+
 # ---- cleanup ------------------------------------------------------------------------------
 
 def test_namespaces_and_processes_are_gone_after_a_failing_body() -> None:

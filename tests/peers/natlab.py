@@ -12,7 +12,8 @@ Hosts have a default route to their NAT (inside the lab only); NAT namespaces ha
 ``ip_forward=1`` (their own sysctl). The NAT and public namespaces have a *blackhole* default
 route: a packet to another site's private address is dropped silently, as on the internet
 (``icmp_unreachable=True`` leaves no default route instead, so the NAT answers such packets
-with ICMP net-unreachable; baresip 1.0 then fails every pending ICE check on that socket). Site NAT behaviour (iptables in the NAT namespace, interface ``wan``/``lan``):
+with ICMP net-unreachable, which sockets see with IP_RECVERR: a way to test an agent's
+handling of ICMP errors during checks). Site NAT behaviour (iptables in the NAT namespace, interface ``wan``/``lan``):
 
 - ``"eim"``: ``MASQUERADE`` - endpoint-independent mapping, source port preserved.
 - ``"apdm"``: ``MASQUERADE --random-fully`` - address-and-port-dependent mapping: a new
