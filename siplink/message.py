@@ -971,10 +971,11 @@ def error_response(data: bytes, err: SipParseError) -> Response | None:
     src = partial.headers
     idx = src._firsts()
     try:
-        vias = src.get_all("via")
-        if not vias or "call-id" not in idx or "cseq" not in idx:
+        # RFC 4475 wants a 400 even when the Via or a required header is what is wrong: copy
+        # what there is (the transport falls back to the source address for a bad Via)
+        vias = src.get_lines("via")
+        if not vias:
             return None
-        Via.parse(vias[0])
         for v in vias:
             h.add("Via", v)
         for key in ("from", "to", "call-id", "cseq"):
