@@ -38,7 +38,7 @@ def _index() -> list[dict[str, str]]:
         if header is None:
             header = cols
             continue
-        rows.append(dict(zip(header, cols)))
+        rows.append(dict(zip(header, cols, strict=True)))
     return rows
 
 
