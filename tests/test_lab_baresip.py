@@ -139,6 +139,8 @@ def test_baresips_behind_two_nats_register_and_call_through_the_lab_proxy() -> N
         a, b = (Baresip(site.host, site.host_ip, 25200, user=site.name, interface="eth0",
                         stun=lab.turn.stun_uri, registrar=registrar).start()
                 for site in (lab.a, lab.b))
+        a.wait_registered()
+        b.wait_registered()
         for site in (lab.a, lab.b):
             proxy.process.wait_for(rf"REGISTERED sip:{site.name}@{registrar} .*"
                                    rf"received={site.wan_ip}:25200")

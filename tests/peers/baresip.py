@@ -121,7 +121,13 @@ class Baresip:
         return f"sip:{self.user}@{self.registrar or f'{self.ip}:{self.sip_port}'}"
 
     def wait_registered(self, timeout: float = 10.0) -> None:
-        self.wait_for(r"\(registered\)|200 OK.*regist|REGISTER.*200", timeout)
+        """Wait for a 2xx to REGISTER in the SIP trace (baresip 1.0 logs nothing else)."""
+        rx = re.compile(r"^SIP/2.0 2\d\d .*^CSeq: *\d+ REGISTER", re.M | re.S)
+        deadline = time.monotonic() + timeout
+        while not any(rx.search(m) for m in self.received_sip()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.process.name}: not registered in {timeout}s")
+            time.sleep(0.05)
 
     def start(self, timeout: float = 15.0) -> Baresip:
         self.process.start(timeout=timeout)
