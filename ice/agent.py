@@ -252,6 +252,7 @@ class Agent:
         self._next_check_at = 0.0
         self._closed = False
         self._prflx_counter = 0
+        self._gather_count = 0
         self._relays: list[_Relay] = []
         self._relay_by_addr: dict[Address, _Relay] = {}
         self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
@@ -295,7 +296,10 @@ class Agent:
                 for server in self.stun_servers:
                     if (":" in server.host) != (":" in addr[0]) or self.policy == "relay":
                         continue
-                    self._start_gather(s, comp, addr, (server.host, server.port), now)
+                    # RFC 8445 §5.1.1.2: gathering requests are paced at Ta too
+                    self._start_gather(s, comp, addr, (server.host, server.port),
+                                       now + self.ta * self._gather_count)
+                    self._gather_count += 1
                 for t in self.turn_servers:
                     self._start_relay(s, comp, addr, t, now)
             self._maybe_gathering_done(s)
@@ -689,8 +693,12 @@ class Agent:
             return
         del self._pending[msg.transaction_id]
         p.txn.receive_response(msg, now)
-        self._trace(now, "in", f"{msg.summary()} from {remote[0]}:{remote[1]}", local, remote,
-                    data)
+        what = {"check": "check response", "consent": "consent response",
+                "gather": "STUN server response"}[p.kind]
+        about = f" for {p.pair.describe()}" if p.pair is not None else ""
+        rtt = f" rtt {1000 * (now - p.txn.send_times[-1]):.1f} ms" if p.txn.send_times else ""
+        self._trace(now, "in", f"{what} {msg.summary()} from {remote[0]}:{remote[1]}{about}"
+                    f"{rtt} (sent {p.txn.sent}x)", local, remote, data)
         if p.kind == "gather":
             self._on_gather_response(p, msg, now)
         elif p.kind == "consent":
