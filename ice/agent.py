@@ -23,6 +23,7 @@ Timing, all configurable (``now`` is seconds, any epoch):
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import string
 from collections import deque
@@ -329,6 +330,12 @@ class Agent:
         """A remote candidate from the offer/answer or trickled later (RFC 8838)."""
         s = self._stream(stream)
         if cand.transport != "udp" or not 1 <= cand.component <= s.components:
+            return
+        try:
+            ipaddress.ip_address(cand.address)
+        except ValueError:
+            # an FQDN or mDNS name: resolving is the caller's job (the agent does no I/O)
+            self._trace(now or 0.0, "event", f"ignored remote candidate {cand}: not an IP")
             return
         if len(s.remote_candidates) >= MAX_REMOTE_CANDIDATES:
             return

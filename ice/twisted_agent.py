@@ -116,6 +116,12 @@ class TwistedAgent:
         self._pump()
         return d
 
+    def restart(self) -> None:
+        """ICE restart: new local credentials (signal them), then set the remote ones and
+        candidates and call :meth:`start` again; media stays on the old pairs meanwhile."""
+        self.agent.restart(self.now)
+        self._pump()
+
     def send(self, stream: int, component: int, data: bytes) -> bool:
         ok = self.agent.send_data(stream, component, data)
         if ok:

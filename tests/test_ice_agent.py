@@ -648,3 +648,17 @@ def test_gathering_requests_are_paced_at_ta():
     firsts = sorted({m.transaction_id: t for t, s, d, m in reversed(requests(log, "192.0.2.1"))
                      }.values())
     assert [round(t, 6) for t in firsts] == [0.0, 0.02, 0.04]
+
+
+def test_remote_candidate_that_is_not_an_ip_is_ignored():
+    import dataclasses as dc
+    ag = Agent(True, rng=random.Random(0))
+    ag.add_host_socket(0, 1, ("127.0.0.1", 5000))
+    ag.gather(0.0)
+    from ice.gathering import host_candidate
+    c = host_candidate(("127.0.0.1", 6000), 1, 65535)
+    ag.add_remote_candidate(0, dc.replace(c, address="abcd-1234.local"))
+    ag.add_remote_candidate(0, dc.replace(c, component=7))
+    assert ag.remote_candidates(0) == [] and len(ag.checklist(0)) == 0
+    ag.add_remote_candidate(0, c)
+    assert len(ag.checklist(0)) == 1

@@ -173,3 +173,26 @@ async def test_ipv6_loopback_between_our_agents():
         await wait_for(lambda: got == [b"\x80v6"])
     finally:
         await defer.gatherResults([a.close(), b.close()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_through_the_twisted_driver():
+    got: list[bytes] = []
+    a = TwistedAgent(Agent(True, rng=random.Random(8)))
+    b = TwistedAgent(Agent(False, local_addresses=["127.0.0.2"], rng=random.Random(9)),
+                     on_data=lambda s, c, d, r: got.append(d))
+    try:
+        await defer.gatherResults([a.gather(), b.gather()])
+        exchange(a, b)
+        await defer.gatherResults([a.start(), b.start()])
+        old = a.agent.local_username
+        a.restart()
+        b.restart()
+        assert a.agent.local_username != old
+        assert a.send(0, 1, b"\x80during-restart")
+        exchange(a, b)
+        await defer.gatherResults([a.start(), b.start()])
+        assert a.send(0, 1, b"\x80after-restart")
+        await wait_for(lambda: got == [b"\x80during-restart", b"\x80after-restart"])
+    finally:
+        await defer.gatherResults([a.close(), b.close()])
