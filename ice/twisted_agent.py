@@ -79,10 +79,17 @@ class TwistedAgent:
     # ---- sockets -------------------------------------------------------------------------
     def bind(self) -> list[Address]:
         """Bind every host socket the agent asks for (port 0: the OS picks)."""
+        from twisted.internet.error import CannotListenError
+
         udp: Any = self.reactor
         for stream, component, ip in self.agent.addresses_to_bind():
             proto = _Socket(self, ("", 0))
-            port = udp.listenUDP(0, proto, interface=ip)
+            try:
+                port = udp.listenUDP(0, proto, interface=ip)
+            except CannotListenError as e:
+                # an address that went away: gather on the others (RFC 8445 §5.1.1.1)
+                log.warn("cannot bind {ip}: {e}", ip=ip, e=e)
+                continue
             host = port.getHost()
             local = (ip, host.port)
             proto.local = local
@@ -100,6 +107,9 @@ class TwistedAgent:
         """Gather; fires with every local candidate once gathering completed everywhere."""
         if not self._ports:
             self.bind()
+        if not self._ports:
+            return defer.fail(IceFailedError(0, "no local address could be bound: "
+                                                + ", ".join(self.agent.local_addresses)))
         self._gathered = defer.Deferred()
         self._gather_left = set(range(self.agent.streams))
         d = self._gathered

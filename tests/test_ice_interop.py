@@ -196,3 +196,19 @@ async def test_restart_through_the_twisted_driver():
         await wait_for(lambda: got == [b"\x80during-restart", b"\x80after-restart"])
     finally:
         await defer.gatherResults([a.close(), b.close()])
+
+
+@pytest_twisted.ensureDeferred
+async def test_unbindable_address_is_skipped_and_none_bindable_fails_cleanly():
+    # 192.0.2.77 (TEST-NET-1) is not on this machine: binding it fails, nothing is sent
+    a = TwistedAgent(Agent(True, local_addresses=["192.0.2.77", "127.0.0.1"],
+                           rng=random.Random(10)))
+    try:
+        cands = await a.gather()
+        assert [c.address for c in cands] == ["127.0.0.1"]
+    finally:
+        await a.close()
+    b = TwistedAgent(Agent(True, local_addresses=["192.0.2.77"], rng=random.Random(11)))
+    with pytest.raises(IceFailedError):
+        await b.gather()
+    await b.close()
