@@ -4,6 +4,7 @@ in-process Twisted endpoint per namespace, and complete removal afterwards."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -12,6 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
+from tests.peers.natlab import NatLab, SiteSpec
 from tests.peers.netns import Lab, list_namespaces
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(60)]
@@ -87,3 +89,26 @@ def test_twisted_endpoints_in_two_namespaces_share_one_reactor():
         for port in ports:
             yield port.stopListening()
         lab.close()
+
+
+def _root_state() -> dict[str, str]:
+    def run(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    return {
+        "links": " ".join(sorted(line.split(":")[1].split("@")[0].strip()
+                                 for line in run("ip", "-o", "link").splitlines())),
+        "routes": run("ip", "route"),
+        "iptables": run("iptables", "-S") + run("iptables", "-t", "nat", "-S"),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
+    }
+
+
+def test_a_running_nat_lab_leaves_the_root_namespace_untouched() -> None:
+    """No link, route, iptables rule or forwarding switch of the root namespace changes."""
+    before = _root_state()
+    with NatLab(SiteSpec("apdm", loss=0.1), "udp-blocked-except-turn") as lab:
+        lab.start_proxy()
+        during = _root_state()
+    assert during == before
+    assert _root_state() == before

@@ -192,7 +192,18 @@ class NetNs:
         return self.run(["iptables", "-w", "-t", table, *args])
 
     def sysctl(self, key: str, value: str) -> None:
-        self.run(["sysctl", "-q", "-w", f"{key}={value}"])
+        """Set a (network) sysctl of this namespace, e.g. ``net.ipv4.ip_forward``.
+
+        Written by ``tee`` run inside the namespace (coreutils; procps may be missing), and
+        read back, so a key that is not per-namespace cannot silently change the host.
+        """
+        if not key.startswith("net."):
+            raise ValueError(f"only per-namespace net.* sysctls: {key}")
+        path = "/proc/sys/" + key.replace(".", "/")
+        self.run(["tee", path], input=value.encode())
+        got = self.run(["cat", path]).stdout.strip()
+        if got != value:
+            raise RuntimeError(f"{self.name}: {key} is {got!r}, wanted {value!r}")
 
     def addr_add(self, dev: str, cidr: str) -> None:
         self.ip("addr", "add", cidr, "dev", dev)
