@@ -35,10 +35,8 @@ RESERVED = {"via", "from", "to", "call-id", "cseq", "content-length", "contact",
             "m", "c", "r", "b", "e", "k", "o", "s", "u", "x", "y", "a", "j", "d"}
 
 # SIPLINK_FUZZ_EXAMPLES=20000 for a long run; the default keeps the suite fast
-settings.register_profile("siplink", max_examples=int(os.environ.get("SIPLINK_FUZZ_EXAMPLES", "150")),
-                          deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("siplink")
+FUZZ = settings(max_examples=int(os.environ.get("SIPLINK_FUZZ_EXAMPLES", "150")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -73,6 +71,7 @@ def same(a: Message, b: Message) -> None:
     assert (a.call_id, a.cseq, a.via[0].branch, a.from_.tag) == (b.call_id, b.cseq, b.via[0].branch, b.from_.tag)
 
 
+@FUZZ
 @given(requests())
 def test_request_round_trip(req: Request) -> None:
     wire = req.serialize()
@@ -82,6 +81,7 @@ def test_request_round_trip(req: Request) -> None:
     assert isinstance(back, Request) and back.method == req.method and back.body == req.body
 
 
+@FUZZ
 @given(requests(), st.integers(100, 699), st.one_of(st.none(), TOKEN), st.binary(max_size=100))
 def test_response_round_trip(req: Request, status: int, tag: str | None, body: bytes) -> None:
     resp = make_response(parse_message(req.serialize()), status, to_tag=tag, body=body)  # type: ignore[arg-type]
@@ -92,6 +92,7 @@ def test_response_round_trip(req: Request, status: int, tag: str | None, body: b
     assert back.to.tag == (tag if status != 100 else None)
 
 
+@FUZZ
 @given(requests(), st.lists(st.integers(1, 64), min_size=1, max_size=40))
 def test_stream_any_split(req: Request, cuts: list[int]) -> None:
     wire = req.serialize()
@@ -126,6 +127,7 @@ def exercise(m: Message) -> None:
     parse_message(wire)          # what we accepted and wrote, we accept again
 
 
+@FUZZ
 @given(st.binary(max_size=2000))
 def test_random_bytes_only_raise_sip_parse_error(data: bytes) -> None:
     try:
@@ -136,6 +138,7 @@ def test_random_bytes_only_raise_sip_parse_error(data: bytes) -> None:
     exercise(m)
 
 
+@FUZZ
 @given(st.sampled_from(CORPUS), st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255),
                                                    st.sampled_from(["flip", "insert", "delete", "cut"])),
                                          min_size=1, max_size=6))
@@ -169,6 +172,7 @@ def test_corpus_mutations_only_raise_sip_parse_error(data: bytes, edits: list[tu
     assert p.buffered <= len(buf)
 
 
+@FUZZ
 @given(st.sampled_from(CORPUS), st.sampled_from([b"\r\n", b":", b";", b",", b"<", b">", b'"', b"\\",
                                                  b"%", b"@", b"\x00", b" ", b"\t", b"\r\n ", b"[", b"]"]),
        st.integers(0, 4000))
