@@ -325,6 +325,16 @@ class Agent:
         s = self._stream(stream)
         s.remote_ufrag, s.remote_pwd = ufrag, pwd
 
+    def set_remote_lite(self, lite: bool = True) -> None:
+        """The peer announced ``a=ice-lite`` (RFC 8445 §6.1.1: the full agent controls)."""
+        if lite and self.lite:
+            raise IceError("two lite agents cannot run ICE together")
+        self.remote_lite = lite
+        if lite and not self.controlling:
+            self.controlling = True
+            for cl in self._set:
+                cl.recompute_priorities(True)
+
     def add_remote_candidate(self, stream: int, cand: Candidate, now: float | None = None
                              ) -> None:
         """A remote candidate from the offer/answer or trickled later (RFC 8838)."""

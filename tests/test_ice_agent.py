@@ -662,3 +662,15 @@ def test_remote_candidate_that_is_not_an_ip_is_ignored():
     assert ag.remote_candidates(0) == [] and len(ag.checklist(0)) == 0
     ag.add_remote_candidate(0, c)
     assert len(ag.checklist(0)) == 1
+
+
+def test_set_remote_lite_makes_us_controlling():
+    net = SimNet(seed=28, latency=0.01)
+    a, b = pair_on_net(net, a_kw={"controlling": False}, b_kw={"lite": True}, start=False)
+    a.agent.set_remote_lite(True)
+    assert a.agent.controlling
+    connect(a, b)
+    run_until_done(net, a, b)
+    assert a.of(IceCompleted) and b.of(IceCompleted) and not b.of(CheckSent)
+    with pytest.raises(IceError):
+        b.agent.set_remote_lite(True)
