@@ -212,3 +212,43 @@ async def test_unbindable_address_is_skipped_and_none_bindable_fails_cleanly():
     with pytest.raises(IceFailedError):
         await b.gather()
     await b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_aioice_relay_only_through_coturn_against_our_host_candidates():
+    """aioice talks to us only through its coturn allocation: our checks and answers go to
+    a relayed address, theirs arrive from it."""
+    import aioice
+
+    from tests.peers.coturn import PASSWORD, USER, Coturn
+
+    turn = Coturn()
+    await threads.deferToThread(turn.start)
+    peer = AioicePeer(controlling=True, turn_server=turn.addr, turn_username=USER,
+                      turn_password=PASSWORD, transport_policy=aioice.TransportPolicy.RELAY)
+    got: list[bytes] = []
+    ours = TwistedAgent(Agent(False, local_addresses=["127.0.0.2"], rng=random.Random(12)),
+                        on_data=lambda s, c, d, r: got.append(d))
+    try:
+        await threads.deferToThread(peer.start)
+        theirs = peer.candidates()
+        assert theirs and all(c.type is CandidateType.RELAYED for c in theirs)
+        await ours.gather()
+        ours.agent.set_remote_credentials(0, peer.username, peer.password)
+        for c in theirs:
+            ours.agent.add_remote_candidate(0, c)
+        fut = peer.connect(ours.agent.local_username, ours.agent.local_password,
+                           ours.agent.local_candidates(0))
+        await ours.start()
+        await threads.deferToThread(fut.result, 10)
+        sel = ours.agent.selected_pair(0, 1)
+        assert sel.remote.type is CandidateType.RELAYED
+        await threads.deferToThread(lambda: peer.send(b"\x80relayed").result(5))
+        await wait_for(lambda: got == [b"\x80relayed"])
+        assert ours.send(0, 1, b"\x80back")
+        data, _ = await threads.deferToThread(lambda: peer.recv().result(5))
+        assert data == b"\x80back"
+    finally:
+        await ours.close()
+        await threads.deferToThread(peer.stop)
+        await threads.deferToThread(turn.stop)
