@@ -234,7 +234,8 @@ def _inner(tmp_path: Path, prefix: str | None, hang: bool) -> tuple[subprocess.P
     test = tmp_path / "test_inner_lab.py"
     test.write_text(textwrap.dedent(INNER_TEST))
     names = tmp_path / "names"
-    env = dict(os.environ, NAMES_FILE=str(names), PYTHONPATH=str(ROOT))
+    # TMPDIR: the peers' config dirs of a leaked or killed lab end up under tmp_path.
+    env = dict(os.environ, NAMES_FILE=str(names), PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
     env.pop("SIPLINK_NETNS_PREFIX", None)
     if prefix:
         env["SIPLINK_NETNS_PREFIX"] = prefix
