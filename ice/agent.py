@@ -96,6 +96,7 @@ CONSENT_INTERVAL = 5.0
 CONSENT_TIMEOUT = 30.0
 MAX_EARLY_CHECKS = 64
 MAX_REMOTE_CANDIDATES = 1000
+MAX_PENDING_EVENTS = 4096
 
 
 class IceError(Exception):
@@ -166,7 +167,22 @@ def _random_string(rng: random.Random, n: int) -> str:
 
 
 class Agent:
-    """A full (or lite) ICE agent for ``streams`` media streams of ``components`` each."""
+    """A full (or lite) ICE agent for ``streams`` media streams of ``components`` each
+    (2 = RTP and RTCP, 1 = rtcp-mux).
+
+    ``controlling``/``tie_breaker``: the role (RFC 8445 §6.1.1, conflicts repaired §7.3.1.1);
+    ``lite``: answer checks only and select what the peer nominates; ``remote_lite``: the peer
+    is lite, so we control.  ``nomination``: ``"regular"`` (RFC 8445) or ``"aggressive"``
+    (RFC 5245 §8.1.1.2, every check nominates).  ``ta``: check pacing (50 ms; 20 ms for the
+    RFC 5245 habit; at least 5 ms).  ``stun_servers``/``turn_servers``: server-reflexive and
+    relayed candidates; ``policy="relay"`` keeps only relayed ones.  ``local_addresses`` or
+    ``interfaces`` restrict host candidates (default: 127.0.0.1 only, never the machine's
+    real addresses unless asked).  ``max_pairs``: check-list cap per stream.  ``trickle``:
+    remote candidates may still come after :meth:`start_checks` until
+    :meth:`end_of_candidates`.  ``rng``: seed it for reproducible credentials, tie-breaker and
+    transaction ids.  Timers (``check_rc``/``check_rm``, ``failed_timeout``,
+    ``nomination_delay``, ``consent_*``) are described in the module docstring.
+    """
 
     def __init__(
         self,
@@ -204,8 +220,12 @@ class Agent:
             raise IceError(f"policy must be 'all' or 'relay', not {policy!r}")
         if not 1 <= components <= 2 or streams < 1:
             raise IceError("components must be 1 or 2 and streams at least 1")
-        if ta <= 0:
-            raise IceError("Ta must be positive")
+        if ta < 0.005:
+            raise IceError("Ta must be at least 5 ms (RFC 8445 §14.2)")
+        for name, value, minimum in (("ufrag", local_username, 4), ("pwd", local_password, 22)):
+            if value is not None and (len(value) < minimum
+                                      or any(c not in _ICE_CHARS for c in value)):
+                raise IceError(f"local {name} must be at least {minimum} ice-chars (RFC 8839)")
         self._rng = rng if rng is not None else random.SystemRandom()
         self.lite = lite
         self.controlling = controlling and not lite
@@ -258,6 +278,7 @@ class Agent:
         self._relay_by_addr: dict[Address, _Relay] = {}
         self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
         self.trace = Trace()
+        self.dropped_data = 0
 
     # ================================================================ public: gathering
     @property
@@ -405,7 +426,7 @@ class Agent:
             return
         si, comp = where
         if not stun.is_stun(data):
-            self._events.append(ApplicationData(si, comp, data, remote_addr))
+            self._emit(ApplicationData(si, comp, data, remote_addr))
             return
         try:
             msg = stun.decode(data)
@@ -482,6 +503,14 @@ class Agent:
                         self._maybe_nominate(s, now, force=True)
             self._consent_timers(s, now)
         self._pace(now)
+
+    def _emit(self, event: Event) -> None:
+        """Queue an event; undrained application data beyond a bound is dropped, so a caller
+        that never calls next_event() cannot make memory grow without end."""
+        if isinstance(event, ApplicationData) and len(self._events) >= MAX_PENDING_EVENTS:
+            self.dropped_data += 1
+            return
+        self._events.append(event)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None

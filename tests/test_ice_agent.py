@@ -674,3 +674,16 @@ def test_set_remote_lite_makes_us_controlling():
     assert a.of(IceCompleted) and b.of(IceCompleted) and not b.of(CheckSent)
     with pytest.raises(IceError):
         b.agent.set_remote_lite(True)
+
+
+def test_undrained_application_data_is_bounded():
+    from ice.agent import MAX_PENDING_EVENTS
+    ag = Agent(False, rng=random.Random(0))
+    ag.add_host_socket(0, 1, ("127.0.0.1", 5000))
+    for i in range(MAX_PENDING_EVENTS + 100):
+        ag.receive(b"\x80rtp%d" % i, ("127.0.0.1", 5000), ("127.0.0.1", 6000), 0.0)
+    assert ag.dropped_data == 100
+    with pytest.raises(IceError):
+        Agent(True, ta=0.001)
+    with pytest.raises(IceError):
+        Agent(True, local_password="short")
