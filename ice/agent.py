@@ -117,6 +117,7 @@ class _Pending:
     priority: int = 0
     server: Address | None = None
     triggered: bool = False
+    listen_until: float | None = None   # retransmissions stopped; a late answer still counts
 
 
 @dataclass
@@ -487,6 +488,10 @@ class Agent:
         if self._closed:
             return
         for tid, p in list(self._pending.items()):
+            if p.listen_until is not None:
+                if now >= p.listen_until:
+                    del self._pending[tid]
+                continue
             p.txn.handle_timer(now)
             if p.txn.timed_out:
                 del self._pending[tid]
@@ -710,11 +715,8 @@ class Agent:
         data = stun.encode(msg, key=key)
         if pair.state is not PairState.SUCCEEDED or not nominate:
             self._set_state(pair, PairState.IN_PROGRESS, now)
-        # cancel an older transaction of the same pair: the new one replaces it
-        for old_tid, old in list(self._pending.items()):
-            if old.pair is pair and old.kind == "check":
-                old.txn.cancel()
-                del self._pending[old_tid]
+        # an older transaction of the same pair stops retransmitting; its answer still counts
+        self._stop_retransmitting(pair, now)
         txn = StunClientTransaction(data, tid, pair.remote_addr, now, rto=self._rto(),
                                     rc=self.check_rc, rm=self.check_rm)
         self._pending[tid] = _Pending("check", txn, pair.local_base, pair.stream,
@@ -727,6 +729,12 @@ class Agent:
         self._trace(now, "out", f"check {'triggered ' if triggered else ''}"
                     f"{'USE-CANDIDATE ' if use_candidate else ''}{pair.describe()}",
                     pair.local_base, pair.remote_addr, data, msg.summary())
+
+    def _stop_retransmitting(self, pair: CandidatePair, now: float) -> None:
+        for old in self._pending.values():
+            if old.pair is pair and old.kind == "check" and not old.txn.done:
+                old.txn.cancel()
+                old.listen_until = now + max(self._rto(), old.txn.rto) * self.check_rm
 
     def _handle_response(self, msg: stun.Message, data: bytes, local: Address,
                          remote: Address, now: float) -> None:
@@ -920,7 +928,7 @@ class Agent:
                    for p in cl.pairs) or any(p.component == comp for p in cl.valid_extra):
                 continue
             if any(p.pair is not None and p.pair.stream == s.index and p.kind == "check"
-                   for p in self._pending.values()):
+                   and not p.txn.done for p in self._pending.values()):
                 return
             self._fail(s, f"component {comp}: every candidate pair failed"
                        if cl.pairs else f"component {comp}: no candidate pairs", now)
@@ -1071,6 +1079,14 @@ class Agent:
                     v.nominated = True
                     self._trace(now, "event", f"nominated by peer {v.describe()}")
                     self._update_selected(s, now)
+        elif pair.state is PairState.IN_PROGRESS:
+            if s.checklist.state is CheckListState.RUNNING:
+                # RFC 8445 §7.3.1.4: stop retransmitting (a late answer still counts) and
+                # check again as a triggered check: our request may have been lost
+                self._stop_retransmitting(pair, now)
+                pair.extra["retry"] = True
+                self._set_state(pair, PairState.WAITING, now)
+                s.checklist.push_triggered(pair)
         elif pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED):
             if s.checklist.state is CheckListState.RUNNING or use_candidate:
                 if pair.extra.pop("removed", None) is None or use_candidate:

@@ -273,6 +273,8 @@ class CheckListSet:
                 continue
             while cl.triggered:
                 pair = cl.triggered.popleft()
+                if pair.state is PairState.SUCCEEDED and not pair.extra.get("nominate"):
+                    continue    # a late answer already made it valid: nothing to check
                 if pair.state is not PairState.FAILED or pair.extra.get("retry"):
                     self._rr = (self._rr + i + 1) % n
                     return pair, True, unfrozen
