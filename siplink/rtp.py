@@ -521,7 +521,9 @@ def round_trip_time(block: ReportBlock, arrival: float) -> float | None:
     a = ntp_middle32(ntp_from_unix(arrival))
     rtt = (a - block.lsr - block.dlsr) & 0xFFFFFFFF
     if rtt & 0x80000000:
-        return None
+        # negative: on a fast path the 1/65536 s rounding of LSR and DLSR can overshoot
+        negative = (0x100000000 - rtt) / 65536.0
+        return 0.0 if negative < 0.01 else None
     return rtt / 65536.0
 
 

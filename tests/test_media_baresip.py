@@ -23,7 +23,7 @@ import pytest_twisted
 from twisted.internet import protocol, reactor, task
 
 from ice.trace import Trace
-from siplink.media import MediaStream
+from siplink.media import MediaStream, RemoteReport
 from siplink.media_twisted import RtpProtocol
 from siplink.rtp import decode_rtcp, is_rtcp
 from siplink.tone import ToneGenerator, detect_frequency
@@ -203,7 +203,8 @@ def test_pcmu_tone_and_dtmf_both_ways_with_baresip():
     rtcp_in = [decode_rtcp(r.raw) for r in stream.trace if r.direction == "in" and is_rtcp(r.raw)]
     assert st.rtcp_received >= 2 and st.remote_packets_lost == 0, (hex(stream.ssrc), rtcp_in)
     assert st.remote_jitter is not None and abs(st.remote_jitter * 1000 - rx_jitter) < 3.0, st
-    assert st.rtt is not None and st.rtt < 0.05, st
+    reports = [e for e in media.driver.events if isinstance(e, RemoteReport)]
+    assert st.rtt is not None and st.rtt < 0.05, (reports, stream._last_sr_sent)
     # and its recording of what it decoded from us is our 1000 Hz tone
     dec = sorted(d.glob("dump-*-dec.wav"))
     assert dec, list(d.iterdir())

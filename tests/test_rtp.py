@@ -239,3 +239,11 @@ def test_rtcp_interval_rfc3550_a7():
     t = rtcp_interval(members=1000, senders=1, rtcp_bw=500.0, we_sent=True,
                       avg_rtcp_size=100.0, initial=False, random_fraction=0.5)
     assert t == pytest.approx(5.0 / e_comp)   # 100 * 1 / 125 = 0.8 s < Tmin
+
+
+def test_rtt_rounding_below_zero_is_zero():
+    sr_ntp = ntp_from_unix(1000.0)
+    block = ReportBlock(1, 0, 0, 0, 0, ntp_middle32(sr_ntp), dlsr=int(0.0002 * 65536) + 3)
+    assert round_trip_time(block, 1000.0002) == 0.0
+    late = ReportBlock(1, 0, 0, 0, 0, ntp_middle32(sr_ntp), dlsr=65536)   # 1 s "in the future"
+    assert round_trip_time(late, 1000.0) is None
