@@ -69,6 +69,7 @@ from ice.gathering import (
     host_candidate,
     is_redundant,
     local_preferences,
+    parse_server_uri,
     reflexive_candidate,
     select_local_addresses,
 )
@@ -194,7 +195,7 @@ class Agent:
         ta: float = 0.05,
         lite: bool = False,
         nomination: str = "regular",
-        stun_servers: Sequence[StunServer | Address] = (),
+        stun_servers: Sequence[StunServer | Address | str] = (),
         turn_servers: Sequence[TurnServer] = (),
         local_addresses: Sequence[str] | None = None,
         interfaces: Sequence[str] | None = None,
@@ -245,8 +246,11 @@ class Agent:
         self.nomination_delay = nomination_delay
         self.consent_interval = consent_interval
         self.consent_timeout = consent_timeout
-        self.stun_servers = [s if isinstance(s, StunServer) else StunServer(s[0], s[1])
-                             for s in stun_servers]
+        self.stun_servers = [
+            s if isinstance(s, StunServer)
+            else StunServer(*parse_server_uri(s)[1:]) if isinstance(s, str)
+            else StunServer(s[0], s[1])
+            for s in stun_servers]
         self.turn_servers = list(turn_servers)
         if local_addresses is None and interfaces is None:
             local_addresses = ("127.0.0.1",)     # never the machine's real addresses by default

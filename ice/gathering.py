@@ -41,6 +41,39 @@ class TurnServer:
     transport: str = "udp"
 
 
+def parse_server_uri(uri: str) -> tuple[str, str, int]:
+    """``stun:HOST[:PORT]`` / ``turn:HOST[:PORT][?transport=udp]`` (RFC 7064, RFC 7065) or a
+    bare ``HOST[:PORT]`` -> (scheme, host, port).  IPv6 hosts are written in brackets."""
+    text = uri.strip()
+    scheme = "stun"
+    for prefix in ("stuns:", "stun:", "turns:", "turn:"):
+        if text.lower().startswith(prefix):
+            scheme, text = prefix[:-1], text[len(prefix):]
+            break
+    text = text.split("?", 1)[0]
+    default = 5349 if scheme.endswith("s") else 3478
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise GatheringError(f"bad server URI {uri!r}: unclosed [")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise GatheringError(f"bad server URI {uri!r}")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise GatheringError(f"bad server URI {uri!r}: no host")
+    try:
+        port = int(port_text) if port_text else default
+    except ValueError:
+        raise GatheringError(f"bad server URI {uri!r}: port {port_text!r}") from None
+    if not 0 < port < 65536:
+        raise GatheringError(f"bad server URI {uri!r}: port {port} out of range")
+    return scheme, host, port
+
+
 def _usable(ip: str, include_loopback: bool) -> bool:
     try:
         a = ipaddress.ip_address(ip.split("%", 1)[0])
