@@ -136,9 +136,16 @@ async def test_relay_only_through_coturn():
     got: list[bytes] = []
     a = TwistedAgent(Agent(True, policy="relay", turn_servers=cfg, rng=random.Random(3)),
                      on_data=lambda s, c, d, r: got.append(d))
-    b = TwistedAgent(Agent(False, local_addresses=["127.0.0.2"], rng=random.Random(4)))
+    b = TwistedAgent(Agent(False, local_addresses=["127.0.0.2"], rng=random.Random(4),
+                           stun_servers=[f"stun:{turn.addr[0]}:{turn.addr[1]}"]))
     try:
         await defer.gatherResults([a.gather(), b.gather()])
+        # coturn answered B's Binding request: the srflx equals the host address on
+        # loopback, so it is redundant (RFC 8445 §5.1.3) and B keeps its host candidate
+        from ice.events import GatheringFailed
+        assert not [e for _, e in b.events if isinstance(e, GatheringFailed)]
+        assert any("STUN server response Binding success" in r.summary for r in b.agent.trace)
+        assert [c.type for c in b.agent.local_candidates(0)] == [CandidateType.HOST]
         cands = a.agent.local_candidates(0)
         assert cands and all(c.type is CandidateType.RELAYED for c in cands)
         exchange(a, b)
