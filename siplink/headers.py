@@ -13,7 +13,7 @@ import re
 from typing import Self
 
 from siplink.parse_error import SipParseError
-from siplink.uri import SipUri, check_uri
+from siplink.uri import PORT_PATTERN, SIP_URI_PATTERN, SipUri, check_uri
 
 __all__ = [
     "CSeq",
@@ -49,6 +49,16 @@ _VIA_RE = re.compile(
     rf"({_TOKEN}){_LWS}/{_LWS}({_TOKEN}){_LWS}/{_LWS}({_TOKEN})[ \t]+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?)"
     rf"(?:{_LWS}:{_LWS}([0-9]{{1,5}}))?{_LWS}"
+)
+# fast paths: the usual shapes, validated in one match (anything else takes the general path)
+_SIMPLE_PARAMS = rf"(?:;{_TOKEN}(?:=(?:{_TOKEN}|\[[0-9A-Fa-f:.]+\]))?)*"
+_VIA_FAST_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) "
+    r"((?:[0-9]{1,3}\.){3}[0-9]{1,3}|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9.])?)"
+    rf"(?::({PORT_PATTERN}))?({_SIMPLE_PARAMS})"
+)
+_NAME_ADDR_FAST_RE = re.compile(
+    rf'(?:"([^"\\\r\n]*)"[ \t]*|({_TOKEN}(?:[ \t]+{_TOKEN})*)[ \t]*)?<({SIP_URI_PATTERN})>({_SIMPLE_PARAMS})'
 )
 _CSEQ_RE = re.compile(rf"([0-9]+)[ \t]+({_TOKEN})")
 _AUTH_PARAM_RE = re.compile(rf"{_LWS}({_TOKEN}){_LWS}={_LWS}({_TOKEN}|{_QUOTED}){_LWS}(?:,|$)")
@@ -91,6 +101,18 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
         pos = m.end()
         if len(params) > _MAX_PARAMS:
             raise SipParseError("too many parameters")
+    return params
+
+
+def _split_simple_params(text: str) -> dict[str, str | None]:
+    """Params already validated by a ``_SIMPLE_PARAMS`` match (``;a=b;c``)."""
+    params: dict[str, str | None] = {}
+    items = text[1:].split(";")
+    if len(items) > _MAX_PARAMS:
+        raise SipParseError("too many parameters")
+    for item in items:
+        name, eq, value = item.partition("=")
+        params[name.lower()] = value if eq else None
     return params
 
 
@@ -151,6 +173,22 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        m = _VIA_FAST_RE.fullmatch(text)
+        if m is not None:
+            transport, host, port, params = m.groups()
+            if not params or ("ttl" not in params and "rport=" not in params):
+                via = cls.__new__(cls)
+                via.protocol = "SIP/2.0"
+                via.transport = transport.upper()
+                via.host = host
+                via.port = None if port is None else int(port)
+                via.params = _split_simple_params(params) if params else {}
+                via._text = text
+                return via
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> Via:
         m = _VIA_RE.match(text)
         if m is None:
             raise SipParseError(f"malformed Via {text[:80]!r}")
@@ -279,6 +317,17 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        m = _NAME_ADDR_FAST_RE.fullmatch(text)
+        if m is not None:
+            display, tokens, uri_text, params = m.groups()
+            if "[" not in uri_text:
+                na = cls.__new__(cls)
+                na._uri = None
+                na._uri_text = uri_text
+                na.display_name = tokens if display is None else display
+                na.params = _split_simple_params(params) if params else {}
+                na.bracketed = True
+                return na
         m = _NAME_ADDR_RE.match(text)
         if m is not None:
             quoted, tokens, uri_text = m.groups()

@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote
 
 from siplink.parse_error import SipParseError
 
-__all__ = ["SipParseError", "SipUri", "check_uri"]
+__all__ = ["SIP_URI_PATTERN", "SipParseError", "SipUri", "check_uri"]
 
 _ESC = r"%[0-9A-Fa-f]{2}"
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
@@ -38,6 +38,15 @@ _HOSTPART = (
     r"(?::(?P<port>[0-9]{1,5}))?"
     rf"(?P<params>(?:;{_PARAMCHARS}(?:={_PARAMCHARS})?)*)"
     rf"(?:\?(?P<headers>{_HNAME}={_HVALUE}(?:&{_HNAME}={_HVALUE})*))?"
+)
+PORT_PATTERN = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+# a whole sip/sips URI without the IPv6 address check, for fast paths of bigger patterns
+# (callers confirm with check_uri when the match has a '[')
+SIP_URI_PATTERN = (
+    rf"[sS][iI][pP][sS]?:(?:{_USER}(?::{_PASSWORD})?@)?"
+    rf"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9\-.]*[A-Za-z0-9.]|[A-Za-z0-9])(?::{PORT_PATTERN})?"
+    rf"(?:;{_PARAMCHARS}(?:={_PARAMCHARS})?)*"
+    rf"(?:\?{_HNAME}={_HVALUE}(?:&{_HNAME}={_HVALUE})*)?"
 )
 # with userinfo (the first '@' ends it: '@' is allowed nowhere else) and without
 _SIP_RE = re.compile(rf"(?P<user>{_USER})(?::(?P<password>{_PASSWORD}))?@{_HOSTPART}")
