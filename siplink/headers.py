@@ -104,6 +104,10 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
     return params
 
 
+def _valid_port(text: str | None) -> bool:
+    return text is not None and text.isdigit() and text.isascii() and int(text) <= 65535
+
+
 def _split_simple_params(text: str) -> dict[str, str | None]:
     """Params already validated by a ``_SIMPLE_PARAMS`` match (``;a=b;c``)."""
     params: dict[str, str | None] = {}
@@ -176,13 +180,14 @@ class Via:
         m = _VIA_FAST_RE.fullmatch(text)
         if m is not None:
             transport, host, port, params = m.groups()
-            if not params or ("ttl" not in params and "rport=" not in params):
+            pd = _split_simple_params(params) if params else {}
+            if "ttl" not in pd and (pd.get("rport") is None or _valid_port(pd["rport"])):
                 via = cls.__new__(cls)
                 via.protocol = "SIP/2.0"
                 via.transport = transport.upper()
                 via.host = host
                 via.port = None if port is None else int(port)
-                via.params = _split_simple_params(params) if params else {}
+                via.params = pd
                 via._text = text
                 return via
         return cls._parse_general(text)

@@ -94,6 +94,10 @@ _NO_SPLIT = frozenset({
 _SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-type", "expires")
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
 _VERSION_RE = re.compile(r"[Ss][Ii][Pp]/([0-9]+)\.([0-9]+)")
 _CALLID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
 _FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
@@ -566,7 +570,9 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
         raise SipParseError("too many header fields", 513)
     start = lines[0]
     items: list[tuple[str, str, str]] = []
+    first: dict[str, str] = {}
     append = items.append
+    setdefault = first.setdefault
     cache = _NAME_CACHE
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -575,10 +581,12 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
         key = cache.get(name)
         if key is None:
             key = _key(name.rstrip(" \t"))
-        append((key, name, value.strip(" \t")))
+        value = value.strip(" \t")
+        append((key, name, value))
+        setdefault(key, value)
     if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
         raise SipParseError("header line too long", 513)
-    return start, Headers._from_parsed(items, {k: v for k, _, v in reversed(items)})
+    return start, Headers._from_parsed(items, first)
 
 
 def _start(start: str, headers: Headers, body: bytes) -> Message:
@@ -606,7 +614,7 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
         if version.upper() != "SIP/2.0":
             raise SipParseError("unsupported SIP version", 505)
         version = "SIP/2.0"
-    if not _TOKEN_RE.fullmatch(method):
+    if method not in _KNOWN_METHODS and not _TOKEN_RE.fullmatch(method):
         raise SipParseError("malformed method")
     if not uri_text:
         raise SipParseError("empty Request-URI")
@@ -665,8 +673,12 @@ def _validate(msg: Message) -> None:
     cseq = cache["cseq"] = CSeq.parse(cseq_v)
     cache["from"] = NameAddr.parse(from_v)
     cache["to"] = NameAddr.parse(to_v)
-    if "contact" in index:
-        msg.contact  # noqa: B018 - parse and cache
+    contact = get("contact")
+    if contact is not None:
+        if len(index) == len(h._items) and "," not in contact:
+            cache["contact"] = [] if contact == "*" else [NameAddr.parse(contact)]
+        else:
+            msg.contact  # noqa: B018 - parse and cache
     if "max-forwards" in index:
         msg.max_forwards  # noqa: B018
     if "expires" in index:
@@ -682,10 +694,11 @@ def _validate(msg: Message) -> None:
 
 
 def _content_length(headers: Headers) -> int | None:
-    text = headers._firsts().get("content-length")
+    first = headers._firsts()
+    text = first.get("content-length")
     if text is None:
         return None
-    if len(headers._firsts()) != len(headers._items) and len(headers._all("content-length")) > 1:
+    if len(first) != len(headers._items) and len(headers._all("content-length")) > 1:
         raise SipParseError("more than one Content-Length header")
     if not text.isdigit() or not text.isascii():
         if text.startswith("-"):
