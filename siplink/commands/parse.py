@@ -89,6 +89,11 @@ def _print_text(name: str, d: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from siplink.message import SipParseError, parse_message
 
+    # header octets that are not UTF-8 are kept as surrogates: print them escaped, never fail
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     results: list[dict[str, Any]] = []
     failed = False
     unreadable = False
