@@ -33,7 +33,7 @@ from twisted.logger import Logger
 
 from ice.trace import Trace, TraceRecord
 from siplink.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
-from siplink.g711 import PCMU, G711Codec
+from siplink.g711 import CODECS, PCMU, G711Codec
 from siplink.rtp import (
     SDES_CNAME,
     Bye,
@@ -237,6 +237,9 @@ class MediaStream:
             raise MediaError("ptime must be between 5 and 200 ms")
         self._rng = rng or random.Random()
         self.codec = codec
+        # what we play: our codec, and the other G.711 law if the peer switches to it
+        # (both are static payload types that an answer may list, RFC 3551)
+        self._receive_codecs: dict[int, G711Codec] = {c.payload_type: c for c in CODECS}
         self.ptime = ptime
         self.samples_per_packet = int(round(codec.clock_rate * ptime))
         self.source: PcmSource = source if source is not None else SilenceSource()
@@ -403,8 +406,9 @@ class MediaStream:
         except RtpError:
             self._invalid += 1
             return
-        if pkt.payload_type == self.codec.payload_type:
-            self._receive_audio(pkt, now)
+        codec = self._receive_codecs.get(pkt.payload_type)
+        if codec is not None:
+            self._receive_audio(pkt, now, codec)
         elif self.dtmf_payload_type is not None and pkt.payload_type == self.dtmf_payload_type:
             self._receive_dtmf(pkt, now)
         else:
@@ -522,7 +526,7 @@ class MediaStream:
             self._first_received = now
         return True
 
-    def _receive_audio(self, pkt: RtpPacket, now: float) -> None:
+    def _receive_audio(self, pkt: RtpPacket, now: float, codec: G711Codec) -> None:
         if not self._count_in(pkt, now):
             return
         if self._playout_ssrc is None or (
@@ -535,7 +539,7 @@ class MediaStream:
         self._playout_last = now
         if not self._record:
             return
-        pcm = self.codec.decode(pkt.payload)
+        pcm = codec.decode(pkt.payload)
         n = len(pkt.payload)
         if self._rec_next_ts is not None:
             delta = ((pkt.timestamp - self._rec_next_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000

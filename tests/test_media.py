@@ -416,3 +416,16 @@ def test_dtmf_packets_do_not_inflate_jitter():
     w.run(3.0)
     assert b.digits_received == "0123456789"
     assert b.stats().jitter < 0.001       # constant delay: no jitter, DTMF or not
+
+
+def test_plays_either_g711_law_from_the_peer():
+    a = MediaStream(codec=PCMA, source=ToneGenerator(700.0), remote=B_ADDR, rng=random.Random(14))
+    b = MediaStream(codec=PCMU, remote=A_ADDR, rng=random.Random(15))
+    w = Wire(a, b)
+    w.start()
+    w.run(1.0)
+    f = b.detected_frequency()
+    assert f is not None and abs(f - 700.0) < 5.0
+    assert b.stats().unexpected_received == 0
+    b.receive(RtpPacket(18, 1, 1, 77, b"\x00" * 10).encode(), w.clock.seconds())  # G.729: no
+    assert b.stats().unexpected_received == 1
