@@ -263,7 +263,7 @@ class MediaStream:
         self._marker = True
         self._sent_since_report = False
         self._out: list[tuple[bytes, Address]] = []
-        self._events: deque[MediaEvent] = deque()
+        self._events: deque[MediaEvent] = deque(maxlen=1024)  # oldest dropped if undrained
         self._dtmf_tx = DtmfSender(packet_samples=self.samples_per_packet,
                                    duration=int(0.1 * codec.clock_rate),
                                    gap=int(0.06 * codec.clock_rate))

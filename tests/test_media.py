@@ -429,3 +429,20 @@ def test_plays_either_g711_law_from_the_peer():
     assert b.stats().unexpected_received == 0
     b.receive(RtpPacket(18, 1, 1, 77, b"\x00" * 10).encode(), w.clock.seconds())  # G.729: no
     assert b.stats().unexpected_received == 1
+
+
+def test_flood_keeps_memory_bounded():
+    from siplink.dtmf import event_series
+
+    b = MediaStream(remote=A_ADDR, rng=random.Random(16), max_record_seconds=1.0)
+    b.start(0.0)
+    end = event_series("1")[-1].event.encode()
+    for i in range(5000):                    # 5000 distinct DTMF events, never drained
+        b.receive(RtpPacket(101, i, i * 1000, 5, end).encode(), 0.001 * i)
+    for i in range(200):                     # many sources, long audio
+        b.receive(RtpPacket(0, i, i * 160, 1000 + i, b"\xff" * 160).encode(), 6.0)
+    for i in range(1000):
+        b.receive(RtpPacket(0, i, i * 160, 5, b"\x00" * 160).encode(), 6.0 + i * 0.02)
+    assert len(b._events) <= 1024 and len(b.digits_received) <= 1024
+    assert len(b._sources) <= MediaStream.MAX_SOURCES
+    assert len(b.recording) <= 2 * 8000
