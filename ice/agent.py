@@ -382,6 +382,13 @@ class Agent:
                     s.remote_candidates[i] = cand   # signalled later: keep its real type
                 return
         s.remote_candidates.append(cand)
+        if cand.type is CandidateType.SERVER_REFLEXIVE and cand.related_address:
+            # the peer's host behind this srflx is private: drop unchecked relay pairs to it
+            natted = self._natted_hosts(s)
+            for p in list(s.checklist.pairs):
+                if (self._relay_to_natted_host(p, natted)
+                        and p.state in (PairState.FROZEN, PairState.WAITING)):
+                    s.checklist.remove(p)
         if not self.lite:
             self._pair(s, [c for c in s.local_candidates if self._pairable(c)], [cand])
         if now is not None:
@@ -642,8 +649,11 @@ class Agent:
     def _pair(self, s: _Stream, locals_: Iterable[Candidate], remotes: Iterable[Candidate]
               ) -> list[CandidatePair]:
         added: list[CandidatePair] = []
+        natted = self._natted_hosts(s)
         for pair in form_pairs(s.index, list(locals_), list(remotes), self._base_of,
                                self.controlling):
+            if self._relay_to_natted_host(pair, natted):
+                continue
             kept = s.checklist.add(pair)
             if kept is pair:
                 added.append(pair)
@@ -656,6 +666,24 @@ class Agent:
                     pair.state = PairState.WAITING
                     self._emit_state(pair)
         return added
+
+    @staticmethod
+    def _natted_hosts(s: _Stream) -> set[str]:
+        """Remote host addresses known to sit behind a NAT: the base of one of the peer's
+        server-reflexive candidates that differs from it."""
+        return {c.related_address for c in s.remote_candidates
+                if c.type is CandidateType.SERVER_REFLEXIVE and c.related_address
+                and c.related_address != c.address}
+
+    @staticmethod
+    def _relay_to_natted_host(pair: CandidatePair, natted: set[str]) -> bool:
+        """A relayed local candidate is not paired with a remote host candidate behind a NAT:
+        the relay cannot reach that private address, and a TURN server that gets a send error
+        for it may stop relaying for the whole allocation (seen with coturn 4.6.1 when its
+        route to the address is a blackhole).  Any pair that could work through the relay
+        (to the peer's srflx, relay or a learnt peer-reflexive address) is still formed."""
+        return (pair.local.type is CandidateType.RELAYED
+                and pair.remote.type is CandidateType.HOST and pair.remote.address in natted)
 
     def _has_work(self) -> bool:
         """Whether the next Ta tick would send a check (RFC 8445 §6.1.4.2): a triggered check,

@@ -168,6 +168,10 @@ class SimNet:
 
         self.call_at(self.now + delay, deliver)
 
+    def routable_from_public(self, dst: Address) -> bool:
+        """Whether a public host has a route to ``dst`` (a private address has none)."""
+        return self._hosts.get(dst[0]) == PUBLIC or dst[0] in self._nat_by_ip
+
     def _route(self, realm: str, src: Address, dst: Address) -> tuple[str, Address, Address] | None:
         # same realm: direct
         if self._hosts.get(dst[0]) == realm:
@@ -221,6 +225,7 @@ class _ServerAllocation:
     relayed: Address
     permissions: set[str] = field(default_factory=set)
     channels: dict[int, Address] = field(default_factory=dict)
+    broken: bool = False
 
 
 class TurnServer:
@@ -232,13 +237,17 @@ class TurnServer:
     NONCE = b"simnonce0123"
 
     def __init__(self, net: SimNet, ip: str, port: int = 3478, username: str = "alice",
-                 password: str = "secret", forbidden: set[str] | None = None) -> None:
+                 password: str = "secret", forbidden: set[str] | None = None,
+                 break_on_unroutable: bool = False) -> None:
         self.net = net
         self.ip = ip
         self.addr = net.bind(ip, self._receive, port)
         self.key = stun.long_term_key(username, self.REALM, password)
         self.username = username
         self.forbidden = forbidden or set()      # peer IPs that get 403
+        # like coturn 4.6.1 behind a blackhole route: one send to an address without a route
+        # fails and the allocation relays nothing more
+        self.break_on_unroutable = break_on_unroutable
         self.allocations: dict[Address, _ServerAllocation] = {}
         self._by_relay: dict[Address, _ServerAllocation] = {}
         self.released = 0
@@ -254,7 +263,7 @@ class TurnServer:
             chan = int.from_bytes(data[:2], "big")
             peer = alloc.channels.get(chan)
             if peer is not None:
-                self.net.send(alloc.relayed, peer, data[4:4 + int.from_bytes(data[2:4], "big")])
+                self._relay_out(alloc, peer, data[4:4 + int.from_bytes(data[2:4], "big")])
             return
         try:
             msg = stun.decode(data)
@@ -266,7 +275,7 @@ class TurnServer:
             payload = msg.get(stun.Attr.DATA)
             if (alloc is not None and msg.method == stun.Method.SEND and peer is not None
                     and isinstance(payload, bytes) and peer[0] in alloc.permissions):
-                self.net.send(alloc.relayed, peer, payload)
+                self._relay_out(alloc, peer, payload)
             return
         if msg.cls != stun.Class.REQUEST:
             return
@@ -320,9 +329,17 @@ class TurnServer:
         else:
             self._send(stun.error_response(msg, 400), remote, self.key)
 
+    def _relay_out(self, alloc: _ServerAllocation, peer: Address, data: bytes) -> None:
+        if alloc.broken:
+            return
+        if self.break_on_unroutable and not self.net.routable_from_public(peer):
+            alloc.broken = True
+            return
+        self.net.send(alloc.relayed, peer, data)
+
     def _relay_receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
         alloc = self._by_relay.get(local)
-        if alloc is None or remote[0] not in alloc.permissions:
+        if alloc is None or alloc.broken or remote[0] not in alloc.permissions:
             return
         for chan, peer in alloc.channels.items():
             if peer == remote:

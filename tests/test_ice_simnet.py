@@ -22,11 +22,11 @@ SERVER = "203.0.113.10"
 
 
 def world(seed: int, *, a_nat: dict | None, b_nat: dict | None, loss: float = 0.0,
-          latency: float = 0.02, jitter: float = 0.005):
+          latency: float = 0.02, jitter: float = 0.005, fragile_turn: bool = False):
     net = SimNet(seed=seed, latency=latency, jitter=jitter, loss=loss)
     net.add_host(SERVER)
     stun_srv = StunServer(net, SERVER, 3478)
-    turn_srv = TurnServer(net, SERVER, 3479)
+    turn_srv = TurnServer(net, SERVER, 3479, break_on_unroutable=fragile_turn)
     for realm, pub, ip, cfg in (("lanA", "203.0.113.1", "10.0.0.1", a_nat),
                                 ("lanB", "203.0.113.2", "10.1.0.1", b_nat)):
         if cfg is None:
@@ -80,9 +80,13 @@ def test_both_behind_endpoint_independent_nats_srflx_wins(filtering):
     exchange_data(net, a, b)
 
 
-def test_both_behind_symmetric_nats_relay_wins():
+@pytest.mark.parametrize("fragile_turn", [False, True])
+def test_both_behind_symmetric_nats_relay_wins(fragile_turn):
+    """With ``fragile_turn`` the relay stops relaying after one send to an address it has no
+    route to (coturn seen doing so): the agent must never send from its relay to the peer's
+    private host address."""
     cfg = {"mapping": APDM, "filtering": APDM}
-    net, a, b, turn = world(3, a_nat=dict(cfg), b_nat=dict(cfg))
+    net, a, b, turn = world(3, a_nat=dict(cfg), b_nat=dict(cfg), fragile_turn=fragile_turn)
     t = run_until_done(net, a, b)
     ta, tb = types(a), types(b)
     # one relay is enough: the path goes through at least one side's relayed candidate
