@@ -63,6 +63,10 @@ _NAME_ADDR_FAST_RE = re.compile(
 _CSEQ_RE = re.compile(rf"([0-9]+)[ \t]+({_TOKEN})")
 _AUTH_PARAM_RE = re.compile(rf"{_LWS}({_TOKEN}){_LWS}={_LWS}({_TOKEN}|{_QUOTED}){_LWS}(?:,|$)")
 _MAX_PARAMS = 64
+_COMMON_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
 
 
 def unquote_string(text: str) -> str:
@@ -436,6 +440,13 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
+        number, _, method = text.partition(" ")
+        if (number.isdigit() and len(number) < 10 and number.isascii()
+                and method in _COMMON_METHODS):
+            cseq = cls.__new__(cls)
+            cseq.number = int(number)
+            cseq.method = method
+            return cseq
         m = _CSEQ_RE.fullmatch(text)
         if m is None:
             raise SipParseError("malformed CSeq")

@@ -679,12 +679,16 @@ def _validate(msg: Message) -> None:
             cache["contact"] = [] if contact == "*" else [NameAddr.parse(contact)]
         else:
             msg.contact  # noqa: B018 - parse and cache
-    if "max-forwards" in index:
-        msg.max_forwards  # noqa: B018
+    mf = get("max-forwards")
+    if mf is not None:
+        if len(mf) < 4 and mf.isdigit() and mf.isascii() and int(mf) <= 255:
+            cache["max-forwards"] = int(mf)
+        else:
+            msg.max_forwards  # noqa: B018 - raises the precise error
     if "expires" in index:
         msg.expires  # noqa: B018
     ctype = get("content-type")
-    if ctype is not None and not _MEDIA_TYPE_RE.fullmatch(ctype):
+    if ctype is not None and ctype != "application/sdp" and not _MEDIA_TYPE_RE.fullmatch(ctype):
         raise SipParseError("malformed Content-Type")
     date = get("date")
     if date is not None and not _DATE_RE.fullmatch(date):
@@ -735,9 +739,10 @@ def parse_message(data: bytes) -> Message:
     after it are ignored (RFC 3261 §18.3); without Content-Length the body runs to the end of
     the datagram.  A Content-Length larger than what follows is an error.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise SipParseError("not bytes")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise SipParseError("not bytes")
+        data = bytes(data)
     if len(data) > MAX_HEADER_BYTES + MAX_BODY:
         raise SipParseError("message too large", 513)
     pos = 0
