@@ -56,6 +56,8 @@ async def call_through_lab(a_spec: SiteSpec | str, b_spec: SiteSpec | str):
             if len(got["a"]) >= 20 and len(got["b"]) >= 20:
                 break
             await task.deferLater(reactor, 0.01, lambda: None)
+        assert (pa.local.address, pa.local.port) == pb.remote_addr
+        assert (pb.local.address, pb.local.port) == pa.remote_addr
         return lab, a, b, (pa.local.type, pa.remote.type), (pb.local.type, pb.remote.type), \
             elapsed, got
     finally:
@@ -92,7 +94,6 @@ async def test_site_with_udp_blocked_except_turn_uses_the_relay():
 async def test_eim_sites_with_five_percent_loss_each_way_still_connect():
     lab, a, b, ta, tb, elapsed, got = await call_through_lab(SiteSpec("eim", loss=0.05),
                                                              SiteSpec("eim", loss=0.05))
-    assert ta[0] is tb[1] and ta[1] is tb[0]
     # two lossy NATs on the way: about 10 % of datagrams lost, never a failed call
     assert len(got["a"]) >= 12 and len(got["b"]) >= 12
     assert elapsed < 8.0
