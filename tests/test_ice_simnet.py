@@ -7,7 +7,11 @@ Each scenario asserts the selected pair's candidate types and the time to connec
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ice.candidate import CandidateType
 from ice.events import ApplicationData, IceCompleted, IceFailed
@@ -159,3 +163,24 @@ def test_turn_403_on_permission_is_a_typed_event_and_ice_still_connects():
     errors = a.of(RelayError)
     assert errors and all("403" in e.reason for e in errors)
     assert a.of(IceCompleted) and b.of(IceCompleted)
+
+
+NAT_CHOICES = [None, {"mapping": EIM, "filtering": EIM}, {"mapping": EIM, "filtering": APDM},
+               {"mapping": ADM, "filtering": ADM}, {"mapping": APDM, "filtering": APDM},
+               {"mapping": EIM, "filtering": APDM, "firewall_allow": {SERVER}}]
+
+
+@settings(max_examples=int(os.environ.get("ICE_EXAMPLES", "30")), deadline=None)
+@given(seed=st.integers(0, 10_000), a_nat=st.sampled_from(NAT_CHOICES),
+       b_nat=st.sampled_from(NAT_CHOICES), loss=st.sampled_from([0.0, 0.02]),
+       fragile=st.booleans())
+def test_any_pair_of_nats_connects_through_the_relay_at_worst(seed, a_nat, b_nat, loss, fragile):
+    net, a, b, _ = world(seed, a_nat=dict(a_nat) if a_nat else None,
+                         b_nat=dict(b_nat) if b_nat else None, loss=loss, fragile_turn=fragile)
+    run_until_done(net, a, b, limit=35)
+    assert a.of(IceCompleted) and b.of(IceCompleted), (a.of(IceFailed), b.of(IceFailed))
+    pa, pb = a.agent.selected_pair(0, 1), b.agent.selected_pair(0, 1)
+    assert (pa.local.address, pa.local.port) == pb.remote_addr
+    assert (pb.local.address, pb.local.port) == pa.remote_addr
+    if loss == 0.0:
+        exchange_data(net, a, b)
