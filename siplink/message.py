@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ice.trace import Direction, TraceRecord
 from siplink.headers import Challenge, Credentials, CSeq, NameAddr, Via, split_list
 from siplink.parse_error import SipParseError
 from siplink.uri import SipUri, check_uri
@@ -44,6 +45,7 @@ __all__ = [
     "new_tag",
     "parse_message",
     "reason_phrase",
+    "trace_record",
 ]
 
 # Bounds: a datagram or stream message larger than these is refused (never buffered).
@@ -1005,3 +1007,18 @@ def error_response(data: bytes, err: SipParseError) -> Response | None:
     reason = err.reason if err.status == 400 else reason_phrase(err.status)
     reason = "".join(c if c.isprintable() and c.isascii() else "?" for c in reason)[:120]
     return Response(err.status, reason, h)
+
+
+def trace_record(msg: Message, direction: Direction, now: float, *,
+                 local: tuple[str, int] | None = None, remote: tuple[str, int] | None = None,
+                 raw: bytes | None = None) -> TraceRecord:
+    """The trace record for a SIP message sent ("out") or received ("in") at ``now``."""
+    wire = msg.serialize() if raw is None else raw
+    summary = msg.summary()
+    if isinstance(msg, Response):
+        try:
+            summary += f" ({msg.cseq.number} {msg.cseq.method})"
+        except SipParseError:
+            pass
+    return TraceRecord(now, direction, summary, wire.decode("utf-8", "replace"),
+                       local, remote, "sip", wire)

@@ -305,3 +305,15 @@ def test_via_helpers() -> None:
     assert v.host == "[2001:db8::1]" and v.port == 5060 and v.sent_by == ("[2001:db8::1]", 5060)
     assert v.wants_rport and v.rport is None and v.maddr == "224.2.0.1" and v.ttl == 16
     assert str(v) == "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKx;rport;maddr=224.2.0.1;ttl=16"
+
+
+def test_trace_record() -> None:
+    from siplink.message import trace_record
+
+    req = parse_message(INVITE)
+    rec = trace_record(req, "in", 12.5, local=("127.0.0.1", 5060), remote=("127.0.0.1", 5062), raw=INVITE)
+    assert (rec.time, rec.direction, rec.protocol, rec.raw) == (12.5, "in", "sip", INVITE)
+    assert rec.summary == "INVITE sip:bob@biloxi.example.com" and rec.remote == ("127.0.0.1", 5062)
+    assert isinstance(req, Request)
+    out = trace_record(make_response(req, 180, to_tag="t"), "out", 13.0)
+    assert out.summary == "180 Ringing (1 INVITE)" and out.raw.startswith(b"SIP/2.0 180 Ringing\r\n")
