@@ -48,8 +48,9 @@ class _Socket(DatagramProtocol):
 
 
 class TwistedAgent:
-    """Runs ``agent`` on the reactor.  ``on_event`` sees every event; ``on_data`` gets
-    application datagrams as ``(stream, component, data, remote)``."""
+    """Runs ``agent`` on the reactor.  ``on_event`` sees every event but media, which goes to
+    ``on_data`` as ``(stream, component, data, remote)``; ``events`` keeps the non-media
+    events with their time."""
 
     def __init__(
         self,
@@ -212,10 +213,15 @@ class TwistedAgent:
 
     def _drain(self, now: float) -> None:
         while (ev := self.agent.next_event()) is not None:
-            self.events.append((now, ev))
+            if not isinstance(ev, ApplicationData):
+                self.events.append((now, ev))
             if isinstance(ev, ApplicationData):
                 if self.on_data is not None:
-                    self.on_data(ev.stream, ev.component, ev.data, ev.remote)
+                    try:
+                        self.on_data(ev.stream, ev.component, ev.data, ev.remote)
+                    except Exception:
+                        log.failure("on_data callback raised")
+                continue   # media is not kept in ``events``
             elif isinstance(ev, GatheringComplete):
                 self._gather_left.discard(ev.stream)
                 if not self._gather_left and self._gathered is not None:
