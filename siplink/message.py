@@ -563,11 +563,22 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
     if len(head) > MAX_HEADER_BYTES:
         raise SipParseError("header section too large", 513)
     text = head.decode("utf-8", "surrogateescape")
-    if "\n" in text and ("\n " in text or "\n\t" in text):
-        text = _FOLD_RE.sub(" ", text)   # RFC 3261 §7.3.1: folded lines are one line
+    if "\n " in text or "\n\t" in text:
+        # RFC 3261 §7.3.1: a folded header line is one line (the start line cannot be folded)
+        nl = text.find("\n")
+        if text[nl + 1:nl + 2] in (" ", "\t"):
+            raise SipParseError("whitespace at the start of a header line")
+        text = text[:nl + 1] + _FOLD_RE.sub(" ", text[nl + 1:])
     lines = text.split("\r\n")
-    if len(lines) == 1 and "\n" in text:
-        lines = text.split("\n")         # bare-LF line ends (tolerated)
+    if len(lines) == 1:
+        if "\n" in text:
+            if "\r" in text:
+                raise SipParseError("bare CR in header section")
+            lines = text.split("\n")     # bare-LF line ends throughout (tolerated)
+        elif "\r" in text:
+            raise SipParseError("bare CR in header section")
+    elif text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+        raise SipParseError("bare CR or LF in header section")
     if len(lines) > MAX_HEADERS + 1:
         raise SipParseError("too many header fields", 513)
     start = lines[0]
