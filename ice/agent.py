@@ -18,7 +18,18 @@ Timing, all configurable (``now`` is seconds, any epoch):
   not Completed ``failed_timeout`` (30 s) after :meth:`start_checks` fails anyway;
 * consent freshness (RFC 7675): a Binding request every 5 s +-20 % on each selected pair,
   retransmitted (RTO 500 ms) so one lost packet does not matter; 30 s without any response
-  expires consent (``ConsentExpired``) and :meth:`send_data` refuses that component.
+  expires consent (``ConsentExpired``) and :meth:`send_data` refuses that component;
+* regular nomination: once every component has a valid pair, the controlling agent nominates
+  the best one as soon as no better pair can still succeed, and at the latest
+  ``nomination_delay`` (1 s) after the first valid pair.  The nominating check is paced like
+  any other, so on an idle path it leaves one Ta after the first success.
+
+Choices worth knowing: a check received on an In-Progress pair stops that pair's
+retransmissions (a late answer still counts) and re-checks it as a triggered check (RFC 8445
+§7.3.1.4); a relayed local candidate is not paired with a peer host candidate known to be
+behind a NAT (the relay cannot reach it, and coturn stops relaying for an allocation after a
+send error); remote candidates that are not IP addresses (FQDN, mDNS) are ignored; one
+ufrag/pwd serves every stream.
 """
 
 from __future__ import annotations
