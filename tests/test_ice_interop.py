@@ -80,10 +80,12 @@ async def test_failure_is_a_failed_deferred_not_an_exception():
         await a.close()
 
 
-async def aioice_interop(our_controlling: bool, nomination: str = "regular") -> None:
-    peer = AioicePeer(controlling=not our_controlling)
+async def aioice_interop(our_controlling: bool, nomination: str = "regular",
+                         components: int = 1) -> None:
+    peer = AioicePeer(controlling=not our_controlling, components=components)
     received: list[bytes] = []
-    ours = TwistedAgent(Agent(our_controlling, nomination=nomination, rng=random.Random(7)),
+    ours = TwistedAgent(Agent(our_controlling, nomination=nomination, components=components,
+                              rng=random.Random(7)),
                         on_data=lambda s, c, d, r: received.append(d))
     try:
         await threads.deferToThread(peer.start)
@@ -105,6 +107,12 @@ async def aioice_interop(our_controlling: bool, nomination: str = "regular") -> 
         assert (data, comp) == (b"\x80to-aioice", 1)
         await threads.deferToThread(lambda: peer.send(b"\x80to-siplink").result(5))
         await wait_for(lambda: received == [b"\x80to-siplink"])
+        if components == 2:
+            sel2 = ours.agent.selected_pair(0, 2)
+            assert peer.selected(2) == (sel2.remote_addr, sel2.local_base)
+            assert ours.send(0, 2, b"\x81\xc9rtcp")
+            data, comp = await threads.deferToThread(lambda: peer.recv().result(5))
+            assert (data, comp) == (b"\x81\xc9rtcp", 2)
         assert not [e for _, e in ours.events if isinstance(e, RoleChanged)]
     finally:
         await ours.close()
@@ -119,6 +127,16 @@ async def test_aioice_interop_we_are_controlling():
 @pytest_twisted.ensureDeferred
 async def test_aioice_interop_we_are_controlled():
     await aioice_interop(False)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aioice_interop_rtp_and_rtcp_components_we_are_controlling():
+    await aioice_interop(True, components=2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_aioice_interop_rtp_and_rtcp_components_we_are_controlled():
+    await aioice_interop(False, components=2)
 
 
 @pytest_twisted.ensureDeferred
