@@ -85,7 +85,7 @@ class IceConfig:
     addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
     interfaces: list[str] = field(default_factory=list)
     max_pairs: int = 100
-    failed_timeout_s: float = 39.5
+    failed_timeout_s: float = 30.0   # ICE fails when not completed this long after checks start
     rtcp_mux: bool = True
     trickle: bool = False
     stun_servers: list[str] = field(default_factory=list)
@@ -228,8 +228,8 @@ def _validate(config: Config, locate: _Locator, path: str | None) -> None:
     if config.media.ptime not in (10, 20, 30, 40, 60):
         raise ConfigError("ptime must be 10, 20, 30, 40 or 60 ms", path=path, key="media.ptime",
                           line=locate.line_of("media.ptime"))
-    if not 1 <= config.ice.ta_ms <= 1000:
-        raise ConfigError("Ta must be between 1 and 1000 ms", path=path, key="ice.ta_ms",
+    if not 5 <= config.ice.ta_ms <= 1000:  # RFC 8445 §14.2: never below 5 ms
+        raise ConfigError("Ta must be between 5 and 1000 ms", path=path, key="ice.ta_ms",
                           line=locate.line_of("ice.ta_ms"))
     if config.ice.policy == "relay" and not config.ice.turn_servers:
         raise ConfigError("policy 'relay' needs at least one [[ice.turn_servers]]", path=path,
