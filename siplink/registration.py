@@ -95,6 +95,7 @@ class Registration:
         from siplink.useragent import _ClientRequest
 
         creq = _ClientRequest(self._build(expires), self.cseq + 1, self.target, self.account)
+        creq.preauth = True     # refreshes and retries reuse the registrar's last nonce
         resp: Response = await self.ua.send(creq)
         self.last_response = resp
         return resp

@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 
 from ice.trace import Trace
 from siplink.dialog import Dialog, DialogId
-from siplink.digest import DigestClient, DigestError
+from siplink.digest import DigestClient, DigestError, parse_challenge
 from siplink.message import (
     Request,
     Response,
@@ -153,6 +153,8 @@ class Account:
     registrar: str | None = None      # Request-URI of REGISTER (default sip:domain)
     expires: int = 3600
     _digest: DigestClient | None = field(default=None, repr=False)
+    # realms that challenged us -> the header that answers them (for pre-emptive credentials)
+    _realms: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def aor(self) -> str:
@@ -359,6 +361,7 @@ class _ClientRequest:
         self.account = account
         self.on_provisional = on_provisional
         self.on_final = on_final
+        self.preauth = False          # send credentials for known realms up front
         self.deferred: defer.Deferred[Response] = defer.Deferred()
         self.request: Request | None = None
         self.key: ClientKey | None = None
@@ -496,8 +499,24 @@ class UserAgent:
 
     # --------------------------------------------------------------- client side
     def send(self, creq: _ClientRequest) -> defer.Deferred[Response]:
-        self._send_attempt(creq, [])
+        auth: list[tuple[str, str]] = []
+        if creq.preauth and creq.account is not None:
+            auth = self._preemptive(creq)
+        self._send_attempt(creq, auth)
         return creq.deferred
+
+    def _preemptive(self, creq: _ClientRequest) -> list[tuple[str, str]]:
+        account = creq.account
+        digest = account.digest() if account is not None else None
+        if account is None or digest is None or not account._realms:
+            return []
+        probe = creq.build(creq.cseq, [])
+        out = []
+        for realm, header in account._realms.items():
+            value = digest.preemptive(realm, probe.method, str(probe.uri), body=probe.body)
+            if value is not None:
+                out.append((header, value))
+        return out
 
     def _send_attempt(self, creq: _ClientRequest, auth: list[tuple[str, str]]) -> None:
         req = creq.build(creq.cseq, auth)
@@ -570,10 +589,18 @@ class UserAgent:
         reply = "Authorization" if resp.status == 401 else "Proxy-Authorization"
         auth: list[tuple[str, str]] = []
         req = creq.request
+        realms: set[str] = set()
         for value in resp.headers.get_lines(name):
+            # RFC 8760 §2.4: challenges come in preference order; answer the first usable
+            # one of each realm
             try:
-                auth.append((reply, digest.authorize(value, req.method, str(req.uri),
+                ch = parse_challenge(value)
+                if ch.realm in realms:
+                    continue
+                auth.append((reply, digest.authorize(ch, req.method, str(req.uri),
                                                      body=req.body)))
+                realms.add(ch.realm)
+                account._realms[ch.realm] = reply
             except DigestError as e:
                 log.info("cannot answer challenge: {reason}", reason=e.reason)
         if not auth:
