@@ -224,7 +224,9 @@ class SipTransport:
                 return
             try:
                 port.write(data, (target.host, target.port))
-            except OSError as e:
+            except (OSError, ValueError, OverflowError) as e:
+                # e.g. a Via sent-by hostname without rport (Twisted writes to IPs only):
+                # that one response is lost, the pump and its timer go on
                 log.info("send to {t} failed: {e}", t=target, e=e)
             return
         conn = self._connections.get(target) or self._connecting.get(target)
