@@ -40,6 +40,11 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_siplink(port: int) -> PeerProcess:
     proc = PeerProcess([sys.executable, "-m", "siplink", "answer", "--quiet", "--listen",
                         f"127.0.0.1:{port}"], ready="listening on", name="siplink-answer",
@@ -82,32 +87,37 @@ def run_sipp_uac(port: int, calls: int, rate: int, limit: int, duration_ms: int,
     return read_stats(stf)
 
 
-def step(port: int, rate: int, seconds: float) -> tuple[int, int]:
+def step(port: int, rate: int, seconds: float, pid: int) -> tuple[int, int, float, float]:
+    """(successful, failed, achieved calls/s, UAS CPU use in % of one core)."""
     calls = max(50, int(rate * seconds))
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
     stats = run_sipp_uac(port, calls, rate, limit=max(100, rate * 2), duration_ms=0,
                          timeout=seconds + 30)
+    cpu = (cpu_seconds(pid) - cpu0) / max(1e-6, time.monotonic() - t0) * 100
     ok = int(stats.get("SuccessfulCall(C)", "0") or 0)
     failed = int(stats.get("FailedCall(C)", "0") or 0)
     failed += calls - ok - failed           # calls never completed count as failed
-    return ok, failed
+    achieved = float(stats.get("CallRate(C)", "0") or 0)
+    return ok, failed, achieved, cpu
 
 
-def concurrent_memory(pid: int, port: int, n: int) -> float:
-    """KiB of RSS per established call with ``n`` calls up at once."""
+def concurrent_memory(pid: int, port: int, n: int) -> tuple[float, int]:
+    """(KiB of RSS per established call, calls up) with ``n`` calls up at once, measured on
+    a fresh UAS process so earlier load does not hide the growth."""
     idle = rss_kib(pid)
     rate = 250
-    hold_ms = int(n / rate * 1000) + 4000
+    hold_ms = int(n / rate * 1000) + 6000
     p = subprocess.Popen([sys.executable, __file__, "--_uac-hold", str(port), str(n), str(rate),
                           str(hold_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(n / rate + 2.0)              # all calls set up, none hung up yet
+    time.sleep(n / rate + 3.0)              # all calls set up, none hung up yet
     peak = rss_kib(pid)
     p.wait(timeout=hold_ms / 1000 + 60)
-    return (peak - idle) / n
+    return (peak - idle) / n, n
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", default="100,200,300,400,500,600,800,1000,1200")
+    ap.add_argument("--rates", default="100,200,300,500,800,1000,1200,1500,2000,2500")
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds of calls per rate")
     ap.add_argument("--concurrent", type=int, default=1000)
     ap.add_argument("--budget", type=float, default=600.0, help="stop after this many seconds")
@@ -130,34 +140,48 @@ def main() -> int:
             if time.monotonic() - t0 > args.budget:
                 print(f"(budget spent; stopping before {rate} cps)")
                 break
-            o_ok, o_fail = step(ours_port, rate, args.seconds)
-            s_ok, s_fail = step(ref_port, rate, args.seconds)
-            if o_fail == 0 and best["siplink"] == rate_prev(rates, rate, best["siplink"]):
+            o = step(ours_port, rate, args.seconds, ours.pid)
+            s_ = step(ref_port, rate, args.seconds, ref.proc.pid)
+            if o[1] == 0 and best["siplink"] == rate_prev(rates, rate, best["siplink"]):
                 best["siplink"] = rate
-            if s_fail == 0 and best["sipp"] == rate_prev(rates, rate, best["sipp"]):
+            if s_[1] == 0 and best["sipp"] == rate_prev(rates, rate, best["sipp"]):
                 best["sipp"] = rate
-            rows.append((rate, o_ok, o_fail, s_ok, s_fail))
-            print(f"  {rate:5d} cps: siplink {o_ok} ok / {o_fail} failed;"
-                  f" sipp-uas {s_ok} ok / {s_fail} failed", flush=True)
-        mem_ours = concurrent_memory(ours.pid, ours_port, args.concurrent)
-        mem_ref = concurrent_memory(ref.proc.pid, ref_port, args.concurrent)
+            rows.append((rate, o, s_))
+            print(f"  {rate:5d} cps: siplink {o[0]} ok / {o[1]} failed ({o[2]:.0f} cps, "
+                  f"{o[3]:.0f}% CPU); sipp-uas {s_[0]} ok / {s_[1]} failed ({s_[3]:.0f}% CPU)",
+                  flush=True)
+    finally:
+        ours.stop()
+        ref.stop()
+    # memory: fresh processes
+    ours_port = free_port()
+    ours = start_siplink(ours_port)
+    ref, ref_port = start_sipp_uas()
+    try:
+        time.sleep(0.5)
+        mem_ours, _ = concurrent_memory(ours.pid, ours_port, args.concurrent)
+        mem_ref, _ = concurrent_memory(ref.proc.pid, ref_port, args.concurrent)
+        rss_ours, rss_ref = rss_kib(ours.pid), rss_kib(ref.proc.pid)
     finally:
         ours.stop()
         ref.stop()
 
     print()
     print(f"SIP calls, SIPp uac -> UAS on 127.0.0.1, {args.seconds:g} s per rate, UAS pinned to one core")
-    print(f"{'rate cps':>9} | {'siplink ok':>10} {'failed':>7} | {'sipp-uas ok':>11} {'failed':>7}")
-    print("-" * 55)
-    for rate, o_ok, o_fail, s_ok, s_fail in rows:
-        print(f"{rate:>9} | {o_ok:>10} {o_fail:>7} | {s_ok:>11} {s_fail:>7}")
-    print("-" * 55)
+    print(f"{'rate cps':>9} | {'siplink ok':>10} {'failed':>6} {'got cps':>7} {'CPU%':>5} |"
+          f" {'sipp-uas ok':>11} {'failed':>6} {'got cps':>7} {'CPU%':>5}")
+    print("-" * 80)
+    for rate, o, s_ in rows:
+        print(f"{rate:>9} | {o[0]:>10} {o[1]:>6} {o[2]:>7.0f} {o[3]:>5.0f} |"
+              f" {s_[0]:>11} {s_[1]:>6} {s_[2]:>7.0f} {s_[3]:>5.0f}")
+    print("-" * 80)
     ratio = best["siplink"] / best["sipp"] if best["sipp"] else float("nan")
     print(f"highest rate with zero failed calls: siplink {best['siplink']} cps, "
           f"sipp-uas {best['sipp']} cps (ratio {ratio:.2f}); goal 500 cps")
     mratio = mem_ours / mem_ref if mem_ref > 0 else float("nan")
     print(f"memory per established call at {args.concurrent} concurrent: siplink {mem_ours:.2f} KiB,"
-          f" sipp-uas {mem_ref:.2f} KiB (ratio {mratio:.2f})")
+          f" sipp-uas {mem_ref:.2f} KiB (ratio {mratio:.2f}); RSS after: siplink {rss_ours} KiB,"
+          f" sipp-uas {rss_ref} KiB")
     return 0
 
 
