@@ -558,17 +558,30 @@ Message = Request | Response
 # ------------------------------------------------------------------------------ parsing
 
 
+class _Folded(Exception):
+    """Internal: the header section has folded lines (rare): unfold and split again."""
+
+
 def _split_head(head: bytes) -> tuple[str, Headers]:
     """Start line and header fields of a header section (no final empty line)."""
     if len(head) > MAX_HEADER_BYTES:
         raise SipParseError("header section too large", 513)
     text = head.decode("utf-8", "surrogateescape")
-    if "\n " in text or "\n\t" in text:
-        # RFC 3261 §7.3.1: a folded header line is one line (the start line cannot be folded)
-        nl = text.find("\n")
-        if text[nl + 1:nl + 2] in (" ", "\t"):
-            raise SipParseError("whitespace at the start of a header line")
-        text = text[:nl + 1] + _FOLD_RE.sub(" ", text[nl + 1:])
+    try:
+        return _split_text(text)
+    except _Folded:
+        pass
+    # RFC 3261 §7.3.1: a folded header line is one line (the start line cannot be folded)
+    nl = text.find("\n")
+    if text[nl + 1:nl + 2] in (" ", "\t"):
+        raise SipParseError("whitespace at the start of a header line")
+    try:
+        return _split_text(text[:nl + 1] + _FOLD_RE.sub(" ", text[nl + 1:]))
+    except _Folded:   # pragma: no cover - cannot happen once unfolded
+        raise SipParseError("malformed folded header line") from None
+
+
+def _split_text(text: str) -> tuple[str, Headers]:
     lines = text.split("\r\n")
     if len(lines) == 1:
         if "\n" in text:
@@ -589,10 +602,12 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
     cache = _NAME_CACHE
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if not sep:
-            raise SipParseError("header line without colon")
         key = cache.get(name)
-        if key is None:
+        if key is None or not sep:
+            if line[:1] in (" ", "\t"):
+                raise _Folded
+            if not sep:
+                raise SipParseError("header line without colon")
             key = _key(name.rstrip(" \t"))
         value = value.strip(" \t")
         append((key, name, value))
