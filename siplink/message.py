@@ -697,6 +697,8 @@ def _validate(msg: Message) -> None:
             vias += [Via.parse(v) for v in split_list(line)]
         else:
             vias.append(Via.parse(line))
+    if not vias:   # "Via: ,,," is a list of no values
+        raise SipParseError("empty Via header")
     cache["via"] = vias
     cseq = cache["cseq"] = CSeq.parse(cseq_v)
     cache["from"] = NameAddr.parse(from_v)
