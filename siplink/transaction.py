@@ -44,6 +44,7 @@ __all__ = [
     "T2",
     "T4",
     "AckNotReceived",
+    "PrackNotReceived",
     "CancelReceived",
     "ClientKey",
     "RequestReceived",
@@ -139,12 +140,20 @@ class AckNotReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class PrackNotReceived:
+    """A reliable provisional was retransmitted for 64*T1 without a PRACK (RFC 3262 §3):
+    the TU should reject the INVITE with a 5xx."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionTerminated:
     key: ClientKey | ServerKey
 
 
 Event = (RequestReceived | CancelReceived | ResponseReceived | TransactionTimeout
-         | AckNotReceived | TransactionTerminated)
+         | AckNotReceived | PrackNotReceived | TransactionTerminated)
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -195,9 +204,16 @@ class _Txn:
 
 
 class _Retransmit2xx:
-    __slots__ = ("response", "data", "target", "interval", "deadline", "give_up")
+    """A response the UAS core (not a transaction) retransmits: a 2xx to INVITE until the ACK
+    (RFC 3261 §13.3.1.4) or a reliable provisional until its PRACK (RFC 3262 §3)."""
 
-    def __init__(self, response: Response, data: bytes, target: Target, now: float) -> None:
+    __slots__ = ("key", "response", "data", "target", "interval", "deadline", "give_up",
+                 "server_key")
+
+    def __init__(self, key: tuple[object, ...], response: Response, data: bytes, target: Target,
+                 now: float) -> None:
+        self.key = key
+        self.server_key: ServerKey | None = None
         self.response = response
         self.data = data
         self.target = target
@@ -218,7 +234,7 @@ class TransactionLayer:
         self._clients: dict[ClientKey, _Txn] = {}
         self._servers: dict[ServerKey, _Txn] = {}
         self._merge: dict[tuple[str, str, int, str], ServerKey] = {}
-        self._r2xx: dict[tuple[str, int, str], _Retransmit2xx] = {}
+        self._r2xx: dict[tuple[object, ...], _Retransmit2xx] = {}
         self._heap: list[tuple[float, int, object, str]] = []
         self._seq = itertools.count()
         self._out: list[tuple[bytes, Target]] = []
@@ -279,8 +295,7 @@ class TransactionLayer:
         if isinstance(ref, _Txn):
             return ref.timers.get(name) == deadline and ref.state is not State.TERMINATED
         if isinstance(ref, _Retransmit2xx):
-            key = _r2xx_key(ref.response)
-            return self._r2xx.get(key) is ref and ref.deadline == deadline
+            return self._r2xx.get(ref.key) is ref and ref.deadline == deadline
         return False
 
     def _set(self, t: _Txn, name: str, deadline: float) -> None:
@@ -425,18 +440,44 @@ class TransactionLayer:
 
     def send_2xx_reliably(self, response: Response, target: Target, now: float) -> None:
         """Retransmit a 2xx to INVITE until its ACK (``ack_received``) or 64*T1 (§13.3.1.4)."""
+        self._retransmit(_r2xx_key(response), response, target, now)
+
+    def send_1xx_reliably(self, key: ServerKey, response: Response, rseq: int,
+                          now: float) -> None:
+        """Send a reliable provisional (RFC 3262) in server transaction ``key`` and retransmit
+        it (T1 doubling, capped at T2 as for a 2xx) until :meth:`prack_received`."""
+        self.send_response(key, response, now)
+        t = self._servers.get(key)
+        if t is not None:
+            self._retransmit(("1xx", response.call_id, rseq), response, t.target, now, key)
+
+    def prack_received(self, call_id: str, rseq: int) -> bool:
+        """A PRACK for (Call-ID, RSeq) arrived: stop retransmitting; False if none pending."""
+        return self._r2xx.pop(("1xx", call_id, rseq), None) is not None
+
+    def _retransmit(self, key: tuple[object, ...], response: Response, target: Target,
+                    now: float, server_key: ServerKey | None = None) -> None:
         data = self._encode(response)
-        r = _Retransmit2xx(response, data, target, now)
-        self._r2xx[_r2xx_key(response)] = r
+        r = _Retransmit2xx(key, response, data, target, now)
+        r.server_key = server_key
+        self._r2xx[key] = r
         if target.reliable:
             r.deadline = r.give_up
         heapq.heappush(self._heap, (r.deadline, next(self._seq), r, "2xx"))
 
     def _fire_2xx(self, r: _Retransmit2xx, now: float) -> None:
         if now >= r.give_up:
-            self._r2xx.pop(_r2xx_key(r.response), None)
-            self._emit(AckNotReceived(r.response))
+            self._r2xx.pop(r.key, None)
+            if r.key[0] == "1xx":
+                self._emit(PrackNotReceived(r.response))
+            else:
+                self._emit(AckNotReceived(r.response))
             return
+        if r.server_key is not None:
+            t = self._servers.get(r.server_key)
+            if t is None or t.state is not State.PROCEEDING:
+                self._r2xx.pop(r.key, None)      # a final response went out: stop
+                return
         self._send(r.data, r.target, r.response, now)
         r.interval = min(r.interval * 2, T2)
         r.deadline = min(now + r.interval, r.give_up)

@@ -38,17 +38,20 @@ from siplink.digest import DigestClient, DigestError, parse_challenge
 from siplink.message import (
     Request,
     Response,
+    SipParseError,
     make_request,
     make_response,
     new_branch,
     new_call_id,
     new_tag,
 )
+from siplink.prack import RSeqTracker, first_rseq, parse_rack, parse_rseq, requires, supports
 from siplink.transaction import (
     AckNotReceived,
     CancelReceived,
     ClientKey,
     Event,
+    PrackNotReceived,
     RequestReceived,
     ResponseReceived,
     ServerKey,
@@ -78,9 +81,9 @@ __all__ = [
     "UserAgent",
 ]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
-KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH", "MESSAGE",
-                               "PRACK"})
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
+SUPPORTED = frozenset({"100rel", "timer"})
+KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH", "MESSAGE"})
 USER_AGENT = "siplink"
 
 
@@ -241,6 +244,9 @@ class Call:
         self._reinvite_pending = False
         self._final_sent = False
         self.local_tag = new_tag()
+        self.rel100 = False                          # UAS: send reliable provisionals
+        self._rseq = 0                               # UAS: last RSeq sent
+        self._rseq_seen: dict[str, RSeqTracker] = {}  # UAC: per early dialog
         self._ended_noerr = self.ended.addErrback(lambda f: None)
 
     def __repr__(self) -> str:
@@ -488,6 +494,10 @@ class UserAgent:
             self._on_cancel(ev)
         elif isinstance(ev, TransactionTimeout):
             self._on_timeout(ev)
+        elif isinstance(ev, PrackNotReceived):
+            call = self.calls.get(ev.response.call_id)
+            if call is not None and not call._final_sent:
+                call.reject(500, "Reliable Provisional Not Acknowledged")   # RFC 3262 §3
         elif isinstance(ev, AckNotReceived):
             call = self.calls.get(ev.response.call_id)
             if call is not None and call.dialog is not None:
@@ -650,7 +660,8 @@ class UserAgent:
             hdrs = [("Via", self.via(tp.transport, new_branch())), ("Max-Forwards", "70"),
                     ("From", f"{from_value};tag={call.local_tag}"), ("To", f"<{uri}>"),
                     ("Call-ID", call_id), ("CSeq", f"{cseq} INVITE"),
-                    ("Contact", contact), ("Allow", ALLOW), ("User-Agent", USER_AGENT)]
+                    ("Contact", contact), ("Allow", ALLOW),
+                    ("Supported", ", ".join(sorted(SUPPORTED))), ("User-Agent", USER_AGENT)]
             hdrs += extra + auth
             if offer:
                 hdrs.append(("Content-Type", "application/sdp"))
@@ -675,6 +686,17 @@ class UserAgent:
             if tag not in call.early_dialogs:
                 call.early_dialogs[tag] = Dialog.from_uac(call.invite, resp, self.contact(
                     call.target.transport if call.target else "udp"))
+            if requires(resp, "100rel"):
+                try:
+                    rseq = parse_rseq(resp.headers.get("RSeq"))
+                except SipParseError:
+                    return                               # §4: not a valid reliable 1xx
+                tracker = call._rseq_seen.setdefault(tag, RSeqTracker())
+                if not tracker.accept(rseq):
+                    return                               # a retransmission: already PRACKed
+                rack = f"{rseq} {call.invite.cseq.number} INVITE"
+                self._in_dialog(call, "PRACK", dialog=call.early_dialogs[tag],
+                                headers=[("RAck", rack)]).addErrback(lambda f: None)
         if resp.status == 180:
             call._set_state(CallState.RINGING, status=180)
         elif resp.status == 183 or (resp.status > 100 and resp.body):
@@ -772,8 +794,9 @@ class UserAgent:
 
     # --------------------------------------------------------------- in-dialog requests
     def _in_dialog(self, call: Call, method: str, body: bytes = b"",
-                   content_type: str | None = None) -> defer.Deferred[Response]:
-        dialog = call.dialog
+                   content_type: str | None = None, *, dialog: Dialog | None = None,
+                   headers: list[tuple[str, str]] | None = None) -> defer.Deferred[Response]:
+        dialog = dialog or call.dialog
         if dialog is None:
             return defer.fail(RequestFailed(481, "No dialog"))
         tp = call.target.transport if call.target else "udp"
@@ -784,7 +807,8 @@ class UserAgent:
         def build(cseq: int, auth: list[tuple[str, str]]) -> Request:
             dialog.local_seq = cseq
             return dialog.create_request(method, via=self.via(tp, new_branch()), body=body,
-                                         content_type=content_type, headers=auth, cseq=cseq)
+                                         content_type=content_type,
+                                         headers=(headers or []) + auth, cseq=cseq)
 
         dialog.local_seq += 1
         return self.send(_ClientRequest(build, dialog.local_seq, target, call.account))
@@ -863,7 +887,8 @@ class UserAgent:
         if req.uri.scheme not in ("sip", "sips"):
             self._reply(key, req, 416, "Unsupported URI Scheme")
             return True
-        required = [r.strip() for r in req.headers.get_all("Require") if r.strip()]
+        required = [r.strip() for r in req.headers.get_all("Require")
+                    if r.strip() and r.strip().lower() not in SUPPORTED]
         if required and req.method not in ("CANCEL",):
             self._reply(key, req, 420, "Bad Extension", [("Unsupported", ", ".join(required))])
             return True
@@ -900,6 +925,16 @@ class UserAgent:
         if method == "BYE":
             self._reply(key, req, 200)
             call._end("remote-bye")
+        elif method == "PRACK":
+            try:
+                rseq, cseq, rmethod = parse_rack(req.headers.get("RAck"))
+            except SipParseError as e:
+                self._reply(key, req, 400, e.reason)
+            else:
+                if rmethod == "INVITE" and self.layer.prack_received(req.call_id, rseq):
+                    self._reply(key, req, 200)
+                else:
+                    self._reply(key, req, 481, "Call/Transaction Does Not Exist")
         elif method == "INVITE":
             if call._reinvite_pending:
                 self._reply(key, req, 491, "Request Pending")
@@ -953,6 +988,7 @@ class UserAgent:
         call.server_key = key
         call.target = source
         call.remote_sdp = req.body
+        call.rel100 = supports(req, "100rel")
         self.calls[req.call_id] = call
         self.stats["calls_in"] += 1
         handler = self.on_incoming_call
@@ -986,10 +1022,22 @@ class UserAgent:
             hdrs.append(("Allow", ALLOW))
         if body:
             hdrs.append(("Content-Type", "application/sdp"))
+        reliable = call.rel100 and 100 < status < 200
+        if reliable:
+            call._rseq = call._rseq + 1 if call._rseq else first_rseq()
+            hdrs += [("Require", "100rel"), ("RSeq", str(call._rseq))]
+        if 100 < status < 300 and call.dialog is None:
+            tp = call.target.transport if call.target else "udp"
+            call.dialog = Dialog.from_uas(call.invite, call.local_tag, self.contact(tp),
+                                          confirmed=status >= 200)
+            self.dialogs[call.dialog.id] = call
         resp = make_response(call.invite, status, reason, headers=hdrs, body=body,
                              to_tag=call.local_tag)
         try:
-            self.layer.send_response(call.server_key, resp, self.now())
+            if reliable:
+                self.layer.send_1xx_reliably(call.server_key, resp, call._rseq, self.now())
+            else:
+                self.layer.send_response(call.server_key, resp, self.now())
         except (KeyError, ValueError) as e:
             log.info("cannot respond {status}: {e}", status=status, e=e)
             return
@@ -1007,11 +1055,9 @@ class UserAgent:
             return
         if call._final_sent or call.state is CallState.ENDED:
             return
-        tp = call.target.transport if call.target else "udp"
-        dialog = Dialog.from_uas(call.invite, call.local_tag, self.contact(tp), confirmed=True)
-        call.dialog = dialog
-        self.dialogs[dialog.id] = call
         self._respond_invite(call, 200, None, body=answer)
+        if call.dialog is not None:
+            call.dialog.confirm()
         self.stats["answered"] += 1
         call._set_state(CallState.CONFIRMED, status=200)
 
