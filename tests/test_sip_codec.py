@@ -265,6 +265,8 @@ def test_contact_star() -> None:
     (INVITE.replace(b"sip:bob@biloxi.example.com SIP", b"sip:bob@biloxi.example.com;method=BYE SIP"),
      400, "method parameter"),
     (INVITE.replace(b"Max-Forwards: 70", b"Max-Forwards: 7\r0"), 400, "bare CR or LF"),
+    (INVITE.replace(b"SIP/2.0/TCP client.atlanta.example.com:5060;branch=z9hG4bK74bf9", b",,,"),
+     400, "empty Via header"),
     (INVITE.replace(b"Max-Forwards: 70", b"X-A: 1\nX-B: 2"), 400, "bare CR or LF"),
     (INVITE.replace(b"com SIP/2.0\r\n", b"com\r\n SIP/2.0\r\n", 1), 400, "whitespace at the start"),
 ])

@@ -69,15 +69,6 @@ def test_parse_whole_corpus_exit_code() -> None:
         assert main(["parse", str(RFC / n)]) == 1, n
 
 
-def test_demo() -> None:
-    r = subprocess.run([sys.executable, "-m", "siplink", "demo"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "request  INVITE sip:bob@127.0.0.1:5062 SIP/2.0" in r.stdout
-    assert "a=candidate:1 1 UDP 2130706431 127.0.0.1 49170 typ host" in r.stdout
-    assert "SIP/2.0 180 Ringing" in r.stdout
-
-
 def test_parse_non_utf8_header_octets_are_printed_escaped(tmp_path: Path) -> None:
     data = (SIP / "baresip-invite-ice.msg").read_bytes().replace(b"baresip v1.0.0", b"bare\xff\xfesip")
     path = tmp_path / "latin.msg"
