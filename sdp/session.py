@@ -236,7 +236,7 @@ class _MediaBuilder:
     def build(self, session: SessionDescription, session_direction: str | None) -> None:
         m = self.media
         if m.is_rtp:
-            for pt in self.payloads:
+            for pt in dict.fromkeys(self.payloads):   # a payload type listed twice: once
                 name, rate, channels = self.rtpmap.get(pt) or STATIC_PAYLOAD_TYPES.get(
                     pt, ("", 0, None)
                 )
