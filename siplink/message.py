@@ -692,7 +692,7 @@ def _validate(msg: Message) -> None:
         raise SipParseError("malformed Call-ID")
     cache = h._cache
     vias: list[Via] = []
-    for line in h._all("via"):
+    for line in ((via_v,) if len(index) == len(h._items) else h._all("via")):
         if "," in line:
             vias += [Via.parse(v) for v in split_list(line)]
         else:
@@ -734,13 +734,15 @@ def _content_length(headers: Headers) -> int | None:
         return None
     if len(first) != len(headers._items) and len(headers._all("content-length")) > 1:
         raise SipParseError("more than one Content-Length header")
-    if not text.isdigit() or not text.isascii():
-        if text.startswith("-"):
-            raise SipParseError("negative Content-Length")
-        raise SipParseError("malformed Content-Length")
-    if len(text) > 10 or int(text) > MAX_BODY:
+    if text.isdigit() and text.isascii():
+        if len(text) <= 10:
+            n = int(text)
+            if n <= MAX_BODY:
+                return n
         raise SipParseError("body too large", 413)
-    return int(text)
+    if text.startswith("-"):
+        raise SipParseError("negative Content-Length")
+    raise SipParseError("malformed Content-Length")
 
 
 def _find_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
