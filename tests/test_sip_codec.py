@@ -322,3 +322,13 @@ def test_trace_record() -> None:
     assert isinstance(req, Request)
     out = trace_record(make_response(req, 180, to_tag="t"), "out", 13.0)
     assert out.summary == "180 Ringing (1 INVITE)" and out.raw.startswith(b"SIP/2.0 180 Ringing\r\n")
+
+
+def test_largest_body_accepted() -> None:
+    body = b"x" * MAX_BODY
+    m = parse_message(INVITE.replace(b"Content-Length: 4", b"Content-Length: %d" % MAX_BODY)[:-4] + body)
+    assert len(m.body) == MAX_BODY
+    with pytest.raises(SipParseError) as info:
+        parse_message(INVITE.replace(b"Content-Length: 4", b"Content-Length: %d" % (MAX_BODY + 1))[:-4]
+                      + body + b"y")
+    assert info.value.status == 413
