@@ -46,6 +46,14 @@ from siplink.message import (
     new_tag,
 )
 from siplink.prack import RSeqTracker, first_rseq, parse_rack, parse_rseq, requires, supports
+from siplink.session_timer import (
+    SessionTimer,
+    TooSmall,
+    expire_delay,
+    refresh_delay,
+    uac_result,
+    uas_negotiate,
+)
 from siplink.transaction import (
     AckNotReceived,
     CancelReceived,
@@ -247,6 +255,9 @@ class Call:
         self.rel100 = False                          # UAS: send reliable provisionals
         self._rseq = 0                               # UAS: last RSeq sent
         self._rseq_seen: dict[str, RSeqTracker] = {}  # UAC: per early dialog
+        self.session_timer: SessionTimer | None = None   # RFC 4028, once negotiated
+        self._se_offer = 0                           # UAC: Session-Expires we ask for
+        self._st_call: Any = None                    # the armed refresh/expiry callLater
         self._ended_noerr = self.ended.addErrback(lambda f: None)
 
     def __repr__(self) -> str:
@@ -368,6 +379,8 @@ class _ClientRequest:
         self.on_provisional = on_provisional
         self.on_final = on_final
         self.preauth = False          # send credentials for known realms up front
+        self.on_retry: Callable[[Response], bool] | None = None   # True: resend (e.g. 422)
+        self.last_auth: list[tuple[str, str]] = []
         self.deferred: defer.Deferred[Response] = defer.Deferred()
         self.request: Request | None = None
         self.key: ClientKey | None = None
@@ -383,8 +396,11 @@ class UserAgent:
     def __init__(self, reactor: Any, *, host: str = "127.0.0.1", port: int = 0,
                  transport: str = "udp", user: str = "siplink",
                  media_factory: Callable[[], MediaSession] | None = None,
-                 trace: Trace | None = None, auto_trying: bool = True) -> None:
+                 trace: Trace | None = None, auto_trying: bool = True,
+                 session_expires: int = 1800, min_se: int = 90) -> None:
         self.reactor = reactor
+        self.session_expires = session_expires   # offered on INVITE (0: no session timer)
+        self.min_se = min_se
         self.host = host
         self.port = port
         self.default_transport = transport
@@ -529,6 +545,7 @@ class UserAgent:
         return out
 
     def _send_attempt(self, creq: _ClientRequest, auth: list[tuple[str, str]]) -> None:
+        creq.last_auth = auth
         req = creq.build(creq.cseq, auth)
         creq.request = req
         key = self.layer.send_request(req, creq.target, self.now())
@@ -582,6 +599,11 @@ class UserAgent:
         if status in (401, 407) and self._authenticate(creq, resp):
             if key[1] == "INVITE":
                 self._requests.pop(key, None)
+            return
+        if creq.on_retry is not None and creq.on_retry(resp):
+            self._requests.pop(key, None)
+            creq.cseq += 1
+            self._send_attempt(creq, creq.last_auth)
             return
         if creq.on_final is not None:
             creq.on_final(resp)
@@ -662,6 +684,8 @@ class UserAgent:
                     ("Call-ID", call_id), ("CSeq", f"{cseq} INVITE"),
                     ("Contact", contact), ("Allow", ALLOW),
                     ("Supported", ", ".join(sorted(SUPPORTED))), ("User-Agent", USER_AGENT)]
+            if call._se_offer:
+                hdrs.append(("Session-Expires", str(call._se_offer)))
             hdrs += extra + auth
             if offer:
                 hdrs.append(("Content-Type", "application/sdp"))
@@ -669,9 +693,19 @@ class UserAgent:
             call.invite = req
             return req
 
+        call._se_offer = self.session_expires
+
+        def retry_422(resp: Response) -> bool:
+            min_se = (resp.headers.get("Min-SE") or "").split(";")[0].strip()
+            if resp.status != 422 or not min_se.isdigit() or int(min_se) <= call._se_offer:
+                return False
+            call._se_offer = int(min_se)                  # RFC 4028 §7.4: retry with Min-SE
+            return True
+
         creq = _ClientRequest(build, 1, tp, account,
                               on_provisional=lambda r: self._invite_provisional(call, r),
                               on_final=lambda r: self._invite_final(call, r))
+        creq.on_retry = retry_422
         call._creq = creq  # type: ignore[attr-defined]
         self.send(creq).addErrback(lambda f: None)   # the call's own state reports failures
         call.client_key = creq.key
@@ -724,6 +758,7 @@ class UserAgent:
             call.remote_sdp = resp.body
             self.stats["answered"] += 1
             call._set_state(CallState.CONFIRMED, status=status)
+            self._arm_session_timer(call, _safe_uac_result(resp), as_uac=True)
             if resp.body:
                 d = defer.ensureDeferred(call.media.on_answer(resp.body))
                 d.addErrback(lambda f: log.failure("media on_answer failed", f))
@@ -944,7 +979,9 @@ class UserAgent:
         elif method == "UPDATE" and req.body:
             defer.ensureDeferred(self._answer_reoffer(call, req, key)).addErrback(
                 lambda f: log.failure("UPDATE failed", f))
-        elif method in ("INFO", "UPDATE", "OPTIONS"):
+        elif method == "UPDATE":
+            self._reply(key, req, 200, None, self._session_refreshed(call, req))
+        elif method in ("INFO", "OPTIONS"):
             self._reply(key, req, 200, None, [("Allow", ALLOW)] if method == "OPTIONS" else None)
         elif method in KNOWN_NOT_ALLOWED:
             self._reply(key, req, 405, "Method Not Allowed", [("Allow", ALLOW)])
@@ -962,10 +999,10 @@ class UserAgent:
             return
         assert call.dialog is not None
         tp = call.target.transport if call.target else "udp"
-        resp = make_response(req, 200, None,
-                             headers=[("Contact", self.contact(tp)), ("Allow", ALLOW),
-                                      ("Content-Type", "application/sdp")],
-                             body=answer)
+        hdrs = [("Contact", self.contact(tp)), ("Allow", ALLOW),
+                ("Content-Type", "application/sdp")]
+        hdrs += self._session_refreshed(call, req)
+        resp = make_response(req, 200, None, headers=hdrs, body=answer)
         self.layer.send_response(key, resp, self.now())
         if req.method == "INVITE":
             self.layer.send_2xx_reliably(resp, self.layer_target(key, call), self.now())
@@ -989,6 +1026,16 @@ class UserAgent:
         call.target = source
         call.remote_sdp = req.body
         call.rel100 = supports(req, "100rel")
+        try:
+            call.session_timer = uas_negotiate(req, self.min_se)
+        except TooSmall as e:
+            self._reply(key, req, 422, "Session Interval Too Small", [("Min-SE", str(e.min_se))])
+            self._pump()
+            return
+        except SipParseError as e:
+            self._reply(key, req, 400, e.reason)
+            self._pump()
+            return
         self.calls[req.call_id] = call
         self.stats["calls_in"] += 1
         handler = self.on_incoming_call
@@ -1020,6 +1067,10 @@ class UserAgent:
             hdrs.append(("Contact", self.contact(call.target.transport if call.target else "udp")))
         if 200 <= status < 300:
             hdrs.append(("Allow", ALLOW))
+            if call.session_timer is not None:
+                hdrs.append(("Session-Expires", call.session_timer.header()))
+                if supports(call.invite, "timer"):
+                    hdrs.append(("Require", "timer"))
         if body:
             hdrs.append(("Content-Type", "application/sdp"))
         reliable = call.rel100 and 100 < status < 200
@@ -1058,6 +1109,7 @@ class UserAgent:
         self._respond_invite(call, 200, None, body=answer)
         if call.dialog is not None:
             call.dialog.confirm()
+        self._arm_session_timer(call, call.session_timer, as_uac=False)
         self.stats["answered"] += 1
         call._set_state(CallState.CONFIRMED, status=200)
 
@@ -1069,13 +1121,79 @@ class UserAgent:
         self._respond_invite(call, 487, "Request Terminated")
         call._end("cancelled", 487)
 
+    # --------------------------------------------------------------- session timers
+    def _arm_session_timer(self, call: Call, timer: SessionTimer | None, *, as_uac: bool) -> None:
+        """RFC 4028 §10: ``as_uac`` is our role in the transaction that set ``timer``."""
+        if call._st_call is not None and call._st_call.active():
+            call._st_call.cancel()
+        call._st_call = None
+        call.session_timer = timer
+        if timer is None or call.state is CallState.ENDED:
+            return
+        i_refresh = (timer.refresher == "uac") == as_uac
+        if i_refresh:
+            call._st_call = self.reactor.callLater(refresh_delay(timer.interval),
+                                                   self._refresh_session, call)
+        else:
+            call._st_call = self.reactor.callLater(expire_delay(timer.interval),
+                                                   self._session_expired, call)
+
+    def _session_refreshed(self, call: Call, req: Request) -> list[tuple[str, str]]:
+        """A refresh (re-INVITE/UPDATE) arrived: re-arm, and the headers for our 2xx."""
+        try:
+            timer = uas_negotiate(req, self.min_se)
+        except (TooSmall, SipParseError):
+            timer = None
+        if timer is None:
+            if call.session_timer is None:
+                return []
+            timer = SessionTimer(call.session_timer.interval, "uac")
+        self._arm_session_timer(call, timer, as_uac=False)
+        return [("Session-Expires", timer.header()), ("Require", "timer")]
+
+    def _refresh_session(self, call: Call) -> None:
+        call._st_call = None
+        timer = call.session_timer
+        if timer is None or call.state is not CallState.CONFIRMED:
+            return
+        d = self._in_dialog(call, "UPDATE", headers=[
+            ("Session-Expires", f"{timer.interval};refresher=uac"), ("Supported", "timer")])
+
+        def done(resp: Response) -> None:
+            if 200 <= resp.status < 300:
+                self._arm_session_timer(call, _safe_uac_result(resp) or timer, as_uac=True)
+            elif call.state is CallState.CONFIRMED:
+                call.hangup()                              # §10: the refresh failed
+
+        def failed(f: Failure) -> None:
+            if call.state is CallState.CONFIRMED:
+                call._end("session-expired", 408)
+
+        d.addCallbacks(done, failed)
+
+    def _session_expired(self, call: Call) -> None:
+        call._st_call = None
+        if call.state is CallState.CONFIRMED:
+            self._in_dialog(call, "BYE").addErrback(lambda f: None)
+            call._end("session-expired", 408)
+
     # --------------------------------------------------------------- bookkeeping
     def _forget(self, call: Call) -> None:
         self.stats["ended"] += 1
+        if call._st_call is not None and call._st_call.active():
+            call._st_call.cancel()
+        call._st_call = None
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
         if call.dialog is not None and self.dialogs.get(call.dialog.id) is call:
             del self.dialogs[call.dialog.id]
+
+
+def _safe_uac_result(resp: Response) -> SessionTimer | None:
+    try:
+        return uac_result(resp)
+    except SipParseError:
+        return None
 
 
 async def _as_coro(aw: Awaitable[Any]) -> Any:
