@@ -87,8 +87,9 @@ def run_sipp_uac(port: int, calls: int, rate: int, limit: int, duration_ms: int,
     return read_stats(stf)
 
 
-def step(port: int, rate: int, seconds: float, pid: int) -> tuple[int, int, float, float]:
-    """(successful, failed, achieved calls/s, UAS CPU use in % of one core)."""
+def step(port: int, rate: int, seconds: float, pid: int
+         ) -> tuple[int, int, float, float, int]:
+    """(successful, failed, achieved calls/s, UAS CPU use in % of one core, retransmissions)."""
     calls = max(50, int(rate * seconds))
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     stats = run_sipp_uac(port, calls, rate, limit=max(100, rate * 2), duration_ms=0,
@@ -98,7 +99,14 @@ def step(port: int, rate: int, seconds: float, pid: int) -> tuple[int, int, floa
     failed = int(stats.get("FailedCall(C)", "0") or 0)
     failed += calls - ok - failed           # calls never completed count as failed
     achieved = float(stats.get("CallRate(C)", "0") or 0)
-    return ok, failed, achieved, cpu
+    retrans = int(stats.get("Retransmissions(C)", "0") or 0)
+    return ok, failed, achieved, cpu, retrans
+
+
+def passed(result: tuple[int, int, float, float, int], rate: int) -> bool:
+    """Zero failed calls and the rate really sustained (SIPp slows down, rather than fail,
+    when the UAS answers late: 90% of the target is required)."""
+    return result[1] == 0 and result[2] >= 0.9 * rate
 
 
 def concurrent_memory(pid: int, port: int, n: int) -> tuple[float, int]:
@@ -117,7 +125,7 @@ def concurrent_memory(pid: int, port: int, n: int) -> tuple[float, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", default="100,200,300,500,800,1000,1200,1500,2000,2500")
+    ap.add_argument("--rates", default="100,200,300,500,700,800,1000,1200,1500,2000")
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds of calls per rate")
     ap.add_argument("--concurrent", type=int, default=1000)
     ap.add_argument("--budget", type=float, default=600.0, help="stop after this many seconds")
@@ -142,14 +150,14 @@ def main() -> int:
                 break
             o = step(ours_port, rate, args.seconds, ours.pid)
             s_ = step(ref_port, rate, args.seconds, ref.proc.pid)
-            if o[1] == 0 and best["siplink"] == rate_prev(rates, rate, best["siplink"]):
+            if passed(o, rate) and best["siplink"] == rate_prev(rates, rate, best["siplink"]):
                 best["siplink"] = rate
-            if s_[1] == 0 and best["sipp"] == rate_prev(rates, rate, best["sipp"]):
+            if passed(s_, rate) and best["sipp"] == rate_prev(rates, rate, best["sipp"]):
                 best["sipp"] = rate
             rows.append((rate, o, s_))
             print(f"  {rate:5d} cps: siplink {o[0]} ok / {o[1]} failed ({o[2]:.0f} cps, "
-                  f"{o[3]:.0f}% CPU); sipp-uas {s_[0]} ok / {s_[1]} failed ({s_[3]:.0f}% CPU)",
-                  flush=True)
+                  f"{o[3]:.0f}% CPU, {o[4]} retrans); sipp-uas {s_[0]} ok / {s_[1]} failed "
+                  f"({s_[2]:.0f} cps, {s_[3]:.0f}% CPU, {s_[4]} retrans)", flush=True)
     finally:
         ours.stop()
         ref.stop()
@@ -168,15 +176,15 @@ def main() -> int:
 
     print()
     print(f"SIP calls, SIPp uac -> UAS on 127.0.0.1, {args.seconds:g} s per rate, UAS pinned to one core")
-    print(f"{'rate cps':>9} | {'siplink ok':>10} {'failed':>6} {'got cps':>7} {'CPU%':>5} |"
-          f" {'sipp-uas ok':>11} {'failed':>6} {'got cps':>7} {'CPU%':>5}")
-    print("-" * 80)
+    print(f"{'rate cps':>9} | {'siplink ok':>10} {'failed':>6} {'got cps':>7} {'CPU%':>5}"
+          f" {'retr':>5} | {'sipp-uas ok':>11} {'failed':>6} {'got cps':>7} {'CPU%':>5} {'retr':>5}")
+    print("-" * 94)
     for rate, o, s_ in rows:
-        print(f"{rate:>9} | {o[0]:>10} {o[1]:>6} {o[2]:>7.0f} {o[3]:>5.0f} |"
-              f" {s_[0]:>11} {s_[1]:>6} {s_[2]:>7.0f} {s_[3]:>5.0f}")
-    print("-" * 80)
+        print(f"{rate:>9} | {o[0]:>10} {o[1]:>6} {o[2]:>7.0f} {o[3]:>5.0f} {o[4]:>5} |"
+              f" {s_[0]:>11} {s_[1]:>6} {s_[2]:>7.0f} {s_[3]:>5.0f} {s_[4]:>5}")
+    print("-" * 94)
     ratio = best["siplink"] / best["sipp"] if best["sipp"] else float("nan")
-    print(f"highest rate with zero failed calls: siplink {best['siplink']} cps, "
+    print(f"highest sustained rate (>=90% of target) with zero failed calls: siplink {best['siplink']} cps, "
           f"sipp-uas {best['sipp']} cps (ratio {ratio:.2f}); goal 500 cps")
     mratio = mem_ours / mem_ref if mem_ref > 0 else float("nan")
     print(f"memory per established call at {args.concurrent} concurrent: siplink {mem_ours:.2f} KiB,"

@@ -29,6 +29,21 @@ __all__ = ["SipTransport", "Target"]
 
 MAX_DATAGRAM = 65535
 CONNECT_TIMEOUT = 10.0
+UDP_BUFFER = 4 * 1024 * 1024
+
+
+def _grow_buffers(sock: Any, size: int = UDP_BUFFER) -> None:
+    """Bigger UDP socket buffers: call-rate bursts overflow the 208 KiB default and every
+    dropped datagram costs a 500 ms retransmission."""
+    import socket
+    for opt, force in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # SO_*BUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            except OSError:
+                pass
 
 
 class _UdpProtocol(protocol.DatagramProtocol):
@@ -130,6 +145,7 @@ class SipTransport:
     def listen_udp(self, host: str = "127.0.0.1", port: int = 0) -> Target:
         p = self.reactor.listenUDP(port, _UdpProtocol(self), interface=host,
                                    maxPacketSize=MAX_DATAGRAM)
+        _grow_buffers(p.socket)
         self._udp["6" if ":" in host else "4"] = p
         self._listening["udp"] = p
         addr = p.getHost()
