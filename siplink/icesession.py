@@ -289,6 +289,7 @@ class IceMediaSession:
         return offer.serialize().encode()
 
     async def on_answer(self, sdp: bytes) -> None:
+        self._find_call()
         try:
             neg = self.oa.receive_answer(sdp, now=self._now())
         except SdpError as e:
@@ -305,6 +306,7 @@ class IceMediaSession:
 
     async def make_answer(self, offer: bytes) -> bytes:
         self.started_at = self._now()
+        self._find_call()
         try:
             remote = parse(offer)
         except SdpError as e:
@@ -349,7 +351,9 @@ class IceMediaSession:
             self.driver.close().addErrback(lambda f: log.failure("ICE close failed", f))
         if self.state not in ("failed",):
             self.state = "closed"
-        self._notify(IceSessionError(self.cause or "closed"))
+        call = self._find_call()
+        ended = f"call ended ({call.cause})" if call is not None and call.cause else "closed"
+        self._notify(IceSessionError(self.cause or ended))
 
     # ------------------------------------------------------------------ internals: set-up
     def _now(self) -> float:
