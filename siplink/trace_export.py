@@ -1,0 +1,50 @@
+"""pcap export of a call's trace: the SIP and STUN datagrams, for Wireshark/tshark.
+
+A view of the same :class:`ice.trace.TraceRecord` trace as the ladder and ``-v`` output.
+Records that carry ``raw`` bytes and a remote address are written as UDP packets through
+:mod:`siplink.pcap`. SIP records from the transaction layer do not name our local address,
+so the caller passes ``sip_local`` (the UA's SIP socket); STUN records name both ends. RTP is
+left out unless ``protocols`` asks for it (``{"sip", "stun", "rtp"}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+from ice.trace import TraceRecord
+from siplink.pcap import PcapWriter
+
+__all__ = ["DEFAULT_PROTOCOLS", "export_pcap", "write_pcap"]
+
+Address = tuple[str, int]
+DEFAULT_PROTOCOLS = frozenset({"sip", "stun"})
+
+
+def write_pcap(records: Iterable[TraceRecord], out: object, *,
+               sip_local: Address = ("127.0.0.1", 5060),
+               protocols: Collection[str] = DEFAULT_PROTOCOLS) -> int:
+    """Write the chosen records as a pcap to the binary file ``out``; returns the number of
+    packets. Records without raw bytes (events, SDP notes) or of other protocols are skipped;
+    so are packets whose two ends are of different IP versions (not representable)."""
+    writer = PcapWriter(out)  # type: ignore[arg-type]
+    for r in sorted(records, key=lambda r: r.time):
+        if not r.raw or r.direction not in ("in", "out") or r.protocol not in protocols:
+            continue
+        if r.remote is None:
+            continue
+        local = r.local or sip_local
+        src, dst = (local, r.remote) if r.direction == "out" else (r.remote, local)
+        try:
+            writer.write_udp(r.raw, src, dst, r.time)
+        except ValueError:
+            continue
+    return writer.count
+
+
+def export_pcap(records: Iterable[TraceRecord], path: str | Path, *,
+                sip_local: Address = ("127.0.0.1", 5060),
+                protocols: Collection[str] = DEFAULT_PROTOCOLS) -> int:
+    """:func:`write_pcap` to a file at ``path``."""
+    with open(path, "wb") as f:
+        return write_pcap(records, f, sip_local=sip_local, protocols=protocols)
