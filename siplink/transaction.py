@@ -599,6 +599,7 @@ class TransactionLayer:
                      reason=err.reason)
             return
         try:
+            _stamp_via(resp, source)   # §18.2.1 received/rport, as for a request that parsed
             target = response_target(resp, source)  # the Via is copied from the request
         except (SipParseError, IndexError, AttributeError):
             target = source
@@ -677,7 +678,7 @@ def _ack_2xx_key(ack: Request) -> tuple[str, int, str]:
     return (ack.call_id, ack.cseq.number, ack.to.tag or "")
 
 
-def _stamp_via(req: Request, source: Target) -> None:
+def _stamp_via(req: Request | Response, source: Target) -> None:
     """§18.2.1 received, RFC 3581 rport: record where the request really came from."""
     via = req.via[0]
     if via.host != source.host:
