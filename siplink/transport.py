@@ -29,6 +29,10 @@ __all__ = ["SipTransport", "Target"]
 
 MAX_DATAGRAM = 65535
 CONNECT_TIMEOUT = 10.0
+# A stream message started must be complete this long after the last complete one (64*T1),
+# else the connection is closed: a peer that never finishes a header section or a body
+# cannot hold a connection (and its buffer) forever.
+INCOMPLETE_TIMEOUT = 32.0
 UDP_BUFFER = 4 * 1024 * 1024
 
 
@@ -68,6 +72,7 @@ class _StreamProtocol(protocol.Protocol):
         self.parser = StreamParser()
         self.remote: Target | None = None
         self.pending: list[bytes] = []
+        self._incomplete: Any = None      # callLater closing a stalled partial message
 
     def connectionMade(self) -> None:  # noqa: N802
         peer = self.transport.getPeer()
@@ -87,12 +92,28 @@ class _StreamProtocol(protocol.Protocol):
                      reason=e.reason)
             self.transport.loseConnection()
             return
+        errors = self.parser.pop_errors()
+        if (messages or errors) and self._incomplete is not None:
+            self._incomplete.cancel()             # progress: a message was framed
+            self._incomplete = None
         for msg in messages:
             self.owner._input_message(msg, self.remote)
-        for err in self.parser.pop_errors():
+        for err in errors:
             self.owner._input_error(err, self.remote)
+        if self.parser.buffered and self._incomplete is None and self.transport is not None:
+            self._incomplete = self.owner.reactor.callLater(self.owner.incomplete_timeout,
+                                                            self._stalled)
+
+    def _stalled(self) -> None:
+        self._incomplete = None
+        log.info("closing {remote}: message incomplete after {t} s ({n} octets buffered)",
+                 remote=self.remote, t=self.owner.incomplete_timeout, n=self.parser.buffered)
+        self.transport.loseConnection()
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        if self._incomplete is not None and self._incomplete.active():
+            self._incomplete.cancel()
+        self._incomplete = None
         if self.remote is not None and self.owner._connections.get(self.remote) is self:
             del self.owner._connections[self.remote]
 
@@ -140,6 +161,7 @@ class SipTransport:
         self._timer_at: float | None = None
         self._pumping = False
         self.local: dict[str, Target] = {}       # transport name -> our bound address
+        self.incomplete_timeout = INCOMPLETE_TIMEOUT
 
     # --------------------------------------------------------------- sockets
     def listen_udp(self, host: str = "127.0.0.1", port: int = 0) -> Target:
