@@ -192,6 +192,8 @@ class IceMediaSession:
         self.gathering_failures: list[str] = []
         self.dropped_before_media = 0     # RTP/RTCP that arrived before ICE completed
         self.dropped_other = 0            # non-STUN, non-RTP datagrams (DTLS, garbage)
+        self.media_in: dict[str, int] = {}  # "rtp/1", "rtcp/2"...: media datagrams per
+                                            # kind and component, as demultiplexed
         self._waiters: list[defer.Deferred[MediaStream]] = []
         self._restart_pending = False
         self._update_pending = False
@@ -608,6 +610,8 @@ class IceMediaSession:
         if self.media is None:
             self.dropped_before_media += 1     # no media before ICE completes
             return
+        key = f"{kind.value}/{component}"
+        self.media_in[key] = self.media_in.get(key, 0) + 1
         self.media.datagram_received(data, remote)
 
     def _on_media_event(self, ev: MediaEvent) -> None:
