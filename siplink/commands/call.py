@@ -73,7 +73,11 @@ def _echo(record: TraceRecord, verbose: int) -> None:
         return
     arrow = {"in": "<-", "out": "->", "event": "**"}[record.direction]
     peer = f" {record.remote[0]}:{record.remote[1]}" if record.remote else ""
-    sys.stderr.write(f"{record.time:.3f} {record.protocol or '-':4} {arrow}{peer} "
+    import time
+
+    stamp = time.strftime("%H:%M:%S", time.localtime(record.time)) + \
+        f".{int(record.time * 1000) % 1000:03d}"
+    sys.stderr.write(f"{stamp} {record.protocol or '-':4} {arrow}{peer} "
                      f"{record.summary}\n")
     if verbose >= 2 and record.protocol == "sip" and record.detail:
         sys.stderr.write("    " + record.detail.rstrip().replace("\r\n", "\n    ") + "\n")
