@@ -172,11 +172,13 @@ class Headers:
     names, repeated fields kept in wire order.  ``items()`` gives canonical names; the names as
     written (compact or not) are kept for serialization."""
 
-    __slots__ = ("_items", "_first", "_cache")
+    __slots__ = ("_items_", "_lines", "_n", "_first", "_cache")
 
     def __init__(self, items: Iterable[tuple[str, str]] | None = None) -> None:
-        # (key, name as written, value)
-        self._items: list[tuple[str, str, str]] = []
+        # (key, name as written, value); None while only the parsed lines exist
+        self._items_: list[tuple[str, str, str]] | None = []
+        self._lines: list[str] | None = None   # a parsed header section, start line first
+        self._n = 0                            # number of header fields
         # key -> first value; rebuilt lazily after a change
         self._first: dict[str, str] | None = None
         # structured values (Via list, CSeq...) built from the current fields
@@ -186,12 +188,36 @@ class Headers:
                 self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, items: list[tuple[str, str, str]], first: dict[str, str]) -> Headers:
+    def _from_parsed(cls, lines: list[str], first: dict[str, str]) -> Headers:
         h = cls.__new__(cls)
-        h._items = items
+        h._items_ = None
+        h._lines = lines
+        h._n = len(lines) - 1
         h._first = first
         h._cache = {}
         return h
+
+    @property
+    def _items(self) -> list[tuple[str, str, str]]:
+        items = self._items_
+        if items is None:
+            # built on first need from the lines parse_message already validated
+            items = []
+            cache = _NAME_CACHE
+            lines = self._lines or [""]
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                key = cache.get(name) or _key(name.rstrip(" \t"))
+                items.append((key, name, value.strip(" \t")))
+            self._items_ = items
+            self._lines = None
+        return items
+
+    @_items.setter
+    def _items(self, value: list[tuple[str, str, str]]) -> None:
+        self._items_ = value
+        self._lines = None
+        self._n = len(value)
 
     def _firsts(self) -> dict[str, str]:
         first = self._first
@@ -202,12 +228,13 @@ class Headers:
     def _all(self, key: str) -> list[str]:
         """Every line of ``key`` (a lower-case full name), in order."""
         first = self._firsts()
-        if len(first) == len(self._items):   # no header repeats
+        if len(first) == self._n:   # no header repeats
             v = first.get(key)
             return [] if v is None else [v]
         return [v for k, _, v in self._items if k == key]
 
     def _changed(self) -> None:
+        self._n = len(self._items)
         self._first = None
         if self._cache:
             self._cache = {}
@@ -316,7 +343,7 @@ class Headers:
         return iter(self.items())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._n
 
     def copy(self) -> Headers:
         h = Headers()
@@ -594,12 +621,11 @@ def _split_text(text: str) -> tuple[str, Headers]:
         raise SipParseError("bare CR or LF in header section")
     if len(lines) > MAX_HEADERS + 1:
         raise SipParseError("too many header fields", 513)
-    start = lines[0]
-    items: list[tuple[str, str, str]] = []
     first: dict[str, str] = {}
-    append = items.append
     setdefault = first.setdefault
     cache = _NAME_CACHE
+    # only the first value of each name is kept now; the full field list is built from
+    # ``lines`` when something needs it (a repeated header, serialize, a change)
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         key = cache.get(name)
@@ -609,12 +635,10 @@ def _split_text(text: str) -> tuple[str, Headers]:
             if not sep:
                 raise SipParseError("header line without colon")
             key = _key(name.rstrip(" \t"))
-        value = value.strip(" \t")
-        append((key, name, value))
-        setdefault(key, value)
+        setdefault(key, value.strip(" \t"))
     if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
         raise SipParseError("header line too long", 513)
-    return start, Headers._from_parsed(items, first)
+    return lines[0], Headers._from_parsed(lines, first)
 
 
 def _start(start: str, headers: Headers, body: bytes) -> Message:
@@ -668,7 +692,7 @@ def _validate(msg: Message) -> None:
     """The checks every message must pass (RFC 3261 §8.1.1, §20); caches what it parses."""
     h = msg.headers
     index = h._firsts()
-    if len(index) != len(h._items):   # some header repeats: the single-valued ones must not
+    if len(index) != h._n:   # some header repeats: the single-valued ones must not
         for key in _SINGLE:
             if len(h._all(key)) > 1:
                 raise SipParseError(f"more than one {_display(key)} header")
@@ -692,7 +716,7 @@ def _validate(msg: Message) -> None:
         raise SipParseError("malformed Call-ID")
     cache = h._cache
     vias: list[Via] = []
-    for line in ((via_v,) if len(index) == len(h._items) else h._all("via")):
+    for line in ((via_v,) if len(index) == h._n else h._all("via")):
         if "," in line:
             vias += [Via.parse(v) for v in split_list(line)]
         else:
@@ -705,7 +729,7 @@ def _validate(msg: Message) -> None:
     cache["to"] = NameAddr.parse(to_v)
     contact = get("contact")
     if contact is not None:
-        if len(index) == len(h._items) and "," not in contact:
+        if len(index) == h._n and "," not in contact:
             cache["contact"] = [] if contact == "*" else [NameAddr.parse(contact)]
         else:
             msg.contact  # noqa: B018 - parse and cache
@@ -732,7 +756,7 @@ def _content_length(headers: Headers) -> int | None:
     text = first.get("content-length")
     if text is None:
         return None
-    if len(first) != len(headers._items) and len(headers._all("content-length")) > 1:
+    if len(first) != headers._n and len(headers._all("content-length")) > 1:
         raise SipParseError("more than one Content-Length header")
     if text.isdigit() and text.isascii():
         if len(text) <= 10:
