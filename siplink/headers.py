@@ -114,6 +114,9 @@ def _valid_port(text: str | None) -> bool:
 
 def _split_simple_params(text: str) -> dict[str, str | None]:
     """Params already validated by a ``_SIMPLE_PARAMS`` match (``;a=b;c``)."""
+    if text.count(";") == 1:   # the usual ;tag=... or ;expires=...
+        name, eq, value = text[1:].partition("=")
+        return {name.lower(): value if eq else None}
     params: dict[str, str | None] = {}
     items = text[1:].split(";")
     if len(items) > _MAX_PARAMS:
