@@ -61,8 +61,11 @@ def test_options_exit_codes_for_timeout_and_bad_usage() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     try:
-        res = siplink("options", "--timeout", "1", f"sip:127.0.0.1:{silent.getsockname()[1]}")
+        port = silent.getsockname()[1]
+        res = siplink("-v", "options", "--timeout", "1", f"sip:127.0.0.1:{port}")
         assert res.returncode == 3 and "no response" in res.stderr
+        # -v traces every transmission: the request and its timer E retransmission(s)
+        assert res.stderr.count(f"-> 127.0.0.1:{port} OPTIONS") >= 2
     finally:
         silent.close()
     assert main(["options", "sip:bad uri"]) == 2

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor as _reactor
 
     from siplink.cli import EXIT_OK, EXIT_USAGE
-    from siplink.commands.options import _split_hostport
+    from siplink.commands.options import _split_hostport, stderr_trace
     from siplink.useragent import Call, CallEvent, CallState, UserAgent
 
     reactor: Any = _reactor
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"siplink answer: {e}", file=sys.stderr)
         return EXIT_USAGE
     transports = tuple(args.transport or ("udp",))
-    ua = UserAgent(reactor, host=host, port=port, transport=transports[0], user="answer")
+    ua = UserAgent(reactor, host=host, port=port, transport=transports[0], user="answer",
+                   trace=stderr_trace(getattr(args, "verbose", 0)))
     try:
         ua.listen(transports)
     except Exception as e:  # CannotListenError and friends

@@ -22,6 +22,24 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def stderr_trace(verbose: int) -> Any:
+    """A Trace that also prints each record to stderr (``-v`` summaries, ``-vv`` messages)."""
+    if not verbose:
+        return None
+    from ice.trace import Trace, TraceRecord
+
+    class _Printing(Trace):
+        def add(self, record: TraceRecord) -> None:
+            super().add(record)
+            arrow = {"in": "<-", "out": "->"}.get(record.direction, "--")
+            peer = f"{record.remote[0]}:{record.remote[1]}" if record.remote else ""
+            print(f"{record.time:.3f} {arrow} {peer} {record.summary}", file=sys.stderr)
+            if verbose > 1 and record.detail:
+                print(record.detail, file=sys.stderr)
+
+    return _Printing()
+
+
 def _split_hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
@@ -53,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     result = {"code": EXIT_FAILED}
 
     async def main(_reactor: Any) -> None:
-        ua = UserAgent(_reactor, host=host, port=port, transport=args.transport)
+        ua = UserAgent(_reactor, host=host, port=port, transport=args.transport,
+                       trace=stderr_trace(getattr(args, "verbose", 0)))
         try:
             ua.listen()
             d = ua.request("OPTIONS", uri)
