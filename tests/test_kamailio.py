@@ -17,6 +17,7 @@ from twisted.internet import reactor, task
 from ice.trace import Trace
 from siplink.message import Request
 from siplink.registration import RegistrationState
+from siplink.transaction import Target
 from siplink.useragent import Account, Call, CallFailed, CallState, UserAgent
 from tests.peers.kamailio import Kamailio
 
@@ -118,3 +119,32 @@ async def test_sha256_digest_and_refresh_before_expiry() -> None:
     finally:
         ua.close()
         k.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_over_tcp_through_the_proxy_reuses_the_connection(kamailio: Kamailio) -> None:
+    a = UserAgent(reactor, user="alice", transport="tcp")
+    b = UserAgent(reactor, user="bob", transport="tcp")
+    a.listen()
+    b.listen()
+    via_tcp = f"{kamailio.address};transport=tcp"
+    acc_a = Account("alice", kamailio.address, password="secret", proxy=via_tcp)
+    acc_b = Account("bob", kamailio.address, password="secret", proxy=via_tcp)
+    try:
+        await a.register(acc_a).register()
+        await b.register(acc_b).register()
+        b.on_incoming_call = lambda call: call.answer()
+        call = a.call(f"sip:bob@{kamailio.address}", account=acc_a)
+        await call.answered
+        assert call.dialog is not None and "transport=tcp" in call.dialog.route_set[0]
+        assert (await call.info(b"Signal=3\r\n")).status == 200
+        await call.hangup()
+        await sleep(0.1)
+        # REGISTER x2, INVITE x2 (407), ACK, INFO, BYE: all on alice's one connection
+        assert list(a.transport._connections) == [
+            Target("tcp", "127.0.0.1", kamailio.port)]
+        await a.shutdown()
+        await b.shutdown()
+    finally:
+        a.close()
+        b.close()
