@@ -73,11 +73,11 @@ def ladder_entries(records: Iterable[TraceRecord]) -> list[LadderEntry]:
         if r.direction in ("in", "out") and r.protocol in ("sip", "stun") and r.remote:
             if r.protocol == "sip":
                 label = r.summary
-                m = re.match(r"^SIP/2\.0 (\d{3} .*)$", label)
+                m = re.match(r"^(?:SIP/2\.0 )?(\d{3} .*)$", label)
                 if m:
                     label = m.group(1)
-                    cseq = re.search(r"\n(?:CSeq|cseq|CSEQ):\s*\d+\s+(\w+)", r.detail)
-                    if cseq:
+                    cseq = re.search(r"\n(?:CSeq):[ \t]*\d+[ \t]+(\w+)", r.detail, re.I)
+                    if cseq and "(" not in label:
                         label += f" ({cseq.group(1)})"
                 label = re.sub(r"^(\w+) (sips?:\S+) SIP/2\.0$", r"\1 \2", label)
             else:

@@ -126,6 +126,9 @@ class AnswererSpec:
     tone_hz: float = 440.0
     dtmf: str = ""               # digits sent once ICE connected
     hangup_after_s: float = 0.0  # BYE from the callee this long after the answer (0: never)
+    registrar: str = ""          # register here first (e.g. "sip:127.0.0.1:25060"), then
+    domain: str = ""             # ... as sip:NAME@DOMAIN (default: the registrar's host)
+    password: str = ""           # ... answering digest challenges with this password
 
 
 @dataclass
@@ -214,9 +217,43 @@ def loads_scenario(text: str, *, path: str | None = None,
     return sc
 
 
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+def _line_in_table(lines: list[str], key: str, index: int) -> int | None:
+    """The line of ``key`` (``calls.expect.status``) inside the ``index``-th ``[[calls]]``
+    table (its header line when the key itself is not written there)."""
+    array = key.split(".")[0]
+    table, _, name = key.rpartition(".")
+    count = -1
+    current = ""
+    header_line = None
+    for number, line in enumerate(lines, 1):
+        h = _HEADER.match(line)
+        if h:
+            current = h.group(2)
+            if h.group(1) == "[[" and current == array:
+                count += 1
+                if count > index:
+                    break
+                if count == index:
+                    header_line = number
+            if count == index and current == key:
+                return number
+            continue
+        if count != index:
+            continue
+        a = _ASSIGN.match(line)
+        if a and a.group(1) == name and current == table:
+            return number
+    return header_line
+
+
 def _validate(sc: Scenario, locate: _Locator, path: str | None) -> None:
-    def fail(key: str, message: str) -> ScenarioError:
-        return ScenarioError(message, path=path, key=key, line=locate.line_of(key))
+    def fail(key: str, message: str, index: int | None = None) -> ScenarioError:
+        line = _line_in_table(locate.lines, key, index) if index is not None else None
+        return ScenarioError(message, path=path, key=key, line=line or locate.line_of(key))
 
     if not sc.calls:
         raise fail("calls", "a scenario needs at least one [[calls]] table")
@@ -227,49 +264,49 @@ def _validate(sc: Scenario, locate: _Locator, path: str | None) -> None:
     if sc.scenario.timeout_s <= 0:
         raise fail("scenario.timeout_s", "must be above 0")
     names = set()
-    for a in sc.answerers:
+    for ai, a in enumerate(sc.answerers):
         if a.name in names:
-            raise fail("answerers.name", f"duplicate answerer name {a.name!r}")
+            raise fail("answerers.name", f"duplicate answerer name {a.name!r}", ai)
         names.add(a.name)
         if not 200 <= a.status <= 699:
-            raise fail("answerers.status", f"must be a final status 200-699, got {a.status}")
+            raise fail("answerers.status", f"must be a final status 200-699, got {a.status}", ai)
         if not _DTMF.match(a.dtmf):
-            raise fail("answerers.dtmf", f"not DTMF digits: {a.dtmf!r}")
-    for c in sc.calls:
+            raise fail("answerers.dtmf", f"not DTMF digits: {a.dtmf!r}", ai)
+    for ci, c in enumerate(sc.calls):
         if not c.to:
             raise fail("calls.to", f"call {c.name!r}: 'to' (an answerer or a SIP URI) is "
-                       "required")
+                       "required", ci)
         if c.to not in names and not c.to.lower().startswith(("sip:", "sips:")):
             raise fail("calls.to", f"call {c.name!r}: {c.to!r} is neither an answerer "
-                       f"({', '.join(sorted(names)) or 'none defined'}) nor a sip: URI")
+                       f"({', '.join(sorted(names)) or 'none defined'}) nor a sip: URI", ci)
         if c.hangup not in ("caller", "callee"):
-            raise fail("calls.hangup", f"must be caller or callee, got {c.hangup!r}")
+            raise fail("calls.hangup", f"must be caller or callee, got {c.hangup!r}", ci)
         if c.repeat < 1:
-            raise fail("calls.repeat", "must be at least 1")
+            raise fail("calls.repeat", "must be at least 1", ci)
         if not _DTMF.match(c.dtmf):
-            raise fail("calls.dtmf", f"not DTMF digits: {c.dtmf!r}")
+            raise fail("calls.dtmf", f"not DTMF digits: {c.dtmf!r}", ci)
         e = c.expect
         if not 100 <= e.status <= 699:
-            raise fail("calls.expect.status", f"not a SIP status: {e.status}")
+            raise fail("calls.expect.status", f"not a SIP status: {e.status}", ci)
         if e.candidate not in _CANDIDATES:
             raise fail("calls.expect.candidate",
-                       f"must be one of host, srflx, prflx, relay; got {e.candidate!r}")
+                       f"must be one of host, srflx, prflx, relay; got {e.candidate!r}", ci)
         if e.ended_by not in ("", "caller", "callee"):
-            raise fail("calls.expect.ended_by", f"must be caller or callee, got {e.ended_by!r}")
+            raise fail("calls.expect.ended_by", f"must be caller or callee, got {e.ended_by!r}", ci)
         if (e.ice or e.candidate or e.media_s or e.dtmf or e.peer_dtmf) and not c.ice:
             raise fail("calls.expect", f"call {c.name!r}: ICE/media expectations need ice = "
-                       "true")
+                       "true", ci)
         if e.media_s > c.duration_s and c.hangup == "caller":
             raise fail("calls.expect.media_s", f"call {c.name!r}: media_s ({e.media_s}) is "
-                       f"longer than duration_s ({c.duration_s})")
+                       f"longer than duration_s ({c.duration_s})", ci)
         if not 0 <= e.max_loss_pct <= 100:
-            raise fail("calls.expect.max_loss_pct", "must be between 0 and 100")
+            raise fail("calls.expect.max_loss_pct", "must be between 0 and 100", ci)
         for s in c.steps:
             if s.action not in _ACTIONS:
                 raise fail("calls.steps", f"call {c.name!r}: unknown step action "
-                           f"{s.action!r} (known: {', '.join(_ACTIONS)})")
+                           f"{s.action!r} (known: {', '.join(_ACTIONS)})", ci)
             if s.action == "dtmf" and (not s.digits or not _DTMF.match(s.digits)):
-                raise fail("calls.steps", f"call {c.name!r}: a dtmf step needs digits")
+                raise fail("calls.steps", f"call {c.name!r}: a dtmf step needs digits", ci)
 
 
 def load_scenario(path: str | Path, variables: Mapping[str, str] | None = None) -> Scenario:
@@ -603,6 +640,22 @@ class _Answerer:
                 self.reactor.callLater(s.hangup_after_s, call.hangup)
         call.answered.addCallbacks(answered, lambda f: None)
 
+    async def register(self) -> None:
+        """REGISTER sip:NAME@DOMAIN at the answerer's registrar (when it has one)."""
+        from siplink.useragent import Account
+
+        s = self.spec
+        if not s.registrar:
+            return
+        reg = s.registrar if s.registrar.lower().startswith("sip") else f"sip:{s.registrar}"
+        domain = s.domain or self.ua.resolve(reg).host
+        acc = Account(s.name, domain, password=s.password or None, proxy=reg, registrar=reg)
+        try:
+            await self.ua.register(acc).register()
+        except Exception as e:
+            raise ScenarioError(f"answerer {s.name!r} could not register at {reg}: {e}",
+                                key="answerers.registrar") from e
+
     def dtmf_received(self, call_id: str) -> str:
         media = self.sessions.get(call_id)
         stream = getattr(media, "stream", None)
@@ -808,6 +861,8 @@ async def run_scenario(reactor: Any, sc: Scenario, config: Config, *,
         for aspec in sc.answerers:
             answerers[aspec.name] = _Answerer(reactor, aspec, config, trace_factory)
         ua.listen()
+        for a in answerers.values():
+            await a.register()
         if register:
             for acc_cfg in config.accounts:
                 if acc_cfg.registrar:
@@ -843,7 +898,10 @@ async def run_scenario(reactor: Any, sc: Scenario, config: Config, *,
         except Exception:  # noqa: BLE001
             ua.close()
         for a in answerers.values():
-            a.ua.close()
+            try:
+                await _bounded(reactor, defer.ensureDeferred(a.ua.shutdown()), 5.0)
+            except Exception:  # noqa: BLE001
+                a.ua.close()
     result.elapsed_s = reactor.seconds() - t_start
     from siplink.ladder import call_records
 
