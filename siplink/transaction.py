@@ -63,6 +63,7 @@ T2 = 4.0
 T4 = 5.0
 MAGIC_COOKIE = "z9hG4bK"
 RELIABLE = frozenset({"tcp", "tls", "ws", "wss"})
+MAX_SERVER_TRANSACTIONS = 10_000
 
 
 class Target(NamedTuple):
@@ -230,7 +231,8 @@ class TransactionLayer:
 
     def __init__(self, *, trace: Trace | None = None, auto_trying: bool = True,
                  user_agent: str | None = None,
-                 encode: Callable[[Request | Response], bytes] = bytes) -> None:
+                 encode: Callable[[Request | Response], bytes] = bytes,
+                 max_server_transactions: int = MAX_SERVER_TRANSACTIONS) -> None:
         self._clients: dict[ClientKey, _Txn] = {}
         self._servers: dict[ServerKey, _Txn] = {}
         self._merge: dict[tuple[str, str, int, str], ServerKey] = {}
@@ -244,6 +246,10 @@ class TransactionLayer:
         self.user_agent = user_agent
         self._encode = encode
         self._now = 0.0
+        # a flood of new requests gets 503 beyond this many live server transactions (each
+        # lives up to 32 s over UDP): memory stays bounded whatever the request rate
+        self.max_server_transactions = max_server_transactions
+        self.refused_overload = 0
 
     # --------------------------------------------------------------- introspection
     def __len__(self) -> int:
@@ -504,6 +510,10 @@ class TransactionLayer:
             # a retransmission: repeat the last response
             if t.last_data is not None and t.state in (State.PROCEEDING, State.COMPLETED):
                 self._send(t.last_data, t.target, req, now)
+            return
+        if len(self._servers) >= self.max_server_transactions:
+            self.refused_overload += 1
+            self._reply_stateless(req, source, 503, "Service Unavailable", now)
             return
         if method == "CANCEL":
             self._cancel(req, source, key, now)
