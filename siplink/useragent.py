@@ -258,6 +258,7 @@ class Call:
         self.session_timer: SessionTimer | None = None   # RFC 4028, once negotiated
         self._se_offer = 0                           # UAC: Session-Expires we ask for
         self._st_call: Any = None                    # the armed refresh/expiry callLater
+        self._no_answer: Any = None                  # callLater bounding the setup time
         self._ended_noerr = self.ended.addErrback(lambda f: None)
 
     def __repr__(self) -> str:
@@ -284,6 +285,10 @@ class Call:
                 cb(ev)
             except Exception:
                 log.failure("call listener failed")
+        if state is CallState.CONFIRMED and self._no_answer is not None:
+            if self._no_answer.active():
+                self._no_answer.cancel()
+            self._no_answer = None
         if state is CallState.CONFIRMED and not self.answered.called:
             self.answered.callback(self)
 
@@ -397,10 +402,14 @@ class UserAgent:
                  transport: str = "udp", user: str = "siplink",
                  media_factory: Callable[[], MediaSession] | None = None,
                  trace: Trace | None = None, auto_trying: bool = True,
-                 session_expires: int = 1800, min_se: int = 90) -> None:
+                 session_expires: int = 1800, min_se: int = 90,
+                 no_answer_timeout: float = 180.0) -> None:
         self.reactor = reactor
         self.session_expires = session_expires   # offered on INVITE (0: no session timer)
         self.min_se = min_se
+        # a call not answered within this many seconds is cancelled (UAC, like timer C) or
+        # rejected 480 (UAS: the application never decided); 0 disables
+        self.no_answer_timeout = no_answer_timeout
         self.host = host
         self.port = port
         self.default_transport = transport
@@ -658,6 +667,7 @@ class UserAgent:
              headers: list[tuple[str, str]] | None = None) -> Call:
         """Place a call; returns at once. ``await call.answered`` / ``call.ended``."""
         call = Call(self, "out", media or self.media_factory(), account)
+        self._guard_setup(call)
         self.stats["calls_out"] += 1
         d = defer.ensureDeferred(self._start_call(call, uri, headers or []))
 
@@ -1038,6 +1048,7 @@ class UserAgent:
             return
         self.calls[req.call_id] = call
         self.stats["calls_in"] += 1
+        self._guard_setup(call)
         handler = self.on_incoming_call
         if handler is None:
             call.reject(480, "Temporarily Unavailable")
@@ -1178,8 +1189,26 @@ class UserAgent:
             call._end("session-expired", 408)
 
     # --------------------------------------------------------------- bookkeeping
+    def _guard_setup(self, call: Call) -> None:
+        if self.no_answer_timeout > 0:
+            call._no_answer = self.reactor.callLater(self.no_answer_timeout, self._no_answer,
+                                                     call)
+
+    def _no_answer(self, call: Call) -> None:
+        call._no_answer = None
+        if call.state in (CallState.CONFIRMED, CallState.ENDED):
+            return
+        log.info("call {cid} not answered in {t}s", cid=call.call_id, t=self.no_answer_timeout)
+        if call.direction == "in":
+            call.reject(480, "Temporarily Unavailable")
+        else:
+            call.hangup()        # CANCEL -> 487; without any provisional, timer B ends it
+
     def _forget(self, call: Call) -> None:
         self.stats["ended"] += 1
+        if call._no_answer is not None and call._no_answer.active():
+            call._no_answer.cancel()
+        call._no_answer = None
         if call._st_call is not None and call._st_call.active():
             call._st_call.cancel()
         call._st_call = None

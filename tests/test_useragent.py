@@ -219,3 +219,50 @@ async def test_unanswered_invite_times_out_with_timer_b() -> None:
     finally:
         ua.close()
         sink.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unanswered_calls_are_bounded_on_both_sides() -> None:
+    """A handler that only rings, forever: the UAC cancels after no_answer_timeout (487) and
+    nothing is left behind; a UAS whose application never decides answers 480."""
+    from tests.test_sip_transport import ClockReactor
+
+    fake = ClockReactor()
+    a = UserAgent(fake, user="alice", no_answer_timeout=60)
+    b = UserAgent(fake, user="bob", no_answer_timeout=90)
+    a.listen()
+    b.listen()
+    try:
+        ringing: list[Call] = []
+        b.on_incoming_call = lambda call: (ringing.append(call), call.ring())
+        call = a.call(bob(b))
+        for _ in range(20):
+            await sleep(0.01)
+            if call.state is CallState.RINGING:
+                break
+        fake.clock.advance(60)
+        for _ in range(50):
+            await sleep(0.01)
+            if call.state is CallState.ENDED:
+                break
+        assert call.cause == "cancelled" and call.status == 487
+        assert ringing[0].cause == "cancelled"
+
+        b.on_incoming_call = lambda call: ringing.append(call)   # never rings nor answers
+        a.no_answer_timeout = 0
+        call = a.call(bob(b))
+        for _ in range(20):
+            await sleep(0.01)
+            if len(ringing) == 2:
+                break
+        fake.clock.advance(90)
+        for _ in range(50):
+            await sleep(0.01)
+            if call.state is CallState.ENDED:
+                break
+        assert ringing[1].status == 480 and call.status == 480
+        fake.clock.advance(100)
+        no_leaks(a, b)
+    finally:
+        a.close()
+        b.close()
