@@ -683,7 +683,7 @@ async def _bounded(reactor: Any, d: Any, seconds: float) -> Any:
 
 
 async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
-                    answerer: _Answerer | None, config: Config, timeout: float,
+                    answerers: list[_Answerer], config: Config, timeout: float,
                     trace_factory: Callable[[], Trace]) -> CallRecord:
     from twisted.internet import defer
 
@@ -753,8 +753,9 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
                 except defer.TimeoutError:
                     rec.error = f"the callee did not hang up in {timeout:g} s"
             _media_figures(rec, media, base, start, reactor.seconds())
-            if answerer is not None:
-                rec.peer_dtmf_received = answerer.dtmf_received(call.call_id)
+            for a in answerers:    # by Call-ID: also when the call went through a proxy
+                if call.call_id in a.sessions:
+                    rec.peer_dtmf_received = a.dtmf_received(call.call_id)
             if call.state is not CallState.ENDED:
                 call.hangup()
         rec.ice_state = getattr(media, "state", "")
@@ -879,10 +880,10 @@ async def run_scenario(reactor: Any, sc: Scenario, config: Config, *,
                 n += 1
 
                 async def job(spec: CallSpec = spec, i: int = i, uri: str = uri,
-                              answerer: _Answerer | None = answerer,
                               when: float = when) -> CallRecord:
                     await _sleep(reactor, when - reactor.seconds())
-                    rec = await _run_call(reactor, ua, spec, i, uri, answerer, config,
+                    rec = await _run_call(reactor, ua, spec, i, uri, list(answerers.values()),
+                                          config,
                                           sc.scenario.timeout_s, trace_factory)
                     if on_record is not None:
                         on_record(rec)
