@@ -298,6 +298,13 @@ class IceMediaSession:
             self._fail(f"bad SDP answer: {e}")
             return
         audio = neg.audio
+        if audio is not None and audio.ice is None and audio.ice_mismatch:
+            # RFC 8839: the peer saw our default destination outside our candidates; with a
+            # one-component (mux-only) offer that is a peer without RTCP multiplexing
+            hint = (" (peer does not multiplex RTCP: offer with rtcp_mux=False)"
+                    if self.components == 1 and not audio.rtcp_mux else "")
+            self._fail("ice-failed: peer answered a=ice-mismatch" + hint)
+            return
         if audio is None or audio.ice is None:
             self._fail("peer answered without ICE" if audio is not None else "no audio")
             return
@@ -518,16 +525,13 @@ class IceMediaSession:
         self.cause = cause
         self._event(f"call ends: {cause}")
         log.info("ICE session ends the call: {cause}", cause=cause)
-        self._notify(IceSessionError(cause))
         call = self._find_call()
-        if call is None:
-            self.close()
-            return
-        if call.state is CallState.CONFIRMED and call.dialog is not None:
+        if call is not None and call.state is CallState.CONFIRMED and call.dialog is not None:
             call.ua._in_dialog(call, "BYE").addErrback(lambda f: None)
-            call._end(cause)
-        elif call.state is not CallState.ENDED:
+            call._end(cause)            # closes this session
+        elif call is not None and call.state is not CallState.ENDED:
             call.hangup()
+        self._notify(IceSessionError(cause))   # waiters learn it once the call has ended
 
     def _notify(self, err: IceSessionError) -> None:
         waiters, self._waiters = self._waiters, []

@@ -25,7 +25,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from sdp import parse
-from siplink.icesession import IceMediaSession
+from siplink.icesession import IceMediaSession, IceSessionError
 from siplink.useragent import Call, CallState, UserAgent
 from tests.peers.baresip import Baresip, recorded_wavs, wav_tone_hz
 from tests.peers.netns import Lab, NetNs
@@ -70,13 +70,13 @@ def ns() -> Iterator[NetNs]:
         yield n
 
 
-def our_agent(ns: NetNs, tone: float) -> UserAgent:
+def our_agent(ns: NetNs, tone: float, *, rtcp_mux: bool = True) -> UserAgent:
     ua = UserAgent(reactor, host=IP, port=SIP_PORT, user="siplink")
     with ns.entered():
         ua.listen()
     ua.media_factory = lambda: IceMediaSession(
         reactor, ua=ua, local_addresses=(IP,), tone=tone, rtcp_interval=1.0,
-        bind_context=ns.entered)
+        rtcp_mux=rtcp_mux, bind_context=ns.entered)
     return ua
 
 
@@ -101,11 +101,12 @@ def check_media(s: IceMediaSession, b: Baresip, rec: Path, our_tone: float) -> N
     assert "".join(keys) == "12#", b._recent()[-2000:]
 
 
+@pytest.mark.parametrize("mux", [True, False], ids=["rtcp-mux", "no-rtcp-mux"])
 @pytest_twisted.ensureDeferred
-async def test_siplink_calls_baresip(ns: NetNs, tmp_path: Path) -> None:
-    b = Baresip(ns, IP, 25200, user="bob", interface="v0", rtcp_mux=True,
+async def test_siplink_calls_baresip(ns: NetNs, tmp_path: Path, mux: bool) -> None:
+    b = Baresip(ns, IP, 25200, user="bob", interface="v0", rtcp_mux=mux,
                 record_dir=tmp_path).start()
-    ua = our_agent(ns, 1000.0)
+    ua = our_agent(ns, 1000.0, rtcp_mux=mux)
     try:
         s = ua.media_factory()
         assert isinstance(s, IceMediaSession)
@@ -118,7 +119,10 @@ async def test_siplink_calls_baresip(ns: NetNs, tmp_path: Path) -> None:
         assert s.controlling and s.state == "connected"
         assert 0 < (s.time_to_connected or 0) < 5
         answer = parse(call.remote_sdp).media[0]
-        assert answer.rtcp_mux and {c.type.value for c in answer.candidates} >= {"host"}
+        assert answer.rtcp_mux is mux and {c.type.value for c in answer.candidates} >= {"host"}
+        # one component with rtcp-mux, else RTP and RTCP each on its own selected pair
+        assert s.components == (1 if mux else 2)
+        assert set(s.selected_pairs) == ({1} if mux else {1, 2})
         # baresip is an RFC 5245 agent: we sent it the updated offer (a=remote-candidates)
         await wait_for(lambda: s.updated_offers == 1, 5, "updated offer answered")
         assert s.remote_rfc5245
@@ -169,6 +173,31 @@ async def test_baresip_calls_siplink(ns: NetNs, tmp_path: Path) -> None:
         await wait_for(lambda: incoming[0].state is CallState.ENDED, 10, "BYE from baresip")
         assert incoming[0].cause == "remote-bye"
         check_media(s, b, tmp_path, 1200.0)
+    finally:
+        ua.close()
+        b.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_mux_only_offer_to_baresip_without_rtcp_mux_ends_with_a_cause(ns: NetNs) -> None:
+    """baresip without rtcp-mux answers our one-component offer with a=ice-mismatch: the
+    call ends at once with that cause (a BYE), and no media is sent."""
+    b = Baresip(ns, IP, 25200, user="bob", interface="v0", rtcp_mux=False).start()
+    ua = our_agent(ns, 1000.0, rtcp_mux=True)
+    try:
+        s = ua.media_factory()
+        assert isinstance(s, IceMediaSession)
+        b.mark()
+        call = ua.call(b.uri, media=s)
+        s.attach(call)
+        await call.answered
+        with pytest.raises(IceSessionError) as exc:
+            await s.wait_connected()
+        assert "ice-mismatch" in exc.value.cause and "rtcp_mux=False" in exc.value.cause
+        assert call.state is CallState.ENDED and call.cause == exc.value.cause
+        assert s.stream is None
+        await log_wait(b, r"sip:siplink@\S+: session closed")
+        assert any(m.startswith("BYE ") for m in b.received_sip())
     finally:
         ua.close()
         b.stop()
