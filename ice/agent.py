@@ -784,6 +784,13 @@ class Agent:
         p = self._pending.get(msg.transaction_id)
         if p is None:
             return
+        if p.kind != "check" and (remote != p.txn.addr or local != p.local):
+            # a STUN server's (or consent) answer only counts from where the request went: a
+            # forged one must neither plant a reflexive candidate nor end the transaction
+            # (checks: RFC 8445 §7.2.5.2.1 below, after integrity)
+            self._trace(now, "in", f"{msg.summary()} from {remote[0]}:{remote[1]}, not from "
+                        f"{p.txn.addr[0]}:{p.txn.addr[1]}: dropped", local, remote, data)
+            return
         if p.key is not None and stun.verify(data, p.key) is not None:
             self._trace(now, "in", f"response failed integrity from {remote}", local, remote,
                         data)
