@@ -9,7 +9,8 @@ siplink (we are controlled; baresip without rtcp-mux, so two components, RTP and
 each: ICE completes on both sides (our session state and baresip's "connectivity check is
 complete"), both sides agree on the pair (baresip's media raddr is our selected local address
 and vice versa), we decode baresip's 440 Hz sine, baresip decodes our tone (its own sndfile
-recording of what it received) and counts our packets, and our DTMF reaches it.
+recording of what it received) and counts our packets, and our DTMF reaches it. When we
+call, hold and resume by re-INVITE stop and restart baresip's sending.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def our_agent(ns: NetNs, tone: float, *, rtcp_mux: bool = True) -> UserAgent:
     return ua
 
 
-def check_media(s: IceMediaSession, b: Baresip, rec: Path, our_tone: float) -> None:
+def check_media(s: IceMediaSession, b: Baresip, rec: Path, our_tone: float,
+                heard_hz: float | None = None) -> None:
     """Both sides agree on the pair; RTP each way, checked by its content."""
     pair = s.selected_pairs[1]
     assert pair.local_type == "host" and pair.local_address[0] == IP
@@ -91,7 +93,7 @@ def check_media(s: IceMediaSession, b: Baresip, rec: Path, our_tone: float) -> N
     assert s.stream is not None
     st = s.stream.stats()
     assert st.packets_received > 80 and st.packets_sent > 80, st
-    f = s.stream.detected_frequency()
+    f = heard_hz if heard_hz is not None else s.stream.detected_frequency()
     assert f is not None and abs(f - 440.0) < 5, f               # baresip's ausine
     stats = b.wait_rtp_stats()
     assert stats.rx_packets > 80 and abs(stats.rx_packets - st.packets_sent) <= 10, (stats, st)
@@ -133,9 +135,23 @@ async def test_siplink_calls_baresip(ns: NetNs, tmp_path: Path, mux: bool) -> No
         await sleep(1.0)
         s.send_dtmf("12#")
         await sleep(2.0)
+        assert s.stream is not None
+        heard_hz = s.stream.detected_frequency()
+        # hold and resume by re-INVITE: baresip answers recvonly and stops sending, then
+        # answers sendrecv and sends again
+        resp = await s.hold()
+        assert resp.status == 200 and b"a=recvonly" in resp.body
+        await sleep(0.3)
+        n = s.stream.stats().packets_received
+        await sleep(0.6)
+        assert s.stream.stats().packets_received - n <= 2
+        resp = await s.resume()
+        assert resp.status == 200 and b"a=sendrecv" in resp.body
+        await sleep(0.6)
+        assert s.stream.stats().packets_received - n > 15
         await call.hangup()
         await sleep(0.3)
-        check_media(s, b, tmp_path, 1000.0)
+        check_media(s, b, tmp_path, 1000.0, heard_hz)
     finally:
         ua.close()
         b.stop()
