@@ -13,7 +13,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import NoneType, UnionType
 from typing import Any, get_args, get_origin, get_type_hints
+
+from siplink.account import Account
 
 
 class ConfigError(ValueError):
@@ -33,25 +36,6 @@ class ConfigError(ValueError):
         if key:
             where.append(f"key {key!r}")
         super().__init__((", ".join(where) + ": " if where else "") + message)
-
-
-@dataclass
-class Account:
-    """A SIP account: who we are, and where we register (if anywhere)."""
-
-    name: str = "default"
-    user: str = "siplink"
-    domain: str = "127.0.0.1"
-    display_name: str = ""
-    password: str = ""
-    auth_user: str = ""          # defaults to user
-    registrar: str = ""          # e.g. "sip:127.0.0.1:25060"; empty: do not register
-    outbound_proxy: str = ""
-    transport: str = "udp"       # udp | tcp | tls
-    expires: int = 3600
-
-    def __repr__(self) -> str:  # never show the password
-        return f"Account(name={self.name!r}, user={self.user!r}, domain={self.domain!r})"
 
 
 @dataclass
@@ -176,6 +160,9 @@ def _check(value: Any, hint: Any, key: str, locate: _Locator, path: str | None) 
             raise fail(f"must be a table, not {type(value).__name__}")
         return _build(hint, value, key, locate, path)
     origin = get_origin(hint)
+    if origin is UnionType:  # ``str | None``: TOML has no null, so check the other member
+        (hint,) = [a for a in get_args(hint) if a is not NoneType]
+        return _check(value, hint, key, locate, path)
     if origin is list:
         (item,) = get_args(hint)
         if not isinstance(value, list):
@@ -208,7 +195,7 @@ def _check(value: Any, hint: Any, key: str, locate: _Locator, path: str | None) 
 def _build(cls: type, table: dict[str, Any], prefix: str, locate: _Locator,
            path: str | None) -> Any:
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
     kwargs: dict[str, Any] = {}
     for name, value in table.items():
         key = f"{prefix}.{name}" if prefix else name

@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,8 +33,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ice.trace import Trace
+from siplink.account import Account
 from siplink.dialog import Dialog, DialogId
-from siplink.digest import DigestClient, DigestError, parse_challenge
+from siplink.digest import DigestError, parse_challenge
 from siplink.message import (
     Request,
     Response,
@@ -148,41 +149,6 @@ class StaticMedia:
 
     def close(self) -> None:
         self.closed = True
-
-
-# ----------------------------------------------------------------------------- accounts
-
-
-@dataclass
-class Account:
-    user: str
-    domain: str
-    password: str | None = None
-    auth_user: str | None = None
-    display_name: str | None = None
-    proxy: str | None = None          # "host:port" or a SIP URI: outbound proxy / registrar
-    registrar: str | None = None      # Request-URI of REGISTER (default sip:domain)
-    expires: int = 3600
-    _digest: DigestClient | None = field(default=None, repr=False)
-    # realms that challenged us -> the header that answers them (for pre-emptive credentials)
-    _realms: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def aor(self) -> str:
-        return f"sip:{self.user}@{self.domain}"
-
-    @property
-    def from_value(self) -> str:
-        if self.display_name:
-            return f'"{self.display_name}" <{self.aor}>'
-        return f"<{self.aor}>"
-
-    def digest(self) -> DigestClient | None:
-        if self.password is None:
-            return None
-        if self._digest is None:
-            self._digest = DigestClient(self.auth_user or self.user, self.password)
-        return self._digest
 
 
 # ----------------------------------------------------------------------------- calls

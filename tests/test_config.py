@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_example_config_loads_with_every_section():
     cfg = load(ROOT / "conf" / "siplink.toml")
     assert cfg.sip.listen == "127.0.0.1:5070"
-    assert cfg.account().user == "alice" and cfg.account("alice").registrar.endswith(":25060")
+    assert cfg.account().user == "alice" and cfg.account("alice").proxy.endswith(":25060")
     assert cfg.ice.ta_ms == 50 and cfg.ice.nomination == "regular"
     assert cfg.media.codecs == ["PCMU", "PCMA"] and cfg.media.ptime == 20
     assert cfg.logging.level == "info"
@@ -21,6 +21,7 @@ def test_defaults_without_a_file():
     assert isinstance(cfg, Config)
     assert cfg.ice.addresses == ["127.0.0.1"]
     assert cfg.account().user == "siplink"
+    assert cfg.account().password is None  # no credentials unless configured
 
 
 def test_wrong_type_names_key_and_line():
