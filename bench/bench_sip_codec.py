@@ -7,10 +7,11 @@ Corpus: an INVITE with an ICE SDP offer and its 200 OK (captured from baresip), 
 with Authorization, a small OPTIONS.  Also: serialize rates (parse once, serialize many)
 where the parser can serialize.
 
-    python bench/bench_sip_codec.py [--seconds 0.5] [--rounds 3]
+    python bench/bench_sip_codec.py [--seconds 0.3] [--rounds 5]
 
 Peers (bench extras, `pip install sipmessage sippy pyVoIP`): a missing one is reported and
-left out of the table.  Figures are messages per second, best of --rounds.
+left out of the table.  Figures are messages per second, best of --rounds rounds; each
+round times every contender once, so load from other processes hits them alike.
 """
 
 from __future__ import annotations
@@ -159,95 +160,106 @@ CONTENDERS: list[tuple[str, Callable[[], tuple[Work, Any]]]] = [
 # ---------------------------------------------------------------------------- measuring
 
 
-def rate(fn: Callable[[], object], seconds: float, rounds: int) -> float:
-    """Best-of-rounds calls per second."""
-    best = 0.0
-    n = 64
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    dt = time.perf_counter() - t0
-    n = max(64, int(n * seconds / max(dt, 1e-6)))
-    for _ in range(rounds):
+class Timing:
+    """One thing to time: calls per second, best over the rounds it took part in."""
+
+    def __init__(self, fn: Callable[[], object], seconds: float, weight: int = 1) -> None:
+        self.fn = fn
+        self.weight = weight          # messages per call (the mixed pass handles several)
+        self.best = 0.0
+        n = 16
         t0 = time.perf_counter()
         for _ in range(n):
             fn()
         dt = time.perf_counter() - t0
-        best = max(best, n / dt)
-    return best
+        self.n = max(16, int(n * seconds / max(dt, 1e-6)))
 
-
-def mixed_rate(work: Work, msgs: list[bytes], seconds: float, rounds: int) -> float:
-    def one_pass() -> None:
-        for raw in msgs:
-            work(raw)
-    return rate(one_pass, seconds, rounds) * len(msgs)
+    def run(self) -> None:
+        fn = self.fn
+        t0 = time.perf_counter()
+        for _ in range(self.n):
+            fn()
+        dt = time.perf_counter() - t0
+        self.best = max(self.best, self.n * self.weight / dt)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=0.5, help="time per measurement (s)")
-    ap.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=0.3, help="time per measurement (s)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds; each round times every contender once (interleaved, so "
+                         "load from other processes hits them alike); best round counts")
     args = ap.parse_args(argv)
 
     msgs = corpus()
     names = [n for n, _ in msgs]
-    results: dict[str, dict[str, float]] = {}
-    serial: dict[str, dict[str, float]] = {}
+    timings: dict[tuple[str, str, str], Timing] = {}   # (kind, contender, column)
     missing: list[str] = []
+    order: list[str] = []
     for name, factory in CONTENDERS:
         try:
             work, serializer = factory()
         except ImportError as e:
             missing.append(f"{name} ({e})")
             continue
-        row: dict[str, float] = {}
         usable: list[bytes] = []
         for label, raw in msgs:
             try:
-                work(raw)
+                work(raw)                  # every contender must read the same values
             except Exception as e:  # noqa: BLE001 - a peer that cannot read this message
                 missing.append(f"{name} on {label}: {type(e).__name__}: {str(e)[:60]}")
-                row[label] = float("nan")
                 continue
             usable.append(raw)
-            row[label] = rate(lambda raw=raw, work=work: work(raw), args.seconds, args.rounds)
+            timings[("parse", name, label)] = Timing(
+                lambda raw=raw, work=work: work(raw), args.seconds)
+            if serializer is not None:
+                try:
+                    timings[("serialize", name, label)] = Timing(serializer(raw), args.seconds)
+                except Exception:  # noqa: BLE001
+                    pass
         if not usable:
             continue
+        order.append(name)
+
+        def one_pass(work: Work = work, usable: list[bytes] = usable) -> None:
+            for raw in usable:
+                work(raw)
         # a parser that fails on some messages is timed on the mixed corpus it can read
-        row["mixed"] = mixed_rate(work, usable, args.seconds, args.rounds)
-        results[name] = row
-        if serializer is not None:
-            srow: dict[str, float] = {}
-            for label, raw in msgs:
-                try:
-                    srow[label] = rate(serializer(raw), args.seconds, args.rounds)
-                except Exception:  # noqa: BLE001
-                    srow[label] = float("nan")
-            serial[name] = srow
+        timings[("parse", name, "mixed")] = Timing(one_pass, args.seconds, len(usable))
+
+    for _ in range(args.rounds):
+        for t in timings.values():
+            t.run()
+
+    def get(kind: str, name: str, col: str) -> float:
+        t = timings.get((kind, name, col))
+        return float("nan") if t is None else t.best
 
     cols = names + ["mixed"]
-    print(f"Python {sys.version.split()[0]}; parse + transaction fields, messages/s (best of {args.rounds})")
+    print(f"Python {sys.version.split()[0]}; parse + transaction fields, messages/s "
+          f"(best of {args.rounds} interleaved rounds)")
     print(f"{'parser':<12}" + "".join(f"{c:>15}" for c in cols))
-    for name, row in results.items():
-        print(f"{name:<12}" + "".join(f"{row[c]:>15,.0f}" for c in cols))
-    ours = results.get("siplink")
-    peers = {n: r for n, r in results.items() if n != "siplink"}
-    if ours and peers:
-        fastest = max(peers, key=lambda n: peers[n]["mixed"])
+    for name in order:
+        print(f"{name:<12}" + "".join(f"{get('parse', name, c):>15,.0f}" for c in cols))
+    peers = [n for n in order if n != "siplink"]
+    if "siplink" in order and peers:
         print("\nsiplink / peer (>1 means siplink is faster)")
-        for name, row in peers.items():
-            print(f"{'vs ' + name:<12}" + "".join(f"{ours[c] / row[c]:>14.2f}x" for c in cols))
+        for name in peers:
+            print(f"{'vs ' + name:<12}" + "".join(
+                f"{get('parse', 'siplink', c) / get('parse', name, c):>14.2f}x" for c in cols))
+        fastest = max(peers, key=lambda n: get("parse", n, "mixed"))
         print(f"fastest peer on the mixed corpus: {fastest}; siplink is "
-              f"{ours['mixed'] / peers[fastest]['mixed']:.2f}x it")
+              f"{get('parse', 'siplink', 'mixed') / get('parse', fastest, 'mixed'):.2f}x it")
+    serial = [n for n in order if any(k[0] == "serialize" and k[1] == n for k in timings)]
     if serial:
         print("\nserialize (message already parsed), messages/s")
-        print(f"{'parser':<12}" + "".join(f"{c:>15}" for c in names))
-        for name, row in serial.items():
-            print(f"{name:<12}" + "".join(f"{row[c]:>15,.0f}" for c in names))
+        print(f"{'serializer':<12}" + "".join(f"{c:>15}" for c in names))
+        for name in serial:
+            print(f"{name:<12}" + "".join(f"{get('serialize', name, c):>15,.0f}" for c in names))
     for m in missing:
         print(f"not measured: {m}")
-    print("(nan = the parser raised on that message; its mixed figure uses the messages it reads)")
+    if missing:
+        print("(nan = the parser raised on that message; its mixed figure uses the messages it reads)")
     return 0
 
 
