@@ -75,7 +75,7 @@ def ladder_entries(records: Iterable[TraceRecord]) -> list[LadderEntry]:
                 label = r.summary
                 m = re.match(r"^(?:SIP/2\.0 )?(\d{3} .*)$", label)
                 if m:
-                    label = m.group(1)
+                    label = re.sub(r" \(\d+ (\w+)\)$", r" (\1)", m.group(1))
                     cseq = re.search(r"\n(?:CSeq):[ \t]*\d+[ \t]+(\w+)", r.detail, re.I)
                     if cseq and "(" not in label:
                         label += f" ({cseq.group(1)})"

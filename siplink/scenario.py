@@ -540,12 +540,19 @@ class Progress:
 
 
 def _ua_account(config: Config, name: str) -> Any:
+    """A fresh user-agent Account for the configuration's account ``name`` (or the first);
+    a copy, so a command may change its fields."""
+    import dataclasses
+
     from siplink.useragent import Account
 
-    acc = config.account(name or None)
+    acc: Any = config.account(name or None)
+    if isinstance(acc, Account):     # one Account type for config and UA
+        return dataclasses.replace(acc)
+    proxy = getattr(acc, "proxy", None) or getattr(acc, "outbound_proxy", None)
     return Account(user=acc.user, domain=acc.domain, password=acc.password or None,
                    auth_user=acc.auth_user or None, display_name=acc.display_name or None,
-                   proxy=acc.outbound_proxy or None, registrar=acc.registrar or None,
+                   proxy=proxy or None, registrar=acc.registrar or None,
                    expires=acc.expires)
 
 

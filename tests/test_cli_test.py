@@ -49,6 +49,16 @@ def tshark(pcap: Path, display: str, fields: list[str]) -> list[list[str]]:
     return [line.split("|") for line in out.stdout.splitlines() if line]
 
 
+def _proxy_key() -> str:
+    """The account's outbound-proxy key (``proxy``; ``outbound_proxy`` in older configs)."""
+    import dataclasses
+
+    from siplink import config
+
+    names = {f.name for f in dataclasses.fields(config.Account)}
+    return "proxy" if "proxy" in names else "outbound_proxy"
+
+
 def junit(path: Path) -> tuple[ET.Element, dict[str, ET.Element]]:
     root = ET.parse(path).getroot()
     assert root.tag == "testsuites"
@@ -177,7 +187,7 @@ name = "alice"
 user = "alice"
 domain = "127.0.0.1"
 password = "secret"
-outbound_proxy = "sip:{k.address}"
+{_proxy_key()} = "sip:{k.address}"
 """)
         sc = tmp_path / "kam.toml"
         sc.write_text("""
