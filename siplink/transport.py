@@ -157,6 +157,10 @@ class SipTransport:
         self._connections: dict[Target, _StreamProtocol] = {}
         self._connecting: dict[Target, _StreamProtocol] = {}
         self._tls_client_ctx: Any = None
+        # certificates TLS connections we open must chain to (an IOpenSSLTrustRoot, e.g.
+        # ssl.Certificate of a CA); None: the platform's CAs.  Verification is always on
+        # unless a client context given to listen_tls/set_tls_client_context says otherwise.
+        self.tls_trust_root: Any = None
         self._timer: Any = None
         self._timer_at: float | None = None
         self._pumping = False
@@ -279,10 +283,18 @@ class SipTransport:
         self._connecting[target] = proto
         factory = _ClientStreamFactory(self, target.transport, proto, target)
         if target.transport == "tls":
-            self.reactor.connectSSL(target.host, target.port, factory, self._tls_client_ctx,
+            self.reactor.connectSSL(target.host, target.port, factory,
+                                    self._tls_client_ctx or self._verifying_context(target),
                                     timeout=CONNECT_TIMEOUT)
         else:
             self.reactor.connectTCP(target.host, target.port, factory, timeout=CONNECT_TIMEOUT)
+
+    def _verifying_context(self, target: Target) -> Any:
+        """TLS client options that check the server's certificate chain and that it names
+        ``target.host`` (RFC 5922), against ``tls_trust_root`` or the platform's CAs."""
+        from twisted.internet import ssl
+        trust = self.tls_trust_root if self.tls_trust_root is not None else ssl.platformTrust()
+        return ssl.optionsForClientTLS(target.host, trustRoot=trust)
 
     def _arm(self) -> None:
         deadline = self.layer.get_timer()
