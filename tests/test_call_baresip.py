@@ -4,13 +4,15 @@ baresip refuses loopback host candidates, so the test creates a namespace with a
 (198.51.100.1) and runs baresip there; our UserAgent and its ICE sockets are bound inside the
 same namespace from this process (``NetNs.entered`` around the binds), so no traffic leaves it.
 
-Both directions: siplink calls baresip (we control; rtcp-mux, one component) and baresip calls
-siplink (we are controlled; baresip without rtcp-mux, so two components, RTP and RTCP). In
+Both directions: siplink calls baresip (we control) and baresip calls siplink (we are
+controlled; baresip without rtcp-mux, so two components, RTP and RTCP). In
 each: ICE completes on both sides (our session state and baresip's "connectivity check is
 complete"), both sides agree on the pair (baresip's media raddr is our selected local address
 and vice versa), we decode baresip's 440 Hz sine, baresip decodes our tone (its own sndfile
 recording of what it received) and counts our packets, and our DTMF reaches it. When we
-call, hold and resume by re-INVITE stop and restart baresip's sending.
+call: with and without rtcp-mux (one or two components), baresip gets our updated offer
+(a=remote-candidates, it is an RFC 5245 agent), and hold/resume by re-INVITE stop and restart
+its sending; a mux-only offer to a baresip without rtcp-mux ends with an a=ice-mismatch cause.
 """
 
 from __future__ import annotations
