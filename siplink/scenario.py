@@ -560,7 +560,12 @@ def media_options(config: Config) -> dict[str, Any]:
     """IceMediaSession keyword arguments from the configuration's [ice] and [media]."""
     from ice.gathering import TurnServer, parse_server_uri
 
+    import sdp
+
     ice = config.ice
+    codecs = [getattr(sdp, c.upper()) for c in config.media.codecs]
+    if config.media.dtmf:
+        codecs.append(sdp.TELEPHONE_EVENT)
     turns = []
     for t in ice.turn_servers:
         _scheme, host, port = parse_server_uri(t.uri)
@@ -576,6 +581,7 @@ def media_options(config: Config) -> dict[str, Any]:
         "nomination": ice.nomination,
         "failed_timeout": ice.failed_timeout_s,
         "ptime": config.media.ptime / 1000.0,
+        "codecs": tuple(codecs),
     }
 
 

@@ -269,3 +269,30 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     # and none when stderr is not a terminal
     out = siplink("test", str(sc))
     assert out.returncode == 0 and "] 4/4" not in out.stderr
+
+
+def test_relay_only_calls_through_coturn_check_the_candidate_type(tmp_path: Path) -> None:
+    from tests.peers.coturn import Coturn
+
+    sc = tmp_path / "relay.toml"
+    sc.write_text('[scenario]\nname = "relay"\n[[answerers]]\nname = "bob"\n'
+                  '[[calls]]\nname = "relayed"\nto = "bob"\nduration_s = 1.5\n'
+                  '[calls.expect]\ncandidate = "${TYPE}"\nmedia_s = 1.0\nmax_loss_pct = 5\n')
+    with Coturn() as turn:
+        cfg = tmp_path / "siplink.toml"
+        cfg.write_text(f'[ice]\npolicy = "relay"\n[[ice.turn_servers]]\n'
+                       f'uri = "turn:127.0.0.1:{turn.port}"\nusername = "alice"\n'
+                       'password = "secret"\n')
+        ok = siplink("-c", str(cfg), "test", str(sc), "--var", "TYPE=relay")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "relay->relay" in ok.stdout
+        report = tmp_path / "r.xml"
+        bad = siplink("-c", str(cfg), "test", str(sc), "--var", "TYPE=host", "--junit",
+                      str(report))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    _, cases = junit(report)
+    failure = cases["relayed"].find("failure")
+    assert failure is not None
+    message = failure.get("message", "")
+    assert message.startswith("selected pair is relay -> relay (c1 relay 127.0.0.1:")
+    assert message.endswith("expected a host candidate")
