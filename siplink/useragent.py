@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from ice.trace import Trace
 from siplink.account import Account
 from siplink.dialog import Dialog, DialogId
-from siplink.digest import DigestError, parse_challenge
+from siplink.digest import DigestError, DigestServer, parse_challenge
 from siplink.message import (
     Request,
     Response,
@@ -390,6 +390,9 @@ class UserAgent:
         self.registrations: list[Registration] = []
         self.on_incoming_call: Callable[[Call], Any] | None = None
         self.on_request: Callable[[Request], None] | None = None   # any in-dialog request seen
+        # set it to require digest credentials (RFC 3261 §22.3) on every request that opens
+        # something (out of dialog; ACK and CANCEL cannot be challenged, §22.1)
+        self.authenticator: DigestServer | None = None
         self.stats = {"calls_in": 0, "calls_out": 0, "answered": 0, "ended": 0}
 
     # --------------------------------------------------------------- set-up
@@ -877,6 +880,10 @@ class UserAgent:
         if self._refuse(req, key):
             self._pump()
             return
+        if (self.authenticator is not None and req.to.tag is None and method != "CANCEL"
+                and not self._authorized(req, key)):
+            self._pump()
+            return
         if req.to.tag is not None:
             self._on_in_dialog(req, source, key)
             return
@@ -914,6 +921,18 @@ class UserAgent:
                                   for a in accept):
                 self._reply(key, req, 406, "Not Acceptable", [("Accept", "application/sdp")])
                 return True
+        return False
+
+    def _authorized(self, req: Request, key: ServerKey) -> bool:
+        """Digest check of an incoming request: 401 with a fresh challenge (``stale=true``
+        for an expired nonce, also for a replayed one), 403 for wrong credentials."""
+        assert self.authenticator is not None
+        decision = self.authenticator.authenticate(
+            req.headers.get_lines("authorization"), req.method, str(req.uri), self.now(),
+            body=req.body)
+        if decision.ok:
+            return True
+        self._reply(key, req, decision.status, None, list(decision.headers))
         return False
 
     def _dialog_call(self, req: Request) -> Call | None:
