@@ -19,6 +19,10 @@ pair is nominated.  :meth:`hold` / :meth:`resume` / :meth:`restart_ice` send re-
 ICE restart offered by the peer is followed.  ICE failure or lost consent ends the call with a
 BYE and the cause ``ice-failed: ...`` / ``ice-consent-lost``.
 
+RTCP: with ``rtcp_mux=True`` (the default) the offer has one component and ``a=rtcp-mux``
+(a peer that does not multiplex answers ``a=ice-mismatch``: the call ends with that cause);
+``rtcp_mux=False`` offers RTP and RTCP components.  Answering, we follow the offer.
+
 What ICE did is visible on the session (``call.media``, see :func:`ice_info`):
 ``selected_pairs`` (per component: local/remote type and address), ``time_to_connected``,
 ``checks_sent``, ``state``, ``trace`` (SDP, ICE and RTP records) and :meth:`summary`.
@@ -277,6 +281,8 @@ class IceMediaSession:
             self.started_at = now
             await self._create_agent(controlling=True,
                                      components=1 if self.rtcp_mux else 2)
+            if self._closed:             # the call ended while we gathered
+                raise IceSessionError("session closed while gathering")
         elif self._restart_pending:
             assert self.driver is not None
             self.driver.restart()
@@ -330,6 +336,8 @@ class IceMediaSession:
                                      components=1 if (self.rtcp_mux and m.rtcp_mux) else 2)
         except Exception as e:
             raise MediaRejected(f"no local media address: {e}"[:120], 488) from e
+        if self._closed:
+            raise MediaRejected("call ended while gathering", 487)
         if remote.ice_lite:
             assert self.agent is not None
             self.agent.set_remote_lite()
