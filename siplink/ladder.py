@@ -66,20 +66,29 @@ def _stun_label(r: TraceRecord) -> str:
     return label
 
 
+def sip_label(r: TraceRecord) -> str:
+    """``INVITE sip:bob@host`` / ``200 OK (INVITE)``: from the message's own start line (the
+    summary can name the transaction's request rather than the message, e.g. for the ACK of
+    a non-2xx response), with the CSeq method for responses."""
+    first = (r.detail or r.summary).split("\r\n", 1)[0].split("\n", 1)[0].strip()
+    m = re.match(r"^SIP/2\.0 (\d{3} .*)$", first)
+    if m:
+        label = m.group(1)
+        cseq = re.search(r"\nCSeq:[ \t]*\d+[ \t]+(\w+)", r.detail, re.I)
+        return f"{label} ({cseq.group(1)})" if cseq else label
+    m = re.match(r"^(\w+) (\S+) SIP/2\.0$", first)
+    if m:
+        return f"{m.group(1)} {m.group(2)}"
+    return re.sub(r" \(\d+ (\w+)\)$", r" (\1)", r.summary)
+
+
 def ladder_entries(records: Iterable[TraceRecord]) -> list[LadderEntry]:
     """The records a ladder shows, labelled, in time order."""
     out: list[LadderEntry] = []
     for r in records:
         if r.direction in ("in", "out") and r.protocol in ("sip", "stun") and r.remote:
             if r.protocol == "sip":
-                label = r.summary
-                m = re.match(r"^(?:SIP/2\.0 )?(\d{3} .*)$", label)
-                if m:
-                    label = re.sub(r" \(\d+ (\w+)\)$", r" (\1)", m.group(1))
-                    cseq = re.search(r"\n(?:CSeq):[ \t]*\d+[ \t]+(\w+)", r.detail, re.I)
-                    if cseq and "(" not in label:
-                        label += f" ({cseq.group(1)})"
-                label = re.sub(r"^(\w+) (sips?:\S+) SIP/2\.0$", r"\1 \2", label)
+                label = sip_label(r)
             else:
                 label = _stun_label(r)
             detail = r.detail if r.protocol == "sip" else f"{r.summary}\n{r.detail}".strip()

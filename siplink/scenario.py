@@ -558,9 +558,8 @@ def _ua_account(config: Config, name: str) -> Any:
 
 def media_options(config: Config) -> dict[str, Any]:
     """IceMediaSession keyword arguments from the configuration's [ice] and [media]."""
-    from ice.gathering import TurnServer, parse_server_uri
-
     import sdp
+    from ice.gathering import TurnServer, parse_server_uri
 
     ice = config.ice
     codecs = [getattr(sdp, c.upper()) for c in config.media.codecs]
@@ -714,7 +713,11 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
                                 rtcp_interval=1.0, **opts)
     else:
         media = StaticMedia(loc.host)
-    account = _ua_account(config, spec.account) if (spec.account or config.accounts) else None
+    # a named account, else the configuration's first -- but not toward the run's own
+    # answerers, which its outbound proxy would not reach
+    local = any(uri == a.uri for a in answerers)
+    account = _ua_account(config, spec.account) if (
+        spec.account or (config.accounts and not local)) else None
     t0 = reactor.seconds()
     deadline = t0 + timeout
     call = ua.call(uri, account=account, media=media)

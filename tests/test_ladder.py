@@ -105,3 +105,13 @@ def test_call_records_cuts_one_call_out() -> None:
     assert len(sip) == 2 and all("Call-ID: c2" in r.detail for r in sip)
     assert len(mine) == len(media) + 2
     assert render_text([]) == "(empty trace)\n"
+
+
+def test_sip_label_comes_from_the_message_itself() -> None:
+    from siplink.ladder import sip_label
+
+    ack = _invite("c3").replace(b"INVITE sip:", b"ACK sip:", 1).replace(b"1 INVITE", b"1 ACK")
+    # the transaction layer summarises the ACK of a non-2xx with its INVITE
+    r = TraceRecord(1.0, "out", "INVITE sip:bob@127.0.0.1:5080", ack.decode(), ME, BOB, "sip",
+                    ack)
+    assert sip_label(r) == "ACK sip:bob@127.0.0.1:5080"

@@ -71,14 +71,17 @@ def _echo(record: TraceRecord, verbose: int) -> None:
             and not record.summary.startswith(("selected", "nominated", "stream", "ICE",
                                                "checks", "gathered", "call ends")):
         return
+    from siplink.ladder import sip_label
+
     arrow = {"in": "<-", "out": "->", "event": "**"}[record.direction]
+    summary = sip_label(record) if record.protocol == "sip" else record.summary
     peer = f" {record.remote[0]}:{record.remote[1]}" if record.remote else ""
     import time
 
     stamp = time.strftime("%H:%M:%S", time.localtime(record.time)) + \
         f".{int(record.time * 1000) % 1000:03d}"
     sys.stderr.write(f"{stamp} {record.protocol or '-':4} {arrow}{peer} "
-                     f"{record.summary}\n")
+                     f"{summary}\n")
     if verbose >= 2 and record.protocol == "sip" and record.detail:
         sys.stderr.write("    " + record.detail.rstrip().replace("\r\n", "\n    ") + "\n")
     sys.stderr.flush()
