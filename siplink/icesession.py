@@ -58,7 +58,7 @@ from sdp import DEFAULT_CODECS, Codec, IceParams, OfferAnswer, SdpError, parse
 from sdp.ice import RemoteCandidate
 from sdp.offeranswer import NegotiatedMedia, RemoteIce
 from siplink.g711 import CODECS, PCMU, G711Codec
-from siplink.media import MediaEvent, MediaStream, PcmSource
+from siplink.media import MediaEvent, MediaStream, PcmSource, WavSource
 from siplink.media_twisted import MediaDriver
 from siplink.tone import ToneGenerator
 from siplink.useragent import CallState, MediaRejected
@@ -111,7 +111,8 @@ class IceMediaSession:
     ``local_addresses``/``interfaces``: where host candidates are gathered (default
     127.0.0.1 only); ``stun_servers``/``turn_servers`` and ``policy="relay"`` as for
     :class:`ice.agent.Agent`.  ``rtcp_mux``: offer RTCP multiplexed on one component (else two
-    components).  ``source``: what we play (``tone`` Hz is a shortcut; silence by default).
+    components).  ``source``: what we play (``tone`` Hz or a ``wav`` file are shortcuts; silence
+    by default); ``record_wav``: write the received audio there when the call ends.
     ``ice2``: announce ``a=ice-options:ice2`` (RFC 8445 agent; a peer that does not is treated
     as RFC 5245-style).  ``bind_context``: a context-manager factory around socket binding
     (tests bind inside a network namespace).  ``ua``/:meth:`attach`: how the session finds
@@ -131,6 +132,8 @@ class IceMediaSession:
         codecs: Sequence[Codec] = DEFAULT_CODECS,
         source: PcmSource | None = None,
         tone: float | None = None,
+        wav: str | None = None,
+        record_wav: str | None = None,
         ptime: float = 0.020,
         rtcp_interval: float = 5.0,
         ta: float = 0.02,
@@ -168,8 +171,11 @@ class IceMediaSession:
         self.record = record
         self.ua = ua
         self.bind_context = bind_context
+        if source is None and wav is not None:
+            source = WavSource.from_file(wav)     # MediaError for a WAV we cannot play
         self.source: PcmSource | None = source if source is not None else (
             ToneGenerator(tone) if tone is not None else None)
+        self.record_wav = record_wav
         self.trace = trace if trace is not None else Trace()
         first = (self.local_addresses or ("0.0.0.0",))[0]
         self.oa = OfferAnswer(first, codecs=codecs, rtcp_mux=rtcp_mux,
@@ -364,6 +370,11 @@ class IceMediaSession:
         self._closed = True
         if self.media is not None:
             self.media.stop("call ended")
+        if self.stream is not None and self.record_wav:
+            try:
+                self.stream.write_wav(self.record_wav)
+            except OSError as e:
+                log.warn("cannot write {path}: {e}", path=self.record_wav, e=e)
         if self.driver is not None:
             self.driver.close().addErrback(lambda f: log.failure("ICE close failed", f))
         if self.state not in ("failed",):

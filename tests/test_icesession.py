@@ -1,7 +1,8 @@
 """IceMediaSession between two siplink UserAgents on loopback (real UDP sockets, reactor).
 
 Each test checks one promise of the ICE call layer: media only after ICE completes and on the
-selected pair; hold/resume and ICE restart by re-INVITE; the updated offer with
+selected pair; a WAV file played and the received audio recorded to WAV; hold/resume and ICE
+restart by re-INVITE; the updated offer with
 a=remote-candidates for an RFC 5245 peer; the call ends with a clear cause when checks fail
 or consent is lost; an offer without ICE is refused with 488.
 """
@@ -9,6 +10,8 @@ or consent is lost; an offer without ICE is refused with 488.
 from __future__ import annotations
 
 import re
+import wave
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,9 @@ from twisted.internet import reactor, task
 
 from sdp import parse
 from siplink.icesession import IceMediaSession, IceSessionError, ice_info
+from siplink.media import wav_bytes
 from siplink.message import Request
+from siplink.tone import detect_frequency, sine
 from siplink.useragent import Call, CallFailed, CallState, UserAgent
 from tests.peers.process import free_port
 
@@ -238,3 +243,26 @@ async def test_offer_without_ice_gets_488() -> None:
     finally:
         a.close()
         b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_play_a_wav_file_and_record_the_received_audio(tmp_path: Path) -> None:
+    played = tmp_path / "play.wav"
+    played.write_bytes(wav_bytes(sine(697.0, 2.0)))
+    recorded = tmp_path / "heard.wav"
+    p = Pair(alice_opts={"tone": None, "wav": str(played)},
+             bob_opts={"record_wav": str(recorded)})
+    try:
+        await p.connect()
+        await sleep(1.2)
+        assert p.call is not None
+        await p.call.hangup()
+        await sleep(0.2)
+        with wave.open(str(recorded)) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+            pcm = w.readframes(w.getnframes())
+        assert len(pcm) > 2 * 8000                  # more than a second of audio
+        f = detect_frequency(pcm, 8000)
+        assert f is not None and abs(f - 697.0) < 5, f
+    finally:
+        p.close()
