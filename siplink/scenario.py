@@ -788,7 +788,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
         rec.error = f"{type(e).__name__}: {e}"
         call.hangup()
     try:
-        await _bounded(reactor, call.ended, 5.0)
+        await _bounded(reactor, call.ended, 5.0 if rec.status is not None else 0.5)
     except Exception:  # noqa: BLE001
         call._end("error")
     rec.ended_by = ended_by.get("by", "")

@@ -296,3 +296,23 @@ def test_relay_only_calls_through_coturn_check_the_candidate_type(tmp_path: Path
     message = failure.get("message", "")
     assert message.startswith("selected pair is relay -> relay (c1 relay 127.0.0.1:")
     assert message.endswith("expected a host candidate")
+
+
+def test_nothing_answers_exit_3(tmp_path: Path) -> None:
+    import socket
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))                 # bound and silent: no answer, no ICMP
+    try:
+        sc = tmp_path / "silent.toml"
+        sc.write_text(f'[scenario]\ntimeout_s = 1.5\n[[calls]]\nname = "silent"\n'
+                      f'to = "sip:x@127.0.0.1:{s.getsockname()[1]}"\nice = false\n')
+        report = tmp_path / "r.xml"
+        out = siplink("test", str(sc), "--junit", str(report))
+    finally:
+        s.close()
+    assert out.returncode == 3, out.stdout + out.stderr
+    suite, cases = junit(report)
+    assert suite.get("errors") == "1"
+    err = cases["silent"].find("error")
+    assert err is not None and err.get("message") == "error: no final response in 1.5 s"
