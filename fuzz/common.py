@@ -197,6 +197,7 @@ class Campaign:
         self.findings: dict[str, int] = {}          # signature -> count
         self.examples: dict[str, str] = {}          # signature -> saved file
         self.slowest = 0.0
+        self.slowest_input = b""
         self.started = time.monotonic()
         self._in_input_since: float | None = None
         self._last_report = self.started
@@ -240,6 +241,7 @@ class Campaign:
         elapsed = time.monotonic() - t0
         if elapsed > self.slowest:
             self.slowest = elapsed
+            self.slowest_input = data
         ok = t.accepted[0]
         if ok:
             self.accepted += 1
@@ -275,6 +277,15 @@ class Campaign:
               f"{self.accepted}, typed errors {self.typed}, findings "
               f"{sum(self.findings.values())} ({len(self.findings)} distinct), slowest "
               f"input {1000 * self.slowest:.1f} ms", flush=True)
+
+    def save_slowest(self) -> str | None:
+        """Keep the slowest input (for a look at near-timeouts); its path."""
+        if not self.slowest_input:
+            return None
+        self.crash_dir.mkdir(parents=True, exist_ok=True)
+        path = self.crash_dir / f"{self.target.name}-slowest.bin"
+        path.write_bytes(self.slowest_input)
+        return str(path)
 
     def summary(self, engine: str, seed: int) -> dict[str, Any]:
         return {"target": self.target.name, "engine": engine, "seed": seed,
@@ -386,6 +397,7 @@ def main(name: str, build: Callable[[], Target], argv: list[str] | None = None) 
         camp.disarm()
         camp.report(final=True)
         s = camp.summary(engine, args.seed)
+        s["slowest_input"] = camp.save_slowest()
         if args.json is not None:
             args.json.write_text(json.dumps(s, indent=2) + "\n")
         for sig, n in sorted(camp.findings.items()):
