@@ -496,7 +496,7 @@ def junit_xml(result: RunResult) -> bytes:
         props = (f"call-id={r.call_id}\nstatus={r.status}\nsetup_ms={r.setup_ms}\n"
                  f"ice={r.ice_state} {r.pair}\nrtp_received={r.rtp_received} "
                  f"loss_pct={r.loss_pct}\ndtmf={r.dtmf_received}\nended_by={r.ended_by} "
-                 f"({r.end_cause})\n")
+                 f"({r.end_cause})\nsteps={'; '.join(r.steps)}\n")
         ET.SubElement(case, "system-out").text = props
     suites = ET.Element("testsuites", {"name": "siplink", "tests": suite.get("tests", "0"),
                                        "failures": suite.get("failures", "0"),
@@ -806,8 +806,28 @@ async def _run_steps(reactor: Any, call: Any, media: Any, spec: CallSpec, answer
                      rec: CallRecord) -> None:
     from siplink.useragent import CallState, RequestFailed
 
+    held: tuple[float, int] | None = None     # (when, RTP received then) once on hold
+
+    def received() -> int:
+        stream = getattr(media, "stream", None)
+        return int(stream.stats().packets_received) if stream is not None else 0
+
+    def check_held() -> None:
+        # RFC 3264 §8.4: a peer put on hold (we offered sendonly) stops sending; allow what
+        # was in flight (0.2 s worth) before the answer arrived
+        if held is None:
+            return
+        took = reactor.seconds() - held[0]
+        got = received() - held[1]
+        if got > 0.2 / rec.ptime + 3:
+            rec.steps.append(f"hold: failed (peer kept sending: {got} RTP packets in "
+                             f"{took:.1f} s on hold)")
+
     for step in sorted(spec.steps, key=lambda s: s.at_s):
         await _sleep(reactor, answered_at + step.at_s - reactor.seconds())
+        if step.action in ("resume", "bye"):
+            check_held()
+            held = None
         if call.state is CallState.ENDED:
             rec.steps.append(f"{step.action}: failed (call already ended: {call.cause})")
             return
@@ -829,6 +849,8 @@ async def _run_steps(reactor: Any, call: Any, media: Any, spec: CallSpec, answer
             resp = await d
             status = getattr(resp, "status", 200)
             ok = status == step.expect_status
+            if ok and step.action == "hold":
+                held = (reactor.seconds(), received())
             rec.steps.append(f"{step.action}: {status}" + ("" if ok else
                              f" failed (expected {step.expect_status})"))
         except RequestFailed as e:
@@ -837,6 +859,7 @@ async def _run_steps(reactor: Any, call: Any, media: Any, spec: CallSpec, answer
                              f" failed (expected {step.expect_status})"))
         except Exception as e:  # noqa: BLE001
             rec.steps.append(f"{step.action}: failed ({type(e).__name__}: {e})")
+    check_held()   # still on hold at the end of the steps: measured up to now
 
 
 def _media_figures(rec: CallRecord, media: Any, base: Any, start: float, end: float) -> None:

@@ -105,6 +105,7 @@ def test_passing_scenario_with_junit_pcap_and_ladder(tmp_path: Path) -> None:
     assert all(c.find("failure") is None for c in cases.values())
     first = cases["ice-host-dtmf-hold"].findtext("system-out") or ""
     assert "dtmf=*9" in first and "ended_by=caller" in first and "host 127.0.0.1" in first
+    assert "steps=hold: 200; resume: 200\n" in first     # and bob went quiet while held
     call_id = first.split("call-id=")[1].split()[0]
 
     # pcap (the first call): tshark decodes its SIP dialog and its ICE checks

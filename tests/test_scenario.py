@@ -125,6 +125,8 @@ def test_check_call_passes_a_good_record() -> None:
     ({"dtmf_received": "1"}, "DTMF received '1', expected '12'"),
     ({"ended_by": "callee", "end_cause": "remote-bye"}, "expected the caller to end the call"),
     ({"steps": ["hold: 488 failed (expected 200)"]}, "step hold: 488 failed"),
+    ({"steps": ["hold: 200", "hold: failed (peer kept sending: 40 RTP packets in 0.8 s on "
+                "hold)"]}, "peer kept sending: 40 RTP packets"),
 ])
 def test_check_call_names_each_failure(kw: dict[str, object], words: str) -> None:
     failures = check_call(_answered(**kw))
