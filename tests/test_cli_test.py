@@ -188,6 +188,7 @@ name = "alice"
 user = "alice"
 domain = "127.0.0.1"
 password = "secret"
+registrar = "sip:{k.address}"
 {_proxy_key()} = "sip:{k.address}"
 """)
         sc = tmp_path / "kam.toml"
@@ -216,10 +217,16 @@ dtmf = "42"
 peer_dtmf = "7#"
 """)
         pcap = tmp_path / "k.pcap"
-        out = siplink("-c", str(cfg), "test", str(sc), "--var", f"KAM={k.address}",
-                      "--pcap", str(pcap))
+        out = siplink("-v", "-c", str(cfg), "test", str(sc), "--var", f"KAM={k.address}",
+                      "--pcap", str(pcap), "--register")
         assert out.returncode == 0, out.stdout + out.stderr
         assert "1 calls, 1 passed" in out.stdout
+        # -v shows the registrations before the call: bob (the answerer) and, for
+        # --register, alice; each challenged (401) then accepted
+        trace = out.stderr
+        before_call = trace[:trace.index(f"-> {k.address} INVITE sip:bob@")]
+        assert before_call.count(f"<- {k.address} 401 Unauthorized (REGISTER)") == 2
+        assert before_call.count(f"<- {k.address} 200 OK (REGISTER)") == 2
         # the INVITE went to Kamailio, was challenged (407) and retried with credentials
         rows = tshark(pcap, "sip", ["sip.Method", "sip.Status-Code", "udp.dstport",
                                     "sip.Proxy-Authorization"])
