@@ -828,8 +828,12 @@ def parse_message(data: bytes) -> Message:
         raise SipParseError(f"malformed message ({type(e).__name__})") from e
 
 
-def _partial(head: bytes) -> Message | None:
-    """The message as far as its start line and header split go, for error responses."""
+_FIELD_START = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*:")
+
+
+def _partial(head: bytes, lenient: bool = True) -> Message | None:
+    """The message as far as its start line and header split go, for error responses; when
+    some header line cannot be split (a bad name, no colon), from the lines that can."""
     try:
         start, headers = _split_head(head)
         if start.startswith("SIP/"):
@@ -846,7 +850,11 @@ def _partial(head: bytes) -> Message | None:
         req.version = "SIP/2.0"
         return req
     except (SipParseError, ValueError):
-        return None
+        if not lenient:
+            return None
+    lines = head.split(b"\n")
+    kept = [lines[0]] + [ln for ln in lines[1:] if _FIELD_START.match(ln)]
+    return _partial(b"\n".join(kept), False) if len(kept) < len(lines) else None
 
 
 class StreamParser:
