@@ -57,10 +57,11 @@ def malformed(port: int, transport: str = "UDP") -> list[tuple[str, bytes]]:
                                                                     b"Content-Length: 10")),
         ("negative Content-Length", options(via, "m7").replace(b"Content-Length: 0",
                                                                b"Content-Length: -5")),
+        ("bad header name (UDP)", options(via, "m9", "Bad Name: x\r\n")),
         ("unsupported version", options(via, "m8").replace(b" SIP/2.0\r\n", b" SIP/7.0\r\n", 1)),
     ]
     if transport == "TCP":   # Content-Length frames a stream: those errors are fatal there
-        cases = [c for c in cases if "Content-Length" not in c[0]]
+        cases = [c for c in cases if "Content-Length" not in c[0] and "UDP" not in c[0]]
     return [(what, data.replace(b"{n}", str(i).encode())) for i, (what, data) in
             enumerate(cases)]
 
@@ -153,7 +154,7 @@ async def test_malformed_udp_gets_the_codecs_400_and_the_agent_keeps_serving(
             if want is not None:
                 assert line == f"SIP/2.0 400 {want}", (what, line)
             assert b"Call-ID: m" in reply or b"i: m" in reply, (what, reply[:200])
-            await ok_after(peer, port, ua.port, what.replace(" ", "-"))
+            await ok_after(peer, port, ua.port, "".join(c for c in what if c.isalnum()))
         # garbage that is not SIP at all: dropped, and still serving
         for junk in (b"\x00" * 100, os.urandom(1400), b"INVITE\r\n\r\n", b"SIP/2.0 200\r\n\r\n"):
             port.write(junk, ("127.0.0.1", ua.port))
