@@ -266,3 +266,26 @@ async def test_play_a_wav_file_and_record_the_received_audio(tmp_path: Path) -> 
         assert f is not None and abs(f - 697.0) < 5, f
     finally:
         p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_callee_restarts_ice_and_roles_stay() -> None:
+    p = Pair()
+    try:
+        sa, sb = await p.connect()
+        bob_ufrag = sb.agent.local_username if sb.agent else None
+        resp = await sb.restart_ice()            # bob (controlled) sends the re-INVITE
+        assert resp.status == 200
+        assert sb.agent is not None and sb.agent.local_username != bob_ufrag
+        await sleep(0.5)
+        assert (sa.restarts, sb.restarts) == (1, 1)
+        assert sa.controlling and not sb.controlling            # RFC 8445 §9: roles kept
+        assert sa.state == sb.state == "connected"
+        assert sa.stream is not None and sb.stream is not None
+        n = sa.stream.stats().packets_received
+        await sleep(0.5)
+        assert sa.stream.stats().packets_received > n + 10
+        assert p.call is not None
+        await p.call.hangup()
+    finally:
+        p.close()
