@@ -709,7 +709,12 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
     rec.ptime = opts["ptime"]
     media: Any
     if spec.ice:
-        media = IceMediaSession(reactor, ua=ua, trace=trace_factory(), tone=config.media.tone_hz,
+        # [media] play_wav / record_wav: the caller's side (with repeats, the last call's
+        # recording stays)
+        play = config.media.play_wav or None
+        media = IceMediaSession(reactor, ua=ua, trace=trace_factory(),
+                                tone=None if play else config.media.tone_hz, wav=play,
+                                record_wav=config.media.record_wav or None,
                                 rtcp_interval=1.0, **opts)
     else:
         media = StaticMedia(loc.host)

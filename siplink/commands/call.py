@@ -36,6 +36,10 @@ def register(subparsers: Any) -> None:
                    help="seconds to stay up after the answer (default 3)")
     p.add_argument("--dtmf", default="", metavar="DIGITS",
                    help="send these RFC 4733 digits once ICE connected")
+    p.add_argument("--play", metavar="FILE.wav",
+                   help="play this WAV file (overrides media.play_wav; default a tone)")
+    p.add_argument("--record", metavar="FILE.wav",
+                   help="write the audio received to this WAV file when the call ends")
     p.add_argument("--no-ice", action="store_true",
                    help="plain SDP without ICE (for peers such as SIPp's uas)")
     p.add_argument("--timeout", type=float, default=15.0, metavar="S",
@@ -164,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     if args.duration < 0 or args.timeout <= 0:
         print("siplink call: --duration must be >= 0 and --timeout > 0", file=sys.stderr)
         return EXIT_USAGE
-    if args.no_ice and (args.expect_ice or args.expect_media or args.expect_dtmf or args.dtmf):
+    if args.no_ice and (args.expect_ice or args.expect_media or args.expect_dtmf or args.dtmf
+                        or args.play or args.record):
         print("siplink call: --no-ice cannot be combined with ICE/media/DTMF options",
               file=sys.stderr)
         return EXIT_USAGE
@@ -173,9 +178,19 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = load_config(args)
     override(config, "sip.listen", args.listen)
+    override(config, "media.play_wav", args.play)
+    override(config, "media.record_wav", args.record)
+    ice = config.ice.enabled and not args.no_ice
+    if config.media.play_wav and ice:
+        from siplink.media import MediaError, WavSource
+
+        try:
+            WavSource.from_file(config.media.play_wav)
+        except (MediaError, OSError) as e:
+            print(f"siplink call: cannot play {config.media.play_wav}: {e}", file=sys.stderr)
+            return EXIT_USAGE
     if args.account:
         config.account(args.account)   # ConfigError (exit 2) when there is no such account
-    ice = config.ice.enabled and not args.no_ice
     expect = Expect(status=args.expect_status, within_ms=args.expect_within,
                     ice=args.expect_ice is not None,
                     candidate="" if args.expect_ice in (None, "any") else args.expect_ice,
