@@ -330,6 +330,7 @@ class CallRecord:
     spec: CallSpec
     index: int = 0
     call_id: str = ""
+    started_at: float = 0.0          # when the INVITE was sent (reactor time)
     status: int | None = None        # final response to the INVITE (408 on timeout)
     reason: str = ""
     setup_ms: float | None = None    # INVITE to the final response
@@ -723,7 +724,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
     local = any(uri == a.uri for a in answerers)
     account = _ua_account(config, spec.account) if (
         spec.account or (config.accounts and not local)) else None
-    t0 = reactor.seconds()
+    t0 = rec.started_at = reactor.seconds()
     deadline = t0 + timeout
     call = ua.call(uri, account=account, media=media)
     if isinstance(media, IceMediaSession):
