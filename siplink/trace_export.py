@@ -4,7 +4,8 @@ A view of the same :class:`ice.trace.TraceRecord` trace as the ladder and ``-v``
 Records that carry ``raw`` bytes and a remote address are written as UDP packets through
 :mod:`siplink.pcap`. SIP records from the transaction layer do not name our local address,
 so the caller passes ``sip_local`` (the UA's SIP socket); STUN records name both ends. RTP is
-left out unless ``protocols`` asks for it (``{"sip", "stun", "rtp"}``).
+left out unless ``protocols`` asks for it (``{"sip", "stun", "rtp"}``). Every packet is written
+as UDP, also SIP that went over TCP/TLS (one message per packet, so tshark still decodes it).
 """
 
 from __future__ import annotations

@@ -260,4 +260,6 @@ def _print_text(rec: CallRecord, uri: str) -> None:
     w(f"ended by {rec.ended_by or '?'} ({rec.end_cause})\n")
     for f in rec.failures:
         w(f"FAIL: {f}\n")
+    if "without ICE" in rec.ice_cause:
+        w("hint: the peer does not do ICE; call it with --no-ice\n")
     w("ok\n" if rec.ok else "FAILED\n")
