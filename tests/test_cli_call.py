@@ -79,8 +79,13 @@ def test_call_sipp_without_ice(sipp_uas: SippUas, tmp_path: Path) -> None:
 
 def test_ice_call_to_a_peer_without_ice_fails(sipp_uas: SippUas) -> None:
     out = siplink("call", f"sip:service@{sipp_uas.address}", "--duration", "1",
-                  "--expect-ice", "host")
+                  "--expect-ice", "host", "-v")
     assert out.returncode == 1, out.stdout + out.stderr
+    # -v (after the subcommand too): the live trace on stderr
+    assert f"sip  -> {sipp_uas.address} INVITE sip:service@" in out.stderr
+    assert f"sip  <- {sipp_uas.address} 200 OK (INVITE)" in out.stderr
+    assert "ice  ** call ends: peer answered without ICE" in out.stderr
+    assert "hint: the peer does not do ICE; call it with --no-ice" in out.stdout
     assert "FAIL: ICE did not complete (peer answered without ICE)" in out.stdout
     # the text ladder shows the call: INVITE out, 200 in, the ICE note, our BYE
     lines = out.stdout.splitlines()

@@ -60,6 +60,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--ladder", metavar="FILE.html", help="write the call's ladder as HTML")
     p.add_argument("--pcap", metavar="FILE", help="write the call's SIP and STUN packets")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="print the SIP/STUN trace to stderr (-vv whole messages, -vvv RTP); "
+                        "same as siplink -v")
     p.set_defaults(func=run)
 
 

@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
                    help="stay registered S seconds (refreshing), then unregister")
     p.add_argument("--timeout", type=float, default=32.0, metavar="S",
                    help="give up after S seconds without a final response")
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="print the SIP/STUN trace to stderr (-vv whole messages, -vvv RTP); "
+                        "same as siplink -v")
     p.set_defaults(func=run)
 
 

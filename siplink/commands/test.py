@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--register", action="store_true",
                    help="register the configuration's accounts (those with a registrar) first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="print the SIP/STUN trace to stderr (-vv whole messages, -vvv RTP); "
+                        "same as siplink -v")
     p.set_defaults(func=run)
 
 
