@@ -1037,6 +1037,9 @@ class UserAgent:
         handler = self.on_incoming_call
         if handler is None:
             call.reject(480, "Temporarily Unavailable")
+            # nobody holds this call: its failed ``answered`` must not be logged as an
+            # unhandled error (two error events per INVITE in a flood)
+            call.answered.addErrback(lambda f: None)
             self._pump()
             return
         try:
