@@ -8,6 +8,8 @@ What each test proves:
 * a malformed request whose Via names a host (no rport) gets its 400 at the source address
   (§18.2.1 received), and nothing escapes the transport (regression: the 400 went to the
   name, Twisted's InvalidAddressError escaped the pump);
+* 200 INVITEs to an agent without a call handler: each gets 480 and no error is logged
+  (regression: every rejected call logged "Unhandled error in Deferred" when freed);
 * a TCP peer that sends header lines forever is cut off once the header section passes
   ``MAX_HEADER_BYTES``; one that never finishes a body (or dribbles it) is closed after the
   transport's ``incomplete_timeout``; in both cases the buffer stayed bounded;
@@ -19,6 +21,7 @@ What each test proves:
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import time
@@ -212,6 +215,33 @@ async def test_malformed_request_with_a_via_hostname_is_answered_at_its_source(
             assert reply.startswith(f"SIP/2.0 {status} {reason}\r\n".encode()), reply[:80]
             assert b";received=127.0.0.1" in reply
         await ok_after(peer, port, ua.port, "after-hostname")
+        assert not errors, errors[:3]
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_invite_burst_without_a_call_handler_logs_no_error(
+        ua: UserAgent, errors: list[dict[str, Any]]) -> None:
+    peer = UdpPeer()
+    port = reactor.listenUDP(0, peer, interface="127.0.0.1")
+    try:
+        me = port.getHost().port
+        for i in range(200):
+            port.write(options(f"SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKinv{i};rport",
+                               f"inv{i}", cseq="1 INVITE").replace(b"OPTIONS sip:", b"INVITE sip:"),
+                       ("127.0.0.1", ua.port))
+            if i % 50 == 49:
+                await task.deferLater(reactor, 0.02, lambda: None)
+        finals: list[bytes] = []
+        while len(finals) < 200:
+            reply = await within(peer.queue.get(), 5)
+            if not reply.startswith(b"SIP/2.0 100 "):
+                finals.append(reply)
+        assert all(r.startswith(b"SIP/2.0 480 ") for r in finals)
+        assert not ua.calls
+        gc.collect()                 # a failed Deferred nobody consumed is logged when freed
+        await task.deferLater(reactor, 0, lambda: None)
         assert not errors, errors[:3]
     finally:
         await port.stopListening()
