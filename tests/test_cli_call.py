@@ -25,7 +25,7 @@ from tests.peers.kamailio import Kamailio
 from tests.peers.process import free_port, require_binary
 from tests.peers.sipp import SippUas
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
 
 def siplink(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,7 @@ from tests.peers.kamailio import Kamailio
 from tests.peers.process import require_binary
 from tests.peers.sipp import SippUas
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.peer, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "conf" / "scenarios"
