@@ -147,27 +147,11 @@ def test_must_fail_scenario_names_its_failures(tmp_path: Path) -> None:
     assert "FAIL expects-200-gets-486: expected status 200, got 486 Busy Here" in out.stdout
 
 
-def test_scenario_against_sipp_at_a_rate(tmp_path: Path) -> None:
-    sc = tmp_path / "sipp.toml"
-    sc.write_text("""
-[scenario]
-name = "sipp"
-rate = 10.0
-concurrency = 3
-[[calls]]
-name = "plain"
-to = "sip:service@${SIPP}"
-ice = false
-duration_s = 0.5
-repeat = 6
-[calls.expect]
-status = 200
-within_ms = 1000
-ended_by = "caller"
-""")
+def test_scenario_against_sipp_at_a_rate() -> None:
+    sc = SCENARIOS / "sipp-uas.toml"          # 6 calls, 3 at a time
     with SippUas() as uas:
         started = time.monotonic()
-        out = siplink("test", str(sc), "--var", f"SIPP={uas.address}", "--rate", "20")
+        out = siplink("test", str(sc), "--var", f"TARGET={uas.address}", "--rate", "20")
         took = time.monotonic() - started
         assert out.returncode == 0, out.stdout + out.stderr
         assert "6 calls, 6 passed, 0 failed" in out.stdout

@@ -47,6 +47,8 @@ def test_the_shipped_examples_load() -> None:
     assert ok.calls[0].steps[1].action == "resume" and ok.calls[1].repeat == 2
     bad = load_scenario(ROOT / "conf/scenarios/must-fail.toml")
     assert bad.answerers[0].status == 486
+    sipp = load_scenario(ROOT / "conf/scenarios/sipp-uas.toml", {"TARGET": "127.0.0.1:5080"})
+    assert sipp.calls[0].to == "sip:service@127.0.0.1:5080" and not sipp.calls[0].ice
 
 
 def test_values_and_defaults() -> None:
