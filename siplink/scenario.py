@@ -689,6 +689,35 @@ async def _sleep(reactor: Any, seconds: float) -> None:
         await task.deferLater(reactor, seconds, lambda: None)
 
 
+def _wait(reactor: Any, d: Any, seconds: float) -> Any:
+    """A new Deferred with ``d``'s result, or failing with defer.TimeoutError after
+    ``seconds``; unlike addTimeout it never cancels ``d`` (a call's own ``answered`` and
+    ``ended`` must still fire for the user agent)."""
+    from twisted.internet import defer
+    from twisted.python.failure import Failure
+
+    out: defer.Deferred[Any] = defer.Deferred()
+
+    def expire() -> None:
+        if not out.called:
+            out.errback(defer.TimeoutError(f"no result in {seconds:g} s"))
+
+    timer = reactor.callLater(max(seconds, 0.001), expire)
+
+    def done(result: Any) -> Any:
+        if timer.active():
+            timer.cancel()
+        if not out.called:
+            if isinstance(result, Failure):
+                out.errback(result)
+            else:
+                out.callback(result)
+        return None if isinstance(result, Failure) else result
+
+    d.addBoth(done)
+    return out
+
+
 async def _bounded(reactor: Any, d: Any, seconds: float) -> Any:
     """Await ``d`` for at most ``seconds``; raises defer.TimeoutError (``d`` is cancelled)."""
     d.addTimeout(max(seconds, 0.001), reactor)
@@ -741,7 +770,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
     call.subscribe(on_event)
     try:
         try:
-            await _bounded(reactor, call.answered, deadline - reactor.seconds())
+            await _wait(reactor, call.answered, deadline - reactor.seconds())
             rec.status = call.status or 200
         except CallFailed as e:
             rec.status, rec.reason = e.status, e.reason
@@ -767,11 +796,15 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
                     rec.ice_cause = str(e) or "timeout"
             base = media.stream.stats() if getattr(media, "stream", None) else None
             await _run_steps(reactor, call, media, spec, answered_at, rec)
-            if spec.hangup == "caller":
-                await _sleep(reactor, answered_at + spec.duration_s - reactor.seconds())
+            if spec.hangup == "caller":    # up for duration_s, unless it ends before
+                try:
+                    await _wait(reactor, call.ended,
+                                answered_at + spec.duration_s - reactor.seconds())
+                except defer.TimeoutError:
+                    pass
             else:
                 try:
-                    await _bounded(reactor, call.ended, deadline - reactor.seconds())
+                    await _wait(reactor, call.ended, deadline - reactor.seconds())
                 except defer.TimeoutError:
                     rec.error = f"the callee did not hang up in {timeout:g} s"
             _media_figures(rec, media, base, start, reactor.seconds())
@@ -794,7 +827,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
         rec.error = f"{type(e).__name__}: {e}"
         call.hangup()
     try:
-        await _bounded(reactor, call.ended, 5.0 if rec.status is not None else 0.5)
+        await _wait(reactor, call.ended, 5.0 if rec.status is not None else 0.5)
     except Exception:  # noqa: BLE001
         call._end("error")
     rec.ended_by = ended_by.get("by", "")
