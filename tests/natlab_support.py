@@ -35,9 +35,10 @@ from twisted.internet import defer, task, threads
 
 from ice.gathering import TurnServer
 from ice.trace import Trace
-from siplink.icesession import IceMediaSession, PairInfo
+from siplink.icesession import IceMediaSession, IceSessionError, PairInfo
 from siplink.useragent import Account, Call, UserAgent
 from tests.peers.natlab import PUBLIC_IP, SIP_PORT, NatLab, Site, SiteSpec
+from tests.peers.netns import list_namespaces
 
 __all__ = ["CASES", "CASES_BY_NAME", "CaseResult", "LabCase", "SideResult", "check_case",
            "format_table", "run_case"]
@@ -54,8 +55,10 @@ class LabCase:
     """One lab configuration and what RFC 8445 predicts for it.
 
     ``expect``: ``"reflexive"`` (both sides select a srflx/prflx <-> srflx/prflx pair, no
-    relay), ``"relay"`` (a relayed candidate in the selected pair of both sides) or
-    ``"connected"`` (ICE completes on some pair: the loss case).
+    relay), ``"relay"`` (a relayed candidate in the selected pair of both sides),
+    ``"connected"`` (ICE completes on some pair: the loss case) or ``"failed"`` (no pair can
+    work: ICE fails after ``failed_timeout`` and the call ends with ``ice-failed``).
+    ``turn=False``: the agents get coturn as a STUN server only (no relayed candidates).
     """
 
     name: str
@@ -63,6 +66,8 @@ class LabCase:
     b: SiteSpec
     expect: str
     connect_timeout: float = 15.0
+    turn: bool = True
+    failed_timeout: float = 30.0
 
     @property
     def nats(self) -> str:
@@ -81,6 +86,8 @@ CASES: tuple[LabCase, ...] = (
     LabCase("blocked-eim", SiteSpec("udp-blocked-except-turn"), SiteSpec("eim"), "relay"),
     LabCase("loss10-eim", SiteSpec("eim", loss=0.10), SiteSpec("eim", loss=0.10), "connected",
             connect_timeout=30.0),
+    LabCase("apdm-apdm-noturn", SiteSpec("apdm"), SiteSpec("apdm"), "failed", turn=False,
+            failed_timeout=5.0),
 )
 CASES_BY_NAME = {c.name: c for c in CASES}
 
@@ -93,9 +100,10 @@ class SideResult:
     pair: PairInfo | None = None            # selected pair of component 1
     time_to_connected_ms: float | None = None
     checks_sent: int = 0
-    packets_sent: int = 0
-    packets_received: int = 0
-    packets_lost: int = 0
+    packets_sent: int = 0                   # RTP, while both sides were connected
+    packets_received: int = 0               # (the media_seconds window)
+    packets_lost: int = 0                   # RFC 3550 cumulative loss, whole call
+    dropped_before_media: int = 0           # RTP that came before our ICE completed
     tone_sent_hz: float = 0.0
     tone_heard_hz: float | None = None
     sip_retransmissions: int = 0            # SIP datagrams sent again byte for byte
@@ -113,7 +121,9 @@ class CaseResult:
     sides: dict[str, SideResult]            # "a", "b"
     setup_ms: float | None = None           # first INVITE sent -> call answered (200)
     proxy_routed: bool = False              # Kamailio's log shows the INVITE routed to bob
+    caller_end: str | None = None           # why alice's call ended
     callee_end: str | None = None           # why bob's call ended ("remote-bye": the BYE came)
+    leaks: list[str] = field(default_factory=list)   # namespaces or sockets left behind
     error: str | None = None                # what stopped the call, if anything
     cleanup_error: str | None = None
     wall_s: float = 0.0                     # the whole case, lab build to lab deleted
@@ -187,18 +197,22 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
     sip_traces = {k: Trace() for k in "ab"}
     incoming: list[Call] = []
     call: Call | None = None
+    names: list[str] = []
     try:
         await threads.deferToThread(lab.build)
+        names = lab.namespaces()
         proxy = await threads.deferToThread(lab.start_proxy)
         turn = lab.turn
         assert turn is not None, "the NAT lab started without coturn"
-        turn_server = TurnServer(turn.addr[0], turn.addr[1], turn.user, turn.password)
+        turn_servers = ([TurnServer(turn.addr[0], turn.addr[1], turn.user, turn.password)]
+                        if case.turn else [])
         domain = f"{PUBLIC_IP}:{SIP_PORT}"
 
         def session(k: str, site: Site, ua: UserAgent) -> IceMediaSession:
             s = IceMediaSession(reactor, local_addresses=(site.host_ip,),
-                                stun_servers=[turn.addr], turn_servers=[turn_server],
+                                stun_servers=[turn.addr], turn_servers=turn_servers,
                                 tone=TONES[k], ua=ua, rtcp_interval=1.0,
+                                failed_timeout=case.failed_timeout,
                                 bind_context=site.host.entered)
             sessions[k] = s
             return s
@@ -232,13 +246,21 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
         sent = [r.time for r in sip_traces["a"].records
                 if r.direction == "out" and r.protocol == "sip" and r.summary.startswith("INVITE")]
         result.setup_ms = round((reactor.seconds() - (sent[0] if sent else t0)) * 1000, 1)
-        await _within(reactor, sa.wait_connected(), case.connect_timeout, "alice ICE connected")
-        await _within(reactor, sessions["b"].wait_connected(), case.connect_timeout,
-                      "bob ICE connected")
-        await _sleep(reactor, media_seconds)
-        _collect(result, sessions, min(1.0, media_seconds * 0.6))
         result.proxy_routed = "ROUTED INVITE to sip:bob@" in proxy.log()
-        await _within(reactor, call.hangup(), 10.0, "BYE answered")
+        if case.expect == "failed":
+            await _expect_ice_failure(reactor, case, result, sessions)
+            _collect(result, sessions, 1.0)
+            await _within(reactor, call.ended, 5.0, "alice's call ended")
+        else:
+            await _within(reactor, sa.wait_connected(), case.connect_timeout,
+                          "alice ICE connected")
+            await _within(reactor, sessions["b"].wait_connected(), case.connect_timeout,
+                          "bob ICE connected")
+            base = _counters(sessions)
+            await _sleep(reactor, media_seconds)
+            _collect(result, sessions, min(1.0, media_seconds * 0.6), base)
+            await _within(reactor, call.hangup(), 10.0, "BYE answered")
+        result.caller_end = call.cause
         call = None
         await _within(reactor, incoming[0].ended, 5.0, "bob's call ended")
         result.callee_end = incoming[0].cause
@@ -251,29 +273,52 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
             await _teardown(reactor, uas, sessions, call, lab)
         except Exception as e:
             result.cleanup_error = f"{type(e).__name__}: {e}"
+        result.leaks = _leaks(reactor, names, [s.host_ip for s in lab.sites.values()])
         for k in "ab":
             result.sides[k].sip_retransmissions = _duplicates(sip_traces[k], "sip")
         result.wall_s = round(time.monotonic() - started, 2)
     return result
 
 
-def _collect(result: CaseResult, sessions: dict[str, IceMediaSession],
-             tone_window: float) -> None:
+async def _expect_ice_failure(reactor: Any, case: LabCase, result: CaseResult,
+                              sessions: dict[str, IceMediaSession]) -> None:
+    for k in "ab":
+        try:
+            await _within(reactor, sessions[k].wait_connected(),
+                          case.failed_timeout + case.connect_timeout, f"{USERS[k]} ICE failed")
+        except IceSessionError as e:
+            result.sides[k].cause = e.cause
+        else:
+            raise AssertionError(f"{USERS[k]}: ICE connected, but no pair can work here")
+
+
+def _counters(sessions: dict[str, IceMediaSession]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for k, s in sessions.items():
+        st = s.stream.stats() if s.stream is not None else None
+        out[k] = (st.packets_sent, st.packets_received) if st is not None else (0, 0)
+    return out
+
+
+def _collect(result: CaseResult, sessions: dict[str, IceMediaSession], tone_window: float,
+             base: dict[str, tuple[int, int]] | None = None) -> None:
     for k, s in sessions.items():
         side = result.sides[k]
         side.state = s.state
-        side.cause = s.cause
+        side.cause = s.cause or side.cause
         side.pair = s.selected_pairs.get(1)
         ttc = s.time_to_connected
         side.time_to_connected_ms = None if ttc is None else round(ttc * 1000, 1)
         side.checks_sent = s.checks_sent
         side.stun_retransmissions = _stun_retransmissions(s.trace)
+        side.dropped_before_media = s.dropped_before_media
         if s.agent is not None:
             side.candidates = sorted({c.type.value for c in s.agent.local_candidates(0)})
         if s.stream is not None:
             st = s.stream.stats()
-            side.packets_sent = st.packets_sent
-            side.packets_received = st.packets_received
+            sent0, received0 = (base or {}).get(k, (0, 0))
+            side.packets_sent = st.packets_sent - sent0
+            side.packets_received = st.packets_received - received0
             side.packets_lost = st.packets_lost
             side.tone_heard_hz = s.stream.detected_frequency(seconds=tone_window)
 
@@ -297,6 +342,20 @@ async def _teardown(reactor: Any, uas: dict[str, UserAgent],
         await threads.deferToThread(lab.close)
 
 
+def _leaks(reactor: Any, names: list[str], host_ips: list[str]) -> list[str]:
+    """Namespaces of this lab that still exist, reactor sockets still bound in its hosts."""
+    left = [f"namespace {n}" for n in names if n in list_namespaces()]
+    for r in list(reactor.getReaders()) + list(reactor.getWriters()):
+        get_host = getattr(r, "getHost", None)
+        try:
+            host = get_host() if get_host is not None else None
+        except Exception:
+            continue
+        if host is not None and getattr(host, "host", None) in host_ips:
+            left.append(f"socket {host.host}:{host.port} ({type(r).__name__})")
+    return left
+
+
 def check_case(r: CaseResult) -> list[str]:
     """What the case's RFC 8445 prediction and the media checks find wrong (empty: pass)."""
     errors: list[str] = []
@@ -304,13 +363,19 @@ def check_case(r: CaseResult) -> list[str]:
         errors.append(r.error)
     if r.cleanup_error:
         errors.append(f"cleanup: {r.cleanup_error}")
-    if not r.error and not r.proxy_routed:
+    errors += [f"left behind: {x}" for x in r.leaks]
+    if r.error:
+        return errors
+    if not r.proxy_routed:
         errors.append("Kamailio's log does not show the INVITE routed to bob")
-    if not r.error and r.callee_end != "remote-bye":
-        errors.append(f"bob's call ended with {r.callee_end!r}, not alice's BYE")
     for k, spec in (("a", r.case.a), ("b", r.case.b)):
-        if spec.loss and not r.error and not r.lab_drops.get(k):
+        if spec.loss and not r.lab_drops.get(k):
             errors.append(f"site {k}: its loss rule dropped nothing")
+    if r.case.expect == "failed":
+        return errors + _check_failed(r)
+    if r.callee_end != "remote-bye":
+        errors.append(f"bob's call ended with {r.callee_end!r}, not alice's BYE")
+    lossy = bool(r.case.a.loss or r.case.b.loss)
     for k, other in (("a", "b"), ("b", "a")):
         me, peer = r.sides[k], r.sides[other]
         if me.time_to_connected_ms is None:
@@ -326,7 +391,6 @@ def check_case(r: CaseResult) -> list[str]:
             errors.append(f"{me.name}: expected a srflx/prflx pair (EIM NATs), got {me.pair}")
         if r.case.expect == "relay" and RELAY not in types:
             errors.append(f"{me.name}: expected a relayed pair, got {me.pair}")
-        lossy = bool(r.case.a.loss or r.case.b.loss)
         # lossless: all but the packets in flight when counted; lossy: both NATs drop
         # about 10 % each way, so about 81 % arrive (60 % is five standard deviations off)
         least = 0.6 * me.packets_sent if lossy else me.packets_sent - 3
@@ -340,6 +404,27 @@ def check_case(r: CaseResult) -> list[str]:
     return errors
 
 
+def _check_failed(r: CaseResult) -> list[str]:
+    # whichever agent's ICE fails first ends the call with a BYE; the other learns it so
+    errors = []
+    ends = {"alice": r.caller_end or "", "bob": r.callee_end or ""}
+    if not any(e.startswith("ice-failed") for e in ends.values()):
+        errors.append(f"no call ended with ice-failed: {ends}")
+    for name, end in ends.items():
+        if not (end.startswith("ice-failed") or end == "remote-bye"):
+            errors.append(f"{name}'s call ended with {end!r}")
+    for side in r.sides.values():
+        if not (side.cause or "").startswith(("ice-failed", "call ended (remote-bye)")):
+            errors.append(f"{side.name}: ICE ended with {side.cause!r}")
+        if side.pair is not None or side.time_to_connected_ms is not None:
+            errors.append(f"{side.name}: a pair was selected ({side.pair})")
+        if RELAY in side.candidates:
+            errors.append(f"{side.name}: gathered a relayed candidate without TURN")
+        if side.packets_received:
+            errors.append(f"{side.name}: {side.packets_received} RTP packets played")
+    return errors
+
+
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
@@ -348,7 +433,7 @@ def format_table(results: Sequence[CaseResult]) -> str:
     """The summary table: one line per case."""
     head = ("case", "NATs (a / b)", "alice pair", "bob pair", "ICE ms a/b", "checks a/b",
             "RTP a->b", "RTP b->a", "tone a/b Hz", "rtx sip/stun", "NAT drops", "setup ms",
-            "ok")
+            "call end a/b", "ok")
     rows = [head]
     for r in results:
         a, b = r.a, r.b
@@ -363,16 +448,18 @@ def format_table(results: Sequence[CaseResult]) -> str:
             f"{a.sip_retransmissions + b.sip_retransmissions}/"
             f"{a.stun_retransmissions + b.stun_retransmissions}",
             "/".join(str(r.lab_drops.get(k, 0)) for k in "ab") if r.lab_drops else "-",
-            _ms(r.setup_ms), ok,
+            _ms(r.setup_ms),
+            "/".join((e or "-").split(":")[0] for e in (r.caller_end, r.callee_end)), ok,
         ))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = ["RTP x->y: packets x sent / packets y received; tone a/b: what alice / bob heard "
-             "(bob plays 440, alice 1000);",
+    notes = ["RTP x->y: packets x sent / y received while both were connected; tone a/b: "
+             "what alice / bob heard (bob plays 440, alice 1000);",
              "rtx: SIP datagrams resent / retransmissions of answered STUN requests; "
-             "NAT drops: packets the loss rules dropped at site a / b; setup: INVITE -> 200"]
+             "NAT drops: packets the loss rules dropped at site a / b;",
+             "setup: INVITE -> 200; call end: why alice's / bob's call ended"]
     for r in results:
         for e in check_case(r):
             notes.append(f"{r.case.name}: {e}")

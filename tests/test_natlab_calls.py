@@ -15,16 +15,19 @@ What RFC 8445 predicts, asserted per case:
   exists between the sites, the selected pair goes through a TURN relay;
 - site a drops all UDP except to TURN (and to the SIP proxy): alice's side is relayed;
 - 10 % loss at both NATs: SIP and STUN retransmissions carry the call set-up; ICE completes
-  and media flows (with loss counted by RTP).
+  and media flows (with loss counted by RTP);
+- both NATs address-and-port-dependent and no TURN server: no pair can work, ICE fails and
+  the call ends with ``ice-failed`` (and the agents clean up after a failed call).
 
-Each case also checks that media flowed both ways (RTP counts and the tone each side heard)
-and that Kamailio routed the INVITE.  The table of all cases (selected pairs, time to
+Each case also checks that media flowed both ways (RTP counts and the tone each side heard),
+that Kamailio routed the INVITE, and that no namespace or socket of the lab is left behind.  The table of all cases (selected pairs, time to
 connected, checks sent, RTP each way, retransmissions) is printed in pytest's terminal
 summary, with or without ``-s``; ``python bench/natlab.py`` prints the same table.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -73,8 +76,9 @@ async def _run(results: list[CaseResult], name: str) -> CaseResult:
     results.append(r)
     problems = check_case(r)
     assert not problems, "\n" + format_table([r])
-    for side in (r.a, r.b):
-        assert side.pair is not None and side.time_to_connected_ms is not None
+    if r.case.expect != "failed":
+        for side in (r.a, r.b):
+            assert side.pair is not None and side.time_to_connected_ms is not None
     return r
 
 
@@ -132,3 +136,26 @@ async def test_ten_percent_loss_at_both_sites_the_call_still_sets_up(
     assert r.a.packets_lost > 0 and r.b.packets_lost > 0, (r.a.packets_lost, r.b.packets_lost)
     assert r.a.state == r.b.state == "connected", (r.a.state, r.b.state)   # when measured
     assert r.callee_end == "remote-bye"         # the BYE crossed both lossy NATs
+
+
+@pytest_twisted.ensureDeferred
+async def test_symmetric_nats_without_turn_ice_fails_and_the_call_ends(
+        lab_results: list[CaseResult]) -> None:
+    r = await _run(lab_results, "apdm-apdm-noturn")
+    for side in (r.a, r.b):
+        assert side.pair is None and side.time_to_connected_ms is None, side
+        assert "srflx" in side.candidates and RELAY not in side.candidates, side.candidates
+    # the agent whose ICE failed first ended the call (BYE); the other heard the BYE
+    ends = sorted([r.caller_end or "", r.callee_end or ""])
+    assert ends[0] == "ice-failed" or ends[0].startswith("ice-failed:"), ends
+    assert ends[1] == "remote-bye" or ends[1].startswith("ice-failed"), ends
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_case_that_fails_midway_still_leaves_nothing_behind() -> None:
+    # ICE needs about 1 s here (regular nomination); give it 0.3 s so the case aborts
+    case = replace(CASES_BY_NAME["eim-eim"], name="eim-eim-aborted", connect_timeout=0.3)
+    r = await run_case(reactor, case)
+    assert r.error is not None and "ICE connected" in r.error, r.error
+    assert r.cleanup_error is None and r.leaks == [], (r.cleanup_error, r.leaks)
+    assert check_case(r) == [r.error]
