@@ -121,7 +121,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _CODECS = ("PCMU", "PCMA")
 
 
-class _Locator:
+class KeyLocator:
     """Finds the line a dotted key is written on, for error messages."""
 
     _header = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?")
@@ -151,14 +151,14 @@ class _Locator:
         return None
 
 
-def _check(value: Any, hint: Any, key: str, locate: _Locator, path: str | None) -> Any:
+def _check(value: Any, hint: Any, key: str, locate: KeyLocator, path: str | None) -> Any:
     def fail(message: str) -> ConfigError:
         return ConfigError(message, path=path, key=key, line=locate.line_of(key))
 
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(value, dict):
             raise fail(f"must be a table, not {type(value).__name__}")
-        return _build(hint, value, key, locate, path)
+        return build_section(hint, value, key, locate, path)
     origin = get_origin(hint)
     if origin is UnionType:  # ``str | None``: TOML has no null, so check the other member
         (hint,) = [a for a in get_args(hint) if a is not NoneType]
@@ -192,8 +192,9 @@ def _check(value: Any, hint: Any, key: str, locate: _Locator, path: str | None) 
     raise fail(f"unsupported type {hint!r}")  # pragma: no cover - schema error
 
 
-def _build(cls: type, table: dict[str, Any], prefix: str, locate: _Locator,
-           path: str | None) -> Any:
+def build_section(cls: type, table: dict[str, Any], prefix: str, locate: KeyLocator,
+                  path: str | None) -> Any:
+    """A dataclass ``cls`` from a TOML table, every value checked against its type hint."""
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
     kwargs: dict[str, Any] = {}
@@ -207,7 +208,7 @@ def _build(cls: type, table: dict[str, Any], prefix: str, locate: _Locator,
     return cls(**kwargs)
 
 
-def _validate(config: Config, locate: _Locator, path: str | None) -> None:
+def _validate(config: Config, locate: KeyLocator, path: str | None) -> None:
     for codec in config.media.codecs:
         if codec.upper() not in _CODECS:
             raise ConfigError(f"unknown codec {codec!r} (supported: {', '.join(_CODECS)})",
@@ -234,16 +235,21 @@ def _validate(config: Config, locate: _Locator, path: str | None) -> None:
         seen.add(acc.name)
 
 
-def loads(text: str, *, path: str | None = None) -> Config:
-    """Parse configuration text; raises :class:`ConfigError`."""
+def parse_toml(text: str, *, path: str | None = None) -> tuple[dict[str, Any], KeyLocator]:
+    """TOML text as a dict, with a locator for error lines; raises :class:`ConfigError`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         raise ConfigError(f"not valid TOML: {e}", path=path,
                           line=int(m.group(1)) if m else None) from None
-    locate = _Locator(text)
-    config: Config = _build(Config, data, "", locate, path)
+    return data, KeyLocator(text)
+
+
+def loads(text: str, *, path: str | None = None) -> Config:
+    """Parse configuration text; raises :class:`ConfigError`."""
+    data, locate = parse_toml(text, path=path)
+    config: Config = build_section(Config, data, "", locate, path)
     _validate(config, locate, path)
     return config
 
@@ -274,4 +280,4 @@ def override(config: Config, dotted: str, value: Any) -> None:
     hints = get_type_hints(type(section))
     if name not in hints:
         raise ConfigError("unknown key", key=dotted)
-    setattr(section, name, _check(value, hints[name], dotted, _Locator(""), None))
+    setattr(section, name, _check(value, hints[name], dotted, KeyLocator(""), None))

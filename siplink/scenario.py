@@ -45,7 +45,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ice.trace import Trace, TraceRecord
-from siplink.config import Config, ConfigError, _build, _Locator
+from siplink.config import Config, ConfigError, KeyLocator, build_section, parse_toml
 
 __all__ = [
     "AnswererSpec",
@@ -199,15 +198,9 @@ def loads_scenario(text: str, *, path: str | None = None,
     env.update(variables or {})
     text = _substitute(text, env, path)
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"line (\d+)", str(e))
-        raise ScenarioError(f"not valid TOML: {e}", path=path,
-                            line=int(m.group(1)) if m else None) from None
-    locate = _Locator(text)
-    data.pop("path", None)
-    try:
-        sc: Scenario = _build(Scenario, data, "", locate, path)
+        data, locate = parse_toml(text, path=path)
+        data.pop("path", None)
+        sc: Scenario = build_section(Scenario, data, "", locate, path)
     except ScenarioError:
         raise
     except ConfigError as e:
@@ -250,7 +243,7 @@ def _line_in_table(lines: list[str], key: str, index: int) -> int | None:
     return header_line
 
 
-def _validate(sc: Scenario, locate: _Locator, path: str | None) -> None:
+def _validate(sc: Scenario, locate: KeyLocator, path: str | None) -> None:
     def fail(key: str, message: str, index: int | None = None) -> ScenarioError:
         line = _line_in_table(locate.lines, key, index) if index is not None else None
         return ScenarioError(message, path=path, key=key, line=line or locate.line_of(key))
