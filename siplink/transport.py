@@ -18,7 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from siplink.message import SipParseError, StreamParser
 from siplink.transaction import Event, Target, TransactionLayer
@@ -142,6 +144,47 @@ class _ClientStreamFactory(protocol.ClientFactory):
         log.info("connection to {t} failed: {r}", t=self.target, r=reason.getErrorMessage())
         if self.owner._connecting.get(self.target) is self.proto:
             del self.owner._connecting[self.target]
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _StrictClientTLS:
+    """``optionsForClientTLS`` whose name check also fails a certificate that names nobody:
+    Twisted only logs service_identity's CertificateError (no subjectAltName) and goes on,
+    so a trusted certificate without subjectAltName passed for any host."""
+
+    def __init__(self, inner: Any, host: str) -> None:
+        self._inner = inner
+        self._host = host
+
+    def clientConnectionForTLS(self, tls_protocol: Any) -> Any:  # noqa: N802 - Twisted API
+        from OpenSSL import SSL
+        from service_identity import CertificateError, VerificationError
+        from service_identity.pyopenssl import (
+            DNS_ID,
+            IPAddress_ID,
+            extract_patterns,
+            verify_service_identity,
+        )
+        from twisted.internet.abstract import isIPAddress, isIPv6Address
+        from twisted.python.failure import Failure
+
+        conn = self._inner.clientConnectionForTLS(tls_protocol)
+        ident = (IPAddress_ID(self._host) if isIPAddress(self._host) or isIPv6Address(self._host)
+                 else DNS_ID(self._host))
+
+        def verify(conn: Any, cert: Any, err: int, depth: int, ok: int) -> bool:
+            if depth != 0 or not ok:
+                return bool(ok)
+            try:
+                verify_service_identity(extract_patterns(cert), [ident], [])
+            except (VerificationError, CertificateError):
+                tls_protocol.failVerification(Failure())
+                return False
+            return True
+
+        conn.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
+        return conn
+
 
 
 class SipTransport:
@@ -294,7 +337,8 @@ class SipTransport:
         ``target.host`` (RFC 5922), against ``tls_trust_root`` or the platform's CAs."""
         from twisted.internet import ssl
         trust = self.tls_trust_root if self.tls_trust_root is not None else ssl.platformTrust()
-        return ssl.optionsForClientTLS(target.host, trustRoot=trust)
+        return _StrictClientTLS(ssl.optionsForClientTLS(target.host, trustRoot=trust),
+                                target.host)
 
     def _arm(self) -> None:
         deadline = self.layer.get_timer()
