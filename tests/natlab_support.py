@@ -124,6 +124,8 @@ class CaseResult:
     caller_end: str | None = None           # why alice's call ended
     callee_end: str | None = None           # why bob's call ended ("remote-bye": the BYE came)
     leaks: list[str] = field(default_factory=list)   # namespaces or sockets left behind
+    turn_allocations: int = 0               # coturn's log: ALLOCATE processed, success
+    turn_permissions: int = 0               # ... CREATE_PERMISSION / CHANNEL_BIND successes
     error: str | None = None                # what stopped the call, if anything
     cleanup_error: str | None = None
     wall_s: float = 0.0                     # the whole case, lab build to lab deleted
@@ -265,6 +267,10 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
         await _within(reactor, incoming[0].ended, 5.0, "bob's call ended")
         result.callee_end = incoming[0].cause
         result.lab_drops = await threads.deferToThread(_lab_drops, lab)
+        tlog = turn.log()
+        result.turn_allocations = len(re.findall(r"ALLOCATE processed, success", tlog))
+        result.turn_permissions = len(re.findall(
+            r"(?:CREATE_PERMISSION|CHANNEL_BIND) processed, success", tlog))
     except Exception as e:  # reported in the result; check_case turns it into a failure
         result.error = f"{type(e).__name__}: {e}"
         _collect(result, sessions, 1.0)
@@ -391,6 +397,10 @@ def check_case(r: CaseResult) -> list[str]:
             errors.append(f"{me.name}: expected a srflx/prflx pair (EIM NATs), got {me.pair}")
         if r.case.expect == "relay" and RELAY not in types:
             errors.append(f"{me.name}: expected a relayed pair, got {me.pair}")
+    if r.case.expect == "relay" and not r.turn_permissions:
+        errors.append("coturn's log shows no permission or channel installed for a peer")
+    for k, other in (("a", "b"), ("b", "a")):
+        me, peer = r.sides[k], r.sides[other]
         # lossless: all but the packets in flight when counted; lossy: both NATs drop
         # about 10 % each way, so about 81 % arrive (60 % is five standard deviations off)
         least = 0.6 * me.packets_sent if lossy else me.packets_sent - 3
@@ -422,6 +432,8 @@ def _check_failed(r: CaseResult) -> list[str]:
             errors.append(f"{side.name}: gathered a relayed candidate without TURN")
         if side.packets_received:
             errors.append(f"{side.name}: {side.packets_received} RTP packets played")
+    if r.turn_allocations:
+        errors.append(f"coturn allocated {r.turn_allocations} relays without TURN configured")
     return errors
 
 
@@ -432,8 +444,8 @@ def _ms(v: float | None) -> str:
 def format_table(results: Sequence[CaseResult]) -> str:
     """The summary table: one line per case."""
     head = ("case", "NATs (a / b)", "alice pair", "bob pair", "ICE ms a/b", "checks a/b",
-            "RTP a->b", "RTP b->a", "tone a/b Hz", "rtx sip/stun", "NAT drops", "setup ms",
-            "call end a/b", "ok")
+            "RTP a->b", "RTP b->a", "tone a/b Hz", "rtx sip/stun", "NAT drops", "TURN",
+            "setup ms", "call end a/b", "ok")
     rows = [head]
     for r in results:
         a, b = r.a, r.b
@@ -448,6 +460,7 @@ def format_table(results: Sequence[CaseResult]) -> str:
             f"{a.sip_retransmissions + b.sip_retransmissions}/"
             f"{a.stun_retransmissions + b.stun_retransmissions}",
             "/".join(str(r.lab_drops.get(k, 0)) for k in "ab") if r.lab_drops else "-",
+            f"{r.turn_allocations}/{r.turn_permissions}",
             _ms(r.setup_ms),
             "/".join((e or "-").split(":")[0] for e in (r.caller_end, r.callee_end)), ok,
         ))
@@ -458,7 +471,8 @@ def format_table(results: Sequence[CaseResult]) -> str:
     notes = ["RTP x->y: packets x sent / y received while both were connected; tone a/b: "
              "what alice / bob heard (bob plays 440, alice 1000);",
              "rtx: SIP datagrams resent / retransmissions of answered STUN requests; "
-             "NAT drops: packets the loss rules dropped at site a / b;",
+             "NAT drops: packets the loss rules dropped at site a / b; TURN: coturn's "
+             "allocations / permissions+channels;",
              "setup: INVITE -> 200; call end: why alice's / bob's call ended"]
     for r in results:
         for e in check_case(r):

@@ -103,6 +103,7 @@ async def test_one_site_behind_apdm_nat_uses_the_relay(lab_results: list[CaseRes
     assert RELAY in (r.a.pair.local_type, r.a.pair.remote_type), r.a.pair
     assert RELAY in (r.b.pair.local_type, r.b.pair.remote_type), r.b.pair
     assert r.a.packets_received > 50 and r.b.packets_received > 50
+    assert r.turn_allocations >= 2 and r.turn_permissions >= 1, r   # coturn really relayed
 
 
 @pytest_twisted.ensureDeferred
@@ -115,6 +116,7 @@ async def test_both_sites_behind_apdm_nats_use_the_relay(lab_results: list[CaseR
     relayed = [p.local_address if p.local_type == RELAY else p.remote_address
                for p in (r.a.pair, r.b.pair)]
     assert all(addr[0] == "203.0.113.1" for addr in relayed), relayed
+    assert r.turn_allocations >= 2 and r.turn_permissions >= 1, r
 
 
 @pytest_twisted.ensureDeferred
@@ -125,6 +127,7 @@ async def test_site_with_udp_blocked_except_turn_uses_the_relay(
     assert r.a.pair.local_type == RELAY, r.a.pair            # alice can only send to coturn
     assert r.b.pair.remote_type == RELAY, r.b.pair
     assert r.b.pair.remote_address == r.a.pair.local_address
+    assert r.turn_allocations >= 2 and r.turn_permissions >= 1, r
 
 
 @pytest_twisted.ensureDeferred
@@ -145,6 +148,7 @@ async def test_symmetric_nats_without_turn_ice_fails_and_the_call_ends(
     for side in (r.a, r.b):
         assert side.pair is None and side.time_to_connected_ms is None, side
         assert "srflx" in side.candidates and RELAY not in side.candidates, side.candidates
+    assert r.turn_allocations == 0      # coturn served STUN only
     # the agent whose ICE failed first ended the call (BYE); the other heard the BYE
     ends = sorted([r.caller_end or "", r.callee_end or ""])
     assert ends[0] == "ice-failed" or ends[0].startswith("ice-failed:"), ends
