@@ -49,7 +49,10 @@ def _as_dict(r: CaseResult) -> dict[str, Any]:
         }
     return {"case": r.case.name, "nats": r.case.nats, "expect": r.case.expect,
             "sides": sides, "setup_ms": r.setup_ms, "lab_drops": r.lab_drops,
-            "callee_end": r.callee_end, "wall_s": r.wall_s, "errors": check_case(r)}
+            "caller_end": r.caller_end, "callee_end": r.callee_end,
+            "turn_allocations": r.turn_allocations, "turn_permissions": r.turn_permissions,
+            "proxy_routed": r.proxy_routed, "leaks": r.leaks, "wall_s": r.wall_s,
+            "errors": check_case(r)}
 
 
 def main(argv: list[str] | None = None) -> int:
