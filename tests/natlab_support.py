@@ -13,11 +13,17 @@ address, server-reflexive ones from coturn (STUN) and relayed ones from coturn (
 alice/secret).  Each side plays its own tone (alice 1000 Hz, bob 440 Hz) for
 ``media_seconds`` after both sides are connected; then alice hangs up.
 
-:func:`run_case` returns a :class:`CaseResult` (per side: selected pair, time to connected,
-checks sent, RTP counts, tone heard, SIP and STUN retransmissions) and never leaves anything
-behind: agents, sockets, TURN allocations, Kamailio, coturn and namespaces are closed in a
-``finally``.  :func:`check_case` lists what RFC 8445 predicts and the result does not show;
-:func:`format_table` renders the summary table.
+:func:`run_case` returns a :class:`CaseResult` and never leaves anything behind: agents,
+sockets, TURN allocations, Kamailio, coturn and namespaces are closed in a ``finally`` (and
+``CaseResult.leaks`` says what would still exist: the lab's namespaces, reactor sockets bound
+to its host addresses).  Per side it has the selected pair, the time to connected (from the
+offer/answer being built, so gathering included, to ICE completed; regular nomination adds
+up to ``nomination_delay`` = 1 s), checks sent, RTP sent/received while both sides were
+connected, the tone heard, SIP datagrams resent and retransmissions of answered STUN
+requests; per case also coturn's allocations and permissions (from its log), what the lab's
+loss rules dropped, INVITE -> 200, and how each side's call ended.  A case that cannot
+connect (``expect="failed"``) waits for ICE to fail instead.  :func:`check_case` lists what
+RFC 8445 predicts and the result does not show; :func:`format_table` renders the table.
 
 Pitfall: the proxy is the only SIP path between two NATed sites (neither host is reachable
 from the other without a mapping it opened first), so every case goes through Kamailio.
