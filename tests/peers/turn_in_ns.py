@@ -23,73 +23,28 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tests.peers.coturn import PASSWORD, REALM, USER, TurnServer, write_config
 from tests.peers.netns import NetNs
-from tests.peers.process import PeerProcess, require_binary
+from tests.peers.process import require_binary
 
-USER = "alice"
-PASSWORD = "secret"
-REALM = "lab.test"
+__all__ = ["PASSWORD", "REALM", "TURN_PORT", "USER", "CoturnInNs"]
+
 TURN_PORT = 3478
 
 
-class CoturnInNs:
+class CoturnInNs(TurnServer):
     def __init__(self, ns: NetNs, ip: str, port: int = TURN_PORT, *, relay_min: int = 49152,
                  relay_ports: int = 100, extra: str = "") -> None:
         self.binary = require_binary("turnserver")
         self.ns = ns
         self.ip = ip
         self.port = port
-        self.user, self.password, self.realm = USER, PASSWORD, REALM
         self.dir = Path(tempfile.mkdtemp(prefix="siplink-coturn-ns-"))
-        self.config = self.dir / "turnserver.conf"
-        self.config.write_text(
-            f"listening-ip={ip}\n"
-            f"relay-ip={ip}\n"
-            f"listening-port={port}\n"
-            f"alt-listening-port={port + 1}\n"
-            f"min-port={relay_min}\n"
-            f"max-port={relay_min + relay_ports - 1}\n"
-            f"realm={REALM}\n"
-            "lt-cred-mech\n"
-            f"user={USER}:{PASSWORD}\n"
-            "fingerprint\n"
-            "no-tls\nno-dtls\nno-cli\nno-tcp-relay\nno-multicast-peers\n"
-            "log-file=stdout\nsimple-log\nverbose\n"
-            f"pidfile={self.dir / 'turnserver.pid'}\n"
-            f"userdb={self.dir / 'turndb'}\n"
-            + extra
-        )
+        self.config = write_config(self.dir, ip=ip, port=port, relay_min=relay_min,
+                                   relay_max=relay_min + relay_ports - 1, loopback_peers=False,
+                                   extra=extra)
         ns.cleanups.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
-        self.process: PeerProcess = ns.peer(
+        self.process = ns.peer(
             [self.binary, "-c", str(self.config)],
             ready=rf"UDP listener opened on: {ip}:{port}\b", name="turnserver",
         )
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return (self.ip, self.port)
-
-    @property
-    def uri(self) -> str:
-        return f"turn:{self.ip}:{self.port}"
-
-    @property
-    def stun_uri(self) -> str:
-        return f"stun:{self.ip}:{self.port}"
-
-    def start(self, timeout: float = 15.0) -> CoturnInNs:
-        self.process.start(timeout=timeout)
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log(self) -> str:
-        return self.process.log()
-
-    def __enter__(self) -> CoturnInNs:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
