@@ -20,7 +20,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import NamedTuple
 
@@ -183,8 +183,8 @@ def _branch(msg: Request | Response) -> str:
 
 class _Txn:
     __slots__ = ("key", "request", "data", "target", "state", "invite", "server",
-                 "last_response", "last_data", "timers", "interval", "ack_data", "to_tag",
-                 "merge_key")
+                 "last_response", "last_data", "timers", "interval", "ack_data", "ack",
+                 "to_tag", "merge_key")
 
     def __init__(self, key: ClientKey | ServerKey, request: Request, data: bytes, target: Target,
                  state: State, *, invite: bool, server: bool) -> None:
@@ -200,6 +200,7 @@ class _Txn:
         self.timers: dict[str, float] = {}
         self.interval = T1
         self.ack_data: bytes | None = None   # client INVITE: the ACK to a non-2xx
+        self.ack: Request | None = None      # ... and that ACK itself (for the trace)
         self.to_tag: str | None = None
         self.merge_key: tuple[str, str, int, str] | None = None
 
@@ -250,6 +251,11 @@ class TransactionLayer:
         # lives up to 32 s over UDP): memory stays bounded whatever the request rate
         self.max_server_transactions = max_server_transactions
         self.refused_overload = 0
+        # our own transport address for a message to or from a Target, for the trace: set by
+        # the transport driver (SipTransport.local_address); None there means a stream still
+        # connecting, whose records wait in _unplaced until stream_local() names the address
+        self.local_for: Callable[[Target], tuple[str, int] | None] | None = None
+        self._unplaced: dict[Target, list[TraceRecord]] = {}
 
     # --------------------------------------------------------------- introspection
     def __len__(self) -> int:
@@ -309,11 +315,23 @@ class TransactionLayer:
         heapq.heappush(self._heap, (deadline, next(self._seq), t, name))
 
     def _send(self, data: bytes, target: Target, what: Request | Response, now: float) -> None:
+        """Queue ``data`` (the encoding of ``what``, the message itself) for ``target``."""
         self._out.append((data, target))
         if self.trace is not None:
-            self.trace.add(TraceRecord(now, "out", _summary(what), data.decode("utf-8", "replace"),
-                                       remote=(target.host, target.port), protocol="sip",
-                                       raw=data))
+            local = self.local_for(target) if self.local_for is not None else None
+            record = TraceRecord(now, "out", _summary(what), data.decode("utf-8", "replace"),
+                                 local, (target.host, target.port), "sip", data)
+            if local is None and self.local_for is not None and target.reliable:
+                self._unplaced.setdefault(target, []).append(record)
+            else:
+                self.trace.add(record)
+
+    def stream_local(self, target: Target, local: tuple[str, int] | None) -> None:
+        """The stream to ``target`` connected from ``local`` (None: it failed or closed): the
+        trace gets the records of what was queued for it meanwhile."""
+        for record in self._unplaced.pop(target, ()):
+            if self.trace is not None:
+                self.trace.add(replace(record, local=local))
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
@@ -386,15 +404,17 @@ class TransactionLayer:
                 else:
                     t.state = State.COMPLETED
                     t.timers.clear()
-                    t.ack_data = self._encode(_ack_for(t.request, resp))
-                    self._send(t.ack_data, t.target, t.request, now)
+                    t.ack = _ack_for(t.request, resp)
+                    t.ack_data = self._encode(t.ack)
+                    self._send(t.ack_data, t.target, t.ack, now)
                     self._set(t, "D", now + (0.0 if t.target.reliable else 32.0))
                     self._emit(ResponseReceived(resp, key))
             elif t.state is State.ACCEPTED:
                 if 200 <= status < 300:
                     self._emit(ResponseReceived(resp, key))
-            elif t.state is State.COMPLETED and status >= 300 and t.ack_data is not None:
-                self._send(t.ack_data, t.target, t.request, now)
+            elif t.state is State.COMPLETED and status >= 300 and t.ack is not None \
+                    and t.ack_data is not None:
+                self._send(t.ack_data, t.target, t.ack, now)
             return
         if t.state in (State.TRYING, State.PROCEEDING):
             if status < 200:
@@ -509,7 +529,7 @@ class TransactionLayer:
         if t is not None:
             # a retransmission: repeat the last response
             if t.last_data is not None and t.state in (State.PROCEEDING, State.COMPLETED):
-                self._send(t.last_data, t.target, req, now)
+                self._send(t.last_data, t.target, t.last_response or req, now)
             return
         if len(self._servers) >= self.max_server_transactions:
             self.refused_overload += 1
@@ -580,10 +600,10 @@ class TransactionLayer:
                         raw: bytes = b"") -> None:
         self._now = now
         if self.trace is not None:
-            self.trace.add(TraceRecord(now, "in", _summary(msg),
-                                       raw.decode("utf-8", "replace"),
-                                       remote=(source.host, source.port), protocol="sip",
-                                       raw=raw))
+            raw = raw or msg.serialize()      # a stream transport hands over parsed messages
+            local = self.local_for(source) if self.local_for is not None else None
+            self.trace.add(TraceRecord(now, "in", _summary(msg), raw.decode("utf-8", "replace"),
+                                       local, (source.host, source.port), "sip", raw))
         try:
             if isinstance(msg, Response):
                 self._client_response(msg, now)

@@ -73,14 +73,20 @@ class _StreamProtocol(protocol.Protocol):
         self.name = transport_name
         self.parser = StreamParser()
         self.remote: Target | None = None
+        self.local: tuple[str, int] | None = None   # our end, once connected
+        self.dialed: Target | None = None           # the target we connected to (client side)
         self.pending: list[bytes] = []
         self._incomplete: Any = None      # callLater closing a stalled partial message
 
     def connectionMade(self) -> None:  # noqa: N802
         peer = self.transport.getPeer()
+        host = self.transport.getHost()
         self.remote = Target(self.name, peer.host, peer.port)
+        self.local = (host.host, host.port)
         self.owner._connections[self.remote] = self
         self.owner._connecting.pop(self.remote, None)
+        if self.dialed is not None:
+            self.owner.layer.stream_local(self.dialed, self.local)
         for data in self.pending:
             self.transport.write(data)
         self.pending.clear()
@@ -144,6 +150,7 @@ class _ClientStreamFactory(protocol.ClientFactory):
         log.info("connection to {t} failed: {r}", t=self.target, r=reason.getErrorMessage())
         if self.owner._connecting.get(self.target) is self.proto:
             del self.owner._connecting[self.target]
+        self.owner.layer.stream_local(self.target, None)   # trace what never left
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -208,7 +215,9 @@ class SipTransport:
         self._timer_at: float | None = None
         self._pumping = False
         self.local: dict[str, Target] = {}       # transport name -> our bound address
+        self._udp_local: dict[str, tuple[str, int]] = {}   # family -> UDP socket address
         self.incomplete_timeout = INCOMPLETE_TIMEOUT
+        layer.local_for = self.local_address
 
     # --------------------------------------------------------------- sockets
     def listen_udp(self, host: str = "127.0.0.1", port: int = 0) -> Target:
@@ -219,6 +228,7 @@ class SipTransport:
         self._listening["udp"] = p
         addr = p.getHost()
         self.local["udp"] = Target("udp", addr.host, addr.port)
+        self._udp_local["6" if ":" in host else "4"] = (addr.host, addr.port)
         return self.local["udp"]
 
     def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> Target:
@@ -254,7 +264,17 @@ class SipTransport:
             if conn.transport is not None:
                 conn.transport.loseConnection()
         self._connections.clear()
+        for target in list(self._connecting):
+            self.layer.stream_local(target, None)
         self._connecting.clear()
+
+    def local_address(self, target: Target) -> tuple[str, int] | None:
+        """Our end of the path to or from ``target``: the UDP socket of its family, or the
+        stream connection's local address (None while that connection is still opening)."""
+        if target.transport == "udp":
+            return self._udp_local.get("6" if ":" in target.host else "4")
+        conn = self._connections.get(target) or self._connecting.get(target)
+        return conn.local if conn is not None else None
 
     # --------------------------------------------------------------- input
     def _input(self, data: bytes, source: Target) -> None:
@@ -322,6 +342,7 @@ class SipTransport:
             conn.pending.append(data)
             return
         proto = _StreamProtocol(self, target.transport)
+        proto.dialed = target
         proto.pending.append(data)
         self._connecting[target] = proto
         factory = _ClientStreamFactory(self, target.transport, proto, target)
