@@ -58,6 +58,7 @@ from ice.checklist import (
     CheckListState,
     PairState,
     form_pairs,
+    pair_base,
 )
 from ice.events import (
     ApplicationData,
@@ -556,6 +557,17 @@ class Agent:
         if consent is not None and consent.expired:
             return False
         self._out.append((data, pair.local_base, pair.remote_addr))
+        return True
+
+    def send_without_ice(self, stream: int, component: int, data: bytes, remote: Address
+                         ) -> bool:
+        """Queue ``data`` to ``remote`` from the base of the component's default candidate,
+        with no pair and no checks: the peer does not do ICE and media goes to and from the
+        default candidates (RFC 8839 §3.2.1.1, RFC 3264).  False when there is none."""
+        cand = self.default_candidate(stream, component)
+        if cand is None or self._closed:
+            return False
+        self._out.append((data, pair_base(cand, self._base_of), remote))
         return True
 
     def state(self, stream: int = 0) -> str:

@@ -139,6 +139,14 @@ class TwistedAgent:
             self._pump()
         return ok
 
+    def send_without_ice(self, stream: int, component: int, data: bytes, remote: Address
+                         ) -> bool:
+        """Send ``data`` to a peer that does not do ICE, from the default candidate."""
+        ok = self.agent.send_without_ice(stream, component, data, remote)
+        if ok:
+            self._pump()
+        return ok
+
     def close(self, release_timeout: float = 2.0) -> defer.Deferred[None]:
         """Close the agent, release TURN allocations (waiting at most ``release_timeout``),
         then close every socket and cancel the timer."""

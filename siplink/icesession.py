@@ -19,6 +19,13 @@ pair is nominated.  :meth:`hold` / :meth:`resume` / :meth:`restart_ice` send re-
 ICE restart offered by the peer is followed.  ICE failure or lost consent ends the call with a
 BYE and the cause ``ice-failed: ...`` / ``ice-consent-lost``.
 
+Peer without ICE (RFC 8839 §3.2.1.1/§3.3, RFC 3264): when the offer or answer has no
+ice-ufrag/ice-pwd, no checks run: RTP goes to its c=/m= address, RTCP to a=rtcp (or port+1)
+unless rtcp-mux, both sent from our default candidate's socket (where the peer sends), and
+media starts at once; an answer to such an offer has no ICE attributes.  ``ice_used`` is
+then False and :meth:`summary` says so.  ``require_ice=True`` refuses such a peer instead
+(488 to the offer, the call ends with ``ice-required: ...`` on the answer).
+
 RTCP: with ``rtcp_mux=True`` (the default) the offer has one component and ``a=rtcp-mux``
 (a peer that does not multiplex answers ``a=ice-mismatch``: the call ends with that cause);
 ``rtcp_mux=False`` offers RTP and RTCP components.  Answering, we follow the offer.
@@ -117,6 +124,7 @@ class IceMediaSession:
     as RFC 5245-style).  ``bind_context``: a context-manager factory around socket binding
     (tests bind inside a network namespace).  ``ua``/:meth:`attach`: how the session finds
     its :class:`Call` to end it or send re-INVITEs (found in ``ua.calls`` if not attached).
+    ``require_ice``: refuse a peer without ICE (default: plain RTP to its c=/m= address).
     """
 
     def __init__(
@@ -129,6 +137,7 @@ class IceMediaSession:
         turn_servers: Sequence[TurnServer] = (),
         policy: str = "all",
         rtcp_mux: bool = True,
+        require_ice: bool = False,
         codecs: Sequence[Codec] = DEFAULT_CODECS,
         source: PcmSource | None = None,
         tone: float | None = None,
@@ -158,6 +167,7 @@ class IceMediaSession:
         self.turn_servers = tuple(turn_servers)
         self.policy = policy
         self.rtcp_mux = rtcp_mux
+        self.require_ice = require_ice
         self.ptime = ptime
         self.rtcp_interval = rtcp_interval
         self.ta = ta
@@ -198,6 +208,7 @@ class IceMediaSession:
         self.restarts = 0
         self.updated_offers = 0
         self.remote_rfc5245 = False
+        self.ice_used = True              # False once the peer's SDP had no ICE (no checks)
         self.selected_pairs: dict[int, PairInfo] = {}
         self.gathering_failures: list[str] = []
         self.dropped_before_media = 0     # RTP/RTCP that arrived before ICE completed
@@ -256,6 +267,7 @@ class IceMediaSession:
         """What ICE and media did, JSON-ready."""
         out: dict[str, Any] = {
             "state": self.state,
+            "ice_used": self.ice_used,
             "cause": self.cause,
             "role": None if self.controlling is None else (
                 "controlling" if self.controlling else "controlled"),
@@ -266,6 +278,10 @@ class IceMediaSession:
             "restarts": self.restarts,
             "updated_offers": self.updated_offers,
         }
+        if not self.ice_used and self.stream is not None:
+            out["media_to"] = {"rtp": _fmt(self.stream.remote) if self.stream.remote else None,
+                               "rtcp": (_fmt(self.stream.remote_rtcp)
+                                        if self.stream.remote_rtcp else None)}
         if self.stream is not None:
             st = self.stream.stats()
             out["media"] = {
@@ -279,6 +295,15 @@ class IceMediaSession:
                 "dropped_before_start": st.dropped_before_start + self.dropped_before_media,
             }
         return out
+
+    def summary_line(self) -> str:
+        """One line on what ICE did: ``ICE: not used by the peer`` for a plain-RTP peer."""
+        if not self.ice_used:
+            return "ICE: not used by the peer"
+        pairs = ", ".join(str(p) for _, p in sorted(self.selected_pairs.items()))
+        ttc = self.time_to_connected
+        return (f"ICE: {self.state}" + (f" in {ttc * 1000:.0f} ms" if ttc is not None else "")
+                + (f": {pairs}" if pairs else "") + (f" ({self.cause})" if self.cause else ""))
 
     # ------------------------------------------------------------------ MediaSession
     async def make_offer(self) -> bytes:
@@ -317,8 +342,14 @@ class IceMediaSession:
                     if self.components == 1 and not audio.rtcp_mux else "")
             self._fail("ice-failed: peer answered a=ice-mismatch" + hint)
             return
-        if audio is None or audio.ice is None:
-            self._fail("peer answered without ICE" if audio is not None else "no audio")
+        if audio is None:
+            self._fail("no audio")
+            return
+        if audio.ice is None:
+            if self.require_ice:
+                self._fail("ice-required: peer answered without ICE")
+            else:
+                self._without_ice(audio)
             return
         if self.checks_started_at is None or self._restart_pending or audio.ice_restart:
             self._restart_pending = False
@@ -335,7 +366,7 @@ class IceMediaSession:
         m = next((m for m in remote.media if m.kind == "audio" and m.port != 0), None)
         if m is None:
             raise MediaRejected("no audio stream offered")
-        if not m.ice_ufrag or not m.ice_pwd:
+        if (not m.ice_ufrag or not m.ice_pwd) and self.require_ice:
             raise MediaRejected("ICE required (no ice-ufrag/ice-pwd in the offer)")
         try:
             await self._create_agent(controlling=False,
@@ -444,8 +475,11 @@ class IceMediaSession:
             raise MediaRejected(str(e)[:120], 491 if "outstanding" in str(e) else 488) from e
         neg = self.oa.negotiated
         audio = neg.audio if neg is not None else None
-        if audio is None or audio.ice is None:
+        if audio is None or (audio.ice is None and (audio.ice_mismatch or self.require_ice)):
             raise MediaRejected("ICE required (mismatch or no ICE in the offer)")
+        if audio.ice is None:
+            self._without_ice(audio)        # our answer has no ICE attributes (RFC 8839)
+            return answer.serialize().encode()
         if self.checks_started_at is None or restart:
             self._start_checks(audio.ice)
         self._apply_direction(audio)
@@ -469,6 +503,31 @@ class IceMediaSession:
                     f" with {len(rice.candidates)} remote candidates"
                     + (" (RFC 5245 peer)" if self.remote_rfc5245 else ""))
         self.driver.start().addErrback(lambda f: None)   # outcome comes as events
+
+    def _without_ice(self, audio: NegotiatedMedia) -> None:
+        """The peer does not do ICE (RFC 8839 §3.2.1.1): no checks, media to its default
+        destination from our default candidates, at once."""
+        if audio.remote_rtp is None:
+            self._fail("peer without ICE gave no media address")
+            return
+        rtcp = None if audio.rtcp_mux else audio.remote_rtcp
+        if self.ice_used:
+            self.ice_used = False
+            self._event(f"peer without ICE: media to {_fmt(audio.remote_rtp)}"
+                        + (f", RTCP to {_fmt(rtcp)}" if rtcp else " (rtcp-mux)"))
+        if self.stream is None:
+            if self.connected_at is None:
+                self.connected_at = self._now()
+            self.state = "connected"
+            self._start_media(audio.remote_rtp, rtcp)
+            stream = self.stream
+            waiters, self._waiters = self._waiters, []
+            for d in waiters:
+                if stream is not None:
+                    d.callback(stream)
+        else:
+            self.stream.set_remote(audio.remote_rtp, rtcp)
+            self._apply_direction(audio)
 
     # ------------------------------------------------------------------ internals: ICE events
     def _on_ice_event(self, ev: Event) -> None:
@@ -581,20 +640,27 @@ class IceMediaSession:
                 return c
         return PCMU
 
-    def _start_media(self) -> None:
+    def _start_media(self, remote: Address | None = None,
+                     remote_rtcp: Address | None = None) -> None:
+        """Media on the selected pairs, or to ``remote``/``remote_rtcp`` without ICE."""
         neg = self.oa.negotiated
         audio = neg.audio if neg is not None else None
-        pair = self.agent.selected_pair(0, 1) if self.agent is not None else None
-        if audio is None or pair is None:
-            self._fail("ICE connected but no negotiated audio or selected pair")
+        if remote is None:
+            pair = self.agent.selected_pair(0, 1) if self.agent is not None else None
+            if audio is None or pair is None:
+                self._fail("ICE connected but no negotiated audio or selected pair")
+                return
+            remote = pair.remote_addr
+            rtcp_pair = self.agent.selected_pair(0, 2) if (
+                self.agent is not None and self.components == 2) else None
+            remote_rtcp = rtcp_pair.remote_addr if rtcp_pair is not None else None
+        if audio is None:
+            self._fail("no negotiated audio")
             return
-        rtcp_pair = self.agent.selected_pair(0, 2) if (
-            self.agent is not None and self.components == 2) else None
         te = audio.telephone_event
         self.stream = MediaStream(
             codec=self._codec(audio), ptime=self.ptime, source=self.source,
-            remote=pair.remote_addr,
-            remote_rtcp=rtcp_pair.remote_addr if rtcp_pair is not None else None,
+            remote=remote, remote_rtcp=remote_rtcp,
             dtmf_payload_type=te.pt if te is not None else None,
             rtcp_interval=self.rtcp_interval, record=self.record, trace=self.trace)
         self.media = MediaDriver(self.stream, self._send_media, self.reactor,
@@ -603,7 +669,7 @@ class IceMediaSession:
         self._apply_direction(audio)
 
     def _point_media(self) -> None:
-        if self.stream is None or self.agent is None:
+        if self.stream is None or self.agent is None or not self.ice_used:
             return
         pair = self.agent.selected_pair(0, 1)
         rtcp = self.agent.selected_pair(0, 2) if self.components == 2 else None
@@ -623,6 +689,9 @@ class IceMediaSession:
                 and self.stream.remote_rtcp is not None and addr == self.stream.remote_rtcp
                 and self.stream.remote_rtcp != self.stream.remote):
             comp = 2
+        if not self.ice_used:
+            self.driver.send_without_ice(0, comp, data, addr)
+            return
         self.driver.send(0, comp, data)
 
     def _on_data(self, stream: int, component: int, data: bytes, remote: Address) -> None:

@@ -233,7 +233,8 @@ async def test_offer_without_ice_gets_488() -> None:
     a = UserAgent(reactor, user="alice")
     b.listen()
     a.listen()
-    b.media_factory = lambda: IceMediaSession(reactor, ua=b)
+    # refusing a peer without ICE is opt-in (require_ice); by default it gets plain RTP
+    b.media_factory = lambda: IceMediaSession(reactor, ua=b, require_ice=True)
     b.on_incoming_call = lambda call: call.answer()
     try:
         call = a.call(f"sip:bob@127.0.0.1:{b.port}")      # StaticMedia: plain SDP, no ICE
