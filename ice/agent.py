@@ -462,13 +462,19 @@ class Agent:
             self._handle_request(msg, data, local_addr, remote_addr, si, comp, now)
         elif msg.cls in (Class.SUCCESS, Class.ERROR):
             self._handle_response(msg, data, local_addr, remote_addr, now)
-        # indications (keepalives) need nothing
+        else:   # indications (keepalives) need nothing but a trace record
+            self._trace(now, "in", f"{msg.summary()} from {remote_addr[0]}:{remote_addr[1]}",
+                        local_addr, remote_addr, data)
 
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         raw, self._out = self._out, []
         for p in list(self._pending.values()):
             for data, addr in p.txn.datagrams_to_send(now):
                 raw.append((data, p.local, addr))
+                if p.txn.sent > 1:   # the first copy was traced when the request was made
+                    about = f" {p.pair.describe()}" if p.pair is not None else ""
+                    self._trace(now, "out", f"{p.kind} retransmission {p.txn.sent - 1}{about}",
+                                p.local, addr, data)
         if not self._relays:
             return raw
         out: list[Datagram] = []
@@ -795,6 +801,8 @@ class Agent:
                          remote: Address, now: float) -> None:
         p = self._pending.get(msg.transaction_id)
         if p is None:
+            self._trace(now, "in", f"{msg.summary()} from {remote[0]}:{remote[1]}: no "
+                        "transaction (late or repeated)", local, remote, data)
             return
         if p.kind != "check" and (remote != p.txn.addr or local != p.local):
             # a STUN server's (or consent) answer only counts from where the request went: a
@@ -1238,7 +1246,7 @@ class Agent:
                for r in self._relays):
             return
         alloc = Allocation(srv, server.username, server.password, rc=self.gather_rc,
-                           rm=self.gather_rm, trace=self.trace)
+                           rm=self.gather_rm, trace=self.trace, local=base)
         relay = _Relay(s.index, comp, base, srv, alloc)
         self._relays.append(relay)
         self._relay_by_path[(base, srv)] = relay

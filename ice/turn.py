@@ -29,6 +29,7 @@ from ice.stun import (
     StunDecodeError,
     decode,
     encode,
+    is_stun,
     long_term_key,
     new_transaction_id,
     verify,
@@ -212,6 +213,7 @@ class Allocation:
         rc: int = 7,
         rm: int = 16,
         trace: Trace | None = None,
+        local: Address | None = None,
     ) -> None:
         self.server = server
         self.username = username
@@ -223,6 +225,7 @@ class Allocation:
         self.software = software
         self.rto, self.rc, self.rm = rto, rc, rm
         self.trace = trace
+        self.local = local     # the socket's address, named in trace records (None: unknown)
         self.state = AllocationState.IDLE
         self.relayed_address: Address | None = None
         self.mapped_address: Address | None = None
@@ -314,7 +317,7 @@ class Allocation:
         chan = self._channels.get(peer)
         if chan is not None and chan.bound:
             self._out(encode_channel_data(chan.number, data), now, f"ChannelData 0x{chan.number:04x}"
-                      f" {len(data)} bytes to {peer[0]}:{peer[1]}")
+                      f" {len(data)} bytes to {peer[0]}:{peer[1]}", data)
             return
         perm = self._permissions.get(peer[0])
         if perm is not None and perm.installed:
@@ -355,9 +358,10 @@ class Allocation:
         if msg.cls == Class.INDICATION:
             if msg.method != Method.DATA:
                 return False
-            self._trace("in", msg.summary(), now, data)
             peer = msg.address(Attr.XOR_PEER_ADDRESS)
             payload = msg.get(Attr.DATA)
+            self._trace("in", msg.summary(), now, data, payload if isinstance(payload, bytes)
+                        else b"")
             if peer is None or not isinstance(payload, bytes):
                 log.info("TURN: Data indication without XOR-PEER-ADDRESS/DATA dropped")
                 return True
@@ -383,6 +387,10 @@ class Allocation:
         for pending in self._pending.values():
             for item in pending.txn.datagrams_to_send(now):
                 out.append(item)
+                if pending.txn.sent > 1:     # the first copy was traced by _request
+                    name = pending.method.name.replace("_", "-").title().replace("-", "")
+                    self._trace("out", f"{name} request {pending.txn.transaction_id.hex()} "
+                                f"retransmission {pending.txn.sent - 1}", now, item[0])
         return out
 
     def get_timer(self) -> float | None:
@@ -429,19 +437,25 @@ class Allocation:
         if self.state is not AllocationState.ALLOCATED:
             raise RuntimeError(f"{what}() needs an allocation (state {self.state.value})")
 
-    def _trace(self, direction: Direction, summary: str, now: float, raw: bytes = b"") -> None:
+    def _trace(self, direction: Direction, summary: str, now: float, raw: bytes = b"",
+               carried: bytes | None = None) -> None:
+        """``carried``: the payload of a Send/Data indication or ChannelData; one that is not
+        STUN (media) makes the record's protocol "rtp", so that views leaving RTP out (pcap
+        by default, ``-v``) leave relayed media out too, and keep relayed checks."""
         if self.trace is not None:
-            self.trace.add(TraceRecord(now, direction, summary, remote=self.server,
-                                       protocol="turn", raw=raw))
+            protocol = "turn" if carried is None or is_stun(carried) else "rtp"
+            self.trace.add(TraceRecord(now, direction, summary, local=self.local,
+                                       remote=self.server, protocol=protocol, raw=raw))
 
-    def _out(self, data: bytes, now: float, summary: str) -> None:
+    def _out(self, data: bytes, now: float, summary: str, carried: bytes) -> None:
         self._outbox.append((data, self.server))
-        self._trace("out", summary, now, data)
+        self._trace("out", summary, now, data, carried)
 
     def _send_indication(self, peer: Address, data: bytes, now: float) -> None:
         msg = Message(Method.SEND, Class.INDICATION, new_transaction_id(),
                       {Attr.XOR_PEER_ADDRESS: peer, Attr.DATA: data})
-        self._out(encode(msg), now, f"Send indication {len(data)} bytes to {peer[0]}:{peer[1]}")
+        self._out(encode(msg), now, f"Send indication {len(data)} bytes to {peer[0]}:{peer[1]}",
+                  data)
 
     def _request(
         self,
@@ -653,7 +667,7 @@ class Allocation:
             log.debug("TURN: ChannelData on unbound channel 0x{channel:04x}", channel=channel)
             return True
         self._trace("in", f"ChannelData 0x{channel:04x} {len(payload)} bytes from "
-                          f"{peer[0]}:{peer[1]}", now, data)
+                          f"{peer[0]}:{peer[1]}", now, data, payload)
         self._data_event(DataReceived(peer, payload, channel))
         return True
 

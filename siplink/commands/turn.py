@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - CannotListenError and friends
             print(f"siplink turn: cannot bind {bind}: {e}", file=sys.stderr)
             return EXIT_USAGE
+        host = port.getHost()
+        allocation.local = (host.host, host.port)     # named in the trace records
         where = f"{server[0]}:{server[1]}"
 
         async def step(d: defer.Deferred[Any], what: str) -> Any:
