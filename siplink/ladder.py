@@ -1,9 +1,10 @@
 """Ladder (sequence) diagrams of a call from its trace: text for a terminal, standalone HTML.
 
 Both are views of the one trace of :class:`ice.trace.TraceRecord` s a call leaves (SIP from
-the transaction layer, STUN checks and ICE state changes from the agent). We are always the
-first column (``siplink``); every remote transport address that sent or received a SIP or
-STUN packet gets a column of its own, in order of first appearance. Each packet is an arrow
+the transaction layer, STUN checks and ICE state changes from the agent; the agent's TURN
+exchange with its server is in the pcap export, not here). We are always the first column
+(``siplink``); every remote transport address that sent or received a SIP or STUN packet
+gets a column of its own, in order of first appearance. Each packet is an arrow
 between our column and the peer's; ICE milestones (checks start, nominated, selected,
 completed, failed) are notes in our column. RTP packets are left out (one per 20 ms would
 drown the signalling); use the pcap export for them.
@@ -67,9 +68,8 @@ def _stun_label(r: TraceRecord) -> str:
 
 
 def sip_label(r: TraceRecord) -> str:
-    """``INVITE sip:bob@host`` / ``200 OK (INVITE)``: from the message's own start line (the
-    summary can name the transaction's request rather than the message, e.g. for the ACK of
-    a non-2xx response), with the CSeq method for responses."""
+    """``INVITE sip:bob@host`` / ``200 OK (INVITE)``: the message's own start line, with the
+    CSeq method for responses; the summary when the record holds no message."""
     first = (r.detail or r.summary).split("\r\n", 1)[0].split("\n", 1)[0].strip()
     m = re.match(r"^SIP/2\.0 (\d{3} .*)$", first)
     if m:

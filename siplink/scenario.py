@@ -349,7 +349,6 @@ class CallRecord:
     failures: list[str] = field(default_factory=list)
     records: list[TraceRecord] = field(default_factory=list)   # filled at the end of the run
     media_trace: Trace | None = field(default=None, repr=False)
-    sip_local: tuple[str, int] = ("127.0.0.1", 5060)
 
     @property
     def name(self) -> str:
@@ -727,7 +726,6 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
 
     rec = CallRecord(spec, index)
     loc = ua.local("udp")
-    rec.sip_local = (loc.host, loc.port)
     opts = media_options(config)
     rec.ptime = opts["ptime"]
     media: Any

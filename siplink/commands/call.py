@@ -137,7 +137,7 @@ def write_views(rec: CallRecord, ladder: str | None, pcap: str | None, *, title:
         with open(ladder, "w", encoding="utf-8") as f:
             f.write(render_html(rec.records, title=title))
     if pcap:
-        export_pcap(rec.records, pcap, sip_local=rec.sip_local)
+        export_pcap(rec.records, pcap)
 
 
 # ------------------------------------------------------------------ the command
