@@ -222,3 +222,39 @@ async def test_relay_call_pcap_shows_the_turn_exchange(tmp_path: Path) -> None:
             assert (r[4], r[5]) == server
         if r[0] in ("0x0103", "0x0108", "0x0109"):
             assert (r[2], r[3]) == server
+
+
+def test_turn_records_name_our_socket_count_retransmissions_and_keep_media_apart() -> None:
+    from ice import stun
+    from ice.turn import Allocation, encode_channel_data
+    from tests.test_turn import PEER, SERVER, Net, allocated
+
+    local = ("127.0.0.1", 40000)
+    trace = Trace()
+    silent = Allocation(SERVER, "alice", "secret", trace=trace, local=local)
+    silent.allocate(0.0)
+    copies: list[bytes] = []
+    for t in (0.0, 0.5, 1.5):            # the server never answers: RTO 0.5 s, doubling
+        silent.handle_timer(t)
+        copies += [d for d, _ in silent.datagrams_to_send(t)]
+    assert len(copies) == 3 and len(set(copies)) == 1
+    out = [r for r in trace if r.direction == "out"]
+    assert [r.raw for r in out] == copies
+    assert "retransmission 1" in out[1].summary and "retransmission 2" in out[2].summary
+    assert all(r.local == local and r.remote == SERVER and r.protocol == "turn" for r in out)
+
+    trace = Trace()
+    net: Net = allocated(trace=trace, local=local)
+    net.alloc.bind_channel(PEER, 0.0)
+    net.pump()
+    check = stun.encode(stun.Message(stun.Method.BINDING, stun.Class.REQUEST, bytes(12)))
+    net.alloc.send_to(PEER, check, 0.0)
+    net.alloc.send_to(PEER, b"\x80" + bytes(171), 0.0)
+    net.pump()
+    assert net.alloc.receive(encode_channel_data(0x4000, b"\x80back", pad=True), SERVER, 1.0)
+    chans = [r for r in trace if r.summary.startswith("ChannelData")]
+    assert [(r.direction, r.protocol) for r in chans] == [("out", "turn"), ("out", "rtp"),
+                                                         ("in", "rtp")]
+    assert all(r.local == local and r.remote == SERVER and r.raw for r in trace
+               if r.direction != "event")
+    assert {r.protocol for r in trace} == {"turn", "rtp"}
