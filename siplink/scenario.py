@@ -329,6 +329,7 @@ class CallRecord:
     setup_ms: float | None = None    # INVITE to the final response
     ice_state: str = ""
     ice_cause: str = ""
+    ice_used: bool = True            # False: the peer answered without ICE (plain RTP)
     ice_ms: float | None = None      # INVITE to ICE connected
     local_type: str = ""
     remote_type: str = ""
@@ -374,7 +375,9 @@ def check_call(r: CallRecord) -> list[str]:
     answered = r.status is not None and 200 <= r.status < 300
     if not answered:
         return out
-    if e.ice or e.candidate or r.spec.ice:
+    if (e.ice or e.candidate) and not r.ice_used:
+        out.append("ICE not used: the peer answered without ICE (media is plain RTP)")
+    elif r.ice_used and (e.ice or e.candidate or r.spec.ice):
         if r.ice_state != "connected" and r.ice_ms is None:
             out.append(f"ICE did not complete ({r.ice_cause or r.ice_state or 'no ICE'})")
         else:
@@ -805,9 +808,12 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
             if call.state is not CallState.ENDED:
                 call.hangup()
         rec.ice_state = getattr(media, "state", "")
-        if getattr(media, "connected_at", None) is not None:
+        rec.ice_used = getattr(media, "ice_used", True)
+        if not rec.ice_used:
+            rec.ice_state, rec.ice_ms = "not used", None
+        elif getattr(media, "connected_at", None) is not None:
             rec.ice_state = "connected"
-        if isinstance(media, IceMediaSession):
+        if isinstance(media, IceMediaSession) and rec.ice_used:
             rec.ice_cause = rec.ice_cause or (media.cause or "")
             p = media.selected_pairs.get(1)
             if p is not None:

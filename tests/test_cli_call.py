@@ -77,23 +77,35 @@ def test_call_sipp_without_ice(sipp_uas: SippUas, tmp_path: Path) -> None:
     assert {r[3] for r in rows} == {result["call_id"]}
 
 
-def test_ice_call_to_a_peer_without_ice_fails(sipp_uas: SippUas) -> None:
+def test_ice_expectation_against_a_peer_without_ice_fails(sipp_uas: SippUas) -> None:
+    # The peer answers without ICE: the call proceeds with plain RTP (RFC 8839 fallback), so an
+    # expectation that ICE selected a host pair is not met, and the report says why.
     out = siplink("call", f"sip:service@{sipp_uas.address}", "--duration", "1",
                   "--expect-ice", "host", "-v")
     assert out.returncode == 1, out.stdout + out.stderr
     # -v (after the subcommand too): the live trace on stderr
     assert f"sip  -> {sipp_uas.address} INVITE sip:service@" in out.stderr
     assert f"sip  <- {sipp_uas.address} 200 OK (INVITE)" in out.stderr
-    assert "ice  ** call ends: peer answered without ICE" in out.stderr
-    assert "hint: the peer does not do ICE; call it with --no-ice" in out.stdout
-    assert "FAIL: ICE did not complete (peer answered without ICE)" in out.stdout
-    # the text ladder shows the call: INVITE out, 200 in, the ICE note, our BYE
+    assert "ICE not used: the peer answered without ICE" in out.stdout
+    assert "FAIL: ICE not used: the peer answered without ICE (media is plain RTP)" in out.stdout
+    assert "hint: the peer does not do ICE" in out.stdout
+    assert "pair \n" not in out.stdout          # no empty "selected pair" line
+    # the text ladder shows the call: INVITE out, 200 in, our BYE
     lines = out.stdout.splitlines()
     invite = next(i for i, ln in enumerate(lines) if "INVITE sip:service@" in ln)
     assert "->|" in lines[invite] or ">|" in lines[invite]
     assert any("<-" in ln and "200 OK (INVITE)" in ln for ln in lines)
-    assert any("* call ends: peer answered without ICE" in ln for ln in lines)
     assert any("BYE sip:" in ln and ln.rstrip().endswith(">|") for ln in lines)
+
+
+def test_call_to_a_peer_without_ice_falls_back_to_plain_rtp(sipp_uas: SippUas) -> None:
+    out = siplink("call", f"sip:service@{sipp_uas.address}", "--duration", "1", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["ok"] and result["status"] == 200
+    assert result["ice"]["used"] is False and result["ice"]["state"] == "not used"
+    assert result["rtp"]["sent"] >= 40        # 1 s at 20 ms ptime, straight to SIPp's m= port
+    assert result["failures"] == []
 
 
 def test_usage_and_timeout_exit_codes(tmp_path: Path) -> None:

@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({
             "uri": uri, "ok": rec.ok, "status": rec.status, "reason": rec.reason,
             "call_id": rec.call_id, "setup_ms": rec.setup_ms,
-            "ice": {"state": rec.ice_state, "cause": rec.ice_cause, "ms": rec.ice_ms,
+            "ice": {"used": rec.ice_used, "state": rec.ice_state, "cause": rec.ice_cause,
+                    "ms": rec.ice_ms,
                     "local_type": rec.local_type, "remote_type": rec.remote_type,
                     "pair": rec.pair},
             "rtp": {"received": rec.rtp_received, "sent": rec.rtp_sent, "lost": rec.rtp_lost,
@@ -247,7 +248,9 @@ def _print_text(rec: CallRecord, uri: str) -> None:
     status = "no final response" if rec.status is None else f"{rec.status} {rec.reason}".strip()
     setup = "" if rec.setup_ms is None else f" in {rec.setup_ms:.0f} ms"
     w(f"call {uri}: {status}{setup}, Call-ID {rec.call_id}\n")
-    if rec.ice_state:
+    if not rec.ice_used:
+        w("ICE not used: the peer answered without ICE; plain RTP to its c=/m= address\n")
+    elif rec.ice_state:
         ice = f"ICE {rec.ice_state}"
         if rec.ice_ms is not None:
             ice += f" in {rec.ice_ms:.0f} ms, pair {rec.pair}"
@@ -263,6 +266,6 @@ def _print_text(rec: CallRecord, uri: str) -> None:
     w(f"ended by {rec.ended_by or '?'} ({rec.end_cause})\n")
     for f in rec.failures:
         w(f"FAIL: {f}\n")
-    if "without ICE" in rec.ice_cause:
-        w("hint: the peer does not do ICE; call it with --no-ice\n")
+    if not rec.ice_used and any("ICE" in f for f in rec.failures):
+        w("hint: the peer does not do ICE; drop --expect-ice, or call it with --no-ice\n")
     w("ok\n" if rec.ok else "FAILED\n")
