@@ -46,8 +46,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_siplink(port: int) -> PeerProcess:
-    proc = PeerProcess([sys.executable, "-m", "siplink", "answer", "--quiet", "--listen",
-                        f"127.0.0.1:{port}"], ready="listening on", name="siplink-answer",
+    proc = PeerProcess([sys.executable, "-m", "siplink", "answer", "--quiet", "--media", "static",
+                        "--listen", f"127.0.0.1:{port}"], ready="listening on", name="siplink-answer",
                        cwd=ROOT)
     proc.start()
     if hasattr(os, "sched_setaffinity"):
