@@ -143,6 +143,7 @@ class _Relay:
     server: Address
     alloc: Allocation
     relayed: Address | None = None
+    removed: bool = False            # its component was removed: released, never used
 
 
 @dataclass
@@ -294,6 +295,7 @@ class Agent:
         self._relays: list[_Relay] = []
         self._relay_by_addr: dict[Address, _Relay] = {}
         self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
+        self._retired_sockets: list[Address] = []   # of removed components, to be closed
         self.trace = Trace()
         self.dropped_data = 0
 
@@ -355,6 +357,66 @@ class Agent:
                  CandidateType.HOST: 2, CandidateType.PEER_REFLEXIVE: 3}
         cands = [c for c in self._stream(stream).local_candidates if c.component == component]
         return min(cands, key=lambda c: (order[c.type], -c.priority), default=None)
+
+    def remove_component(self, stream: int, component: int, now: float | None = None) -> None:
+        """Drop the last component of ``stream`` before :meth:`start_checks` (the answer
+        accepted rtcp-mux, RFC 5761 §5.1.3 / RFC 8839): its local and remote candidates and
+        pairs go, no check is sent for it, and its TURN allocations are released (with
+        ``now``; without it they are forgotten).  Its host sockets are then handed to the
+        driver by :meth:`sockets_to_close`, once their allocations are released."""
+        s = self._stream(stream)
+        if self._running or s.checks_started_at is not None:
+            raise IceError("remove_component() is only valid before start_checks()")
+        if component != s.components or s.components == 1:
+            raise IceError(f"stream {stream}: only the last of several components can be "
+                           f"removed, not {component} of {s.components}")
+        s.components -= 1
+        s.checklist.components = s.components
+        s.local_candidates = [c for c in s.local_candidates if c.component != component]
+        s.remote_candidates = [c for c in s.remote_candidates if c.component != component]
+        for pair in [p for p in s.checklist.pairs if p.component == component]:
+            s.checklist.remove(pair)
+        s.checklist.valid_extra = [p for p in s.checklist.valid_extra
+                                   if p.component != component]
+        for tid, pending in list(self._pending.items()):
+            if pending.stream == stream and pending.component == component:
+                pending.txn.cancel()
+                del self._pending[tid]
+        self._early = deque((e for e in self._early if (e[3], e[4]) != (stream, component)),
+                            maxlen=MAX_EARLY_CHECKS)
+        relayed = {r.relayed for r in self._relays}
+        for relay in list(self._relays):
+            if relay.stream != stream or relay.component != component or relay.removed:
+                continue
+            relay.removed = True
+            if relay.relayed is not None:
+                self._relay_by_addr.pop(relay.relayed, None)
+            if now is not None:
+                relay.alloc.release(now)
+                self._drain_relay(relay, now)
+            else:                               # forgotten, as by close() without now
+                self._relays.remove(relay)
+                self._relay_by_path.pop((relay.base, relay.server), None)
+        for addr, where in list(self._sockets.items()):
+            if where == (stream, component):
+                del self._sockets[addr]
+                if addr not in relayed:
+                    self._retired_sockets.append(addr)
+        self._maybe_gathering_done(s)
+        if now is not None:
+            self._trace(now, "event", f"stream {stream}: component {component} removed")
+
+    def sockets_to_close(self) -> list[Address]:
+        """Host sockets of removed components that the driver may close now (each once)."""
+        done = (AllocationState.RELEASED, AllocationState.FAILED, AllocationState.IDLE)
+        busy = {r.base for r in self._relays if r.removed and r.alloc.state not in done}
+        ready = [a for a in self._retired_sockets if a not in busy]
+        if ready:
+            self._retired_sockets = [a for a in self._retired_sockets if a in busy]
+            for r in [r for r in self._relays if r.removed and r.base in ready]:
+                self._relays.remove(r)
+                self._relay_by_path.pop((r.base, r.server), None)
+        return ready
 
     # ================================================================ public: remote side
     def set_remote_credentials(self, stream: int, ufrag: str, pwd: str) -> None:
@@ -1229,7 +1291,8 @@ class Agent:
             return
         if any(p.kind == "gather" and p.stream == s.index for p in self._pending.values()):
             return
-        if any(r.stream == s.index and r.alloc.state is AllocationState.ALLOCATING
+        if any(r.stream == s.index and not r.removed
+               and r.alloc.state is AllocationState.ALLOCATING
                for r in self._relays):
             return
         s.gathering_done = True
@@ -1256,7 +1319,7 @@ class Agent:
         s = self._streams[relay.stream]
         while (ev := relay.alloc.next_event()) is not None:
             if isinstance(ev, AllocationSucceeded):
-                if self._closed:
+                if self._closed or relay.removed:
                     continue
                 relay.relayed = ev.relayed
                 self._sockets[ev.relayed] = (relay.stream, relay.component)

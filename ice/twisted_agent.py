@@ -133,6 +133,12 @@ class TwistedAgent:
         self.agent.restart(self.now)
         self._pump()
 
+    def remove_component(self, stream: int, component: int) -> None:
+        """:meth:`ice.agent.Agent.remove_component` (before :meth:`start`): its TURN
+        allocations are released, then its sockets closed."""
+        self.agent.remove_component(stream, component, self.now)
+        self._pump()
+
     def send(self, stream: int, component: int, data: bytes) -> bool:
         ok = self.agent.send_data(stream, component, data)
         if ok:
@@ -205,6 +211,11 @@ class TwistedAgent:
                 except OSError as e:
                     log.info("send to {remote} failed: {e}", remote=remote, e=e)
             self._drain(now)
+        for local in self.agent.sockets_to_close():   # of a removed component
+            port = self._ports.pop(local, None)
+            if port is not None:
+                defer.maybeDeferred(port.stopListening).addErrback(
+                    lambda f: log.failure("closing a removed component's socket", f))
         t = self.agent.get_timer()
         if t is None or not self._ports:
             if self._timer is not None and self._timer.active():

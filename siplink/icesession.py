@@ -26,9 +26,12 @@ media starts at once; an answer to such an offer has no ICE attributes.  ``ice_u
 then False and :meth:`summary` says so.  ``require_ice=True`` refuses such a peer instead
 (488 to the offer, the call ends with ``ice-required: ...`` on the answer).
 
-RTCP: with ``rtcp_mux=True`` (the default) the offer has one component and ``a=rtcp-mux``
-(a peer that does not multiplex answers ``a=ice-mismatch``: the call ends with that cause);
-``rtcp_mux=False`` offers RTP and RTCP components.  Answering, we follow the offer.
+RTCP: with ``rtcp_mux=True`` (the default) the offer has ``a=rtcp-mux`` and still both
+components, RTP and RTCP, with ``a=rtcp`` (RFC 5761 §5.1.3, RFC 8839): when the answer
+accepts rtcp-mux, component 2 is removed before the checks start (its candidates, socket and
+TURN allocation released), else ICE runs on both, so a peer that does not multiplex works.
+``a=rtcp-mux-only`` (RFC 8858) is not offered.  ``rtcp_mux=False`` offers no multiplexing.
+Answering, we follow the offer.
 
 What ICE did is visible on the session (``call.media``, see :func:`ice_info`):
 ``selected_pairs`` (per component: local/remote type and address), ``time_to_connected``,
@@ -310,8 +313,8 @@ class IceMediaSession:
         now = self._now()
         if self.agent is None:
             self.started_at = now
-            await self._create_agent(controlling=True,
-                                     components=1 if self.rtcp_mux else 2)
+            # RTP and RTCP even with rtcp-mux offered: the peer may not multiplex
+            await self._create_agent(controlling=True, components=2)
             if self._closed:             # the call ended while we gathered
                 raise IceSessionError("session closed while gathering")
         elif self._restart_pending:
@@ -345,6 +348,12 @@ class IceMediaSession:
         if audio is None:
             self._fail("no audio")
             return
+        if audio.rtcp_mux and self.components == 2 and self.checks_started_at is None:
+            # RFC 5761 §5.1.3: the answer accepted rtcp-mux, RTCP goes on component 1
+            assert self.driver is not None
+            self.driver.remove_component(0, 2)
+            self.components = 1
+            self._event("answer accepted rtcp-mux: component 2 removed")
         if audio.ice is None:
             if self.require_ice:
                 self._fail("ice-required: peer answered without ICE")
