@@ -13,7 +13,7 @@ import re
 from typing import Self
 
 from siplink.parse_error import SipParseError
-from siplink.uri import PORT_PATTERN, SIP_URI_PATTERN, SipUri, check_uri
+from siplink.uri import PORT_PATTERN, QUICK_SIP_URI_PATTERN, SIP_URI_PATTERN, SipUri, check_uri
 
 __all__ = [
     "CSeq",
@@ -59,6 +59,21 @@ _VIA_FAST_RE = re.compile(
 )
 _NAME_ADDR_FAST_RE = re.compile(
     rf'(?:"([^"\\\r\n]*)"[ \t]*|({_TOKEN}(?:[ \t]+{_TOKEN})*)[ \t]*)?<({SIP_URI_PATTERN})>({_SIMPLE_PARAMS})'
+)
+# quick paths: the everyday shapes, each a strict subset of the fast pattern above it, with
+# the parameters captured by name where that saves splitting them.  What they match, the fast
+# patterns match with the same values, so the result is the same object.  Each part ends where
+# a character outside its class starts: possessive quantifiers accept the same strings and
+# make a shape that does not fit fail at once.
+_QTOKEN = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_QHOST = r"[A-Za-z0-9][A-Za-z0-9\-.]*+(?<=[A-Za-z0-9.])"
+_VIA_QUICK_RE = re.compile(
+    rf"SIP/2\.0/(UDP|TCP|TLS|SCTP|WS|WSS) ({_QHOST})(?::((?>{PORT_PATTERN}))(?![0-9]))?"
+    rf";branch=({_QTOKEN})(?:(;rport)|;rport=((?>{PORT_PATTERN}))(?![0-9]);received=({_QTOKEN}))?"
+)
+_NAME_ADDR_QUICK_RE = re.compile(
+    rf'(?:"([^"\\\r\n]*+)" ?|({_QTOKEN}) )?<({QUICK_SIP_URI_PATTERN})>'
+    rf"(?:;tag=({_QTOKEN})|((?:;{_QTOKEN}(?:={_QTOKEN})?)++))?"
 )
 _CSEQ_RE = re.compile(rf"([0-9]+)[ \t]+({_TOKEN})")
 _AUTH_PARAM_RE = re.compile(rf"{_LWS}({_TOKEN}){_LWS}={_LWS}({_TOKEN}|{_QUOTED}){_LWS}(?:,|$)")
@@ -184,6 +199,22 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
+        m = _VIA_QUICK_RE.fullmatch(text)
+        if m is not None:
+            transport, host, port, branch, bare_rport, rport, received = m.groups()
+            via = cls.__new__(cls)
+            via.protocol = "SIP/2.0"
+            via.transport = transport
+            via.host = host
+            via.port = None if port is None else int(port)
+            if rport is not None:
+                via.params = {"branch": branch, "rport": rport, "received": received}
+            elif bare_rport is None:
+                via.params = {"branch": branch}
+            else:
+                via.params = {"branch": branch, "rport": None}
+            via._text = text
+            return via
         m = _VIA_FAST_RE.fullmatch(text)
         if m is not None:
             transport, host, port, params = m.groups()
@@ -329,6 +360,19 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        m = _NAME_ADDR_QUICK_RE.fullmatch(text)
+        if m is not None:
+            display, tokens, uri_text, tag, params = m.groups()
+            na = cls.__new__(cls)
+            na._uri = None
+            na._uri_text = uri_text
+            na.display_name = tokens if display is None else display
+            if tag is not None:
+                na.params = {"tag": tag}
+            else:
+                na.params = {} if params is None else _split_simple_params(params)
+            na.bracketed = True
+            return na
         m = _NAME_ADDR_FAST_RE.fullmatch(text)
         if m is not None:
             display, tokens, uri_text, params = m.groups()

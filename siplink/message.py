@@ -23,7 +23,7 @@ from typing import Any
 from ice.trace import Direction, TraceRecord
 from siplink.headers import Challenge, Credentials, CSeq, NameAddr, Via, split_list
 from siplink.parse_error import SipParseError
-from siplink.uri import SipUri, check_uri
+from siplink.uri import QUICK_SIP_URI_BASE, QUICK_URI_PARAMS, SipUri, check_uri
 
 __all__ = [
     "COMPACT_FORMS",
@@ -100,6 +100,11 @@ _KNOWN_METHODS = frozenset({
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
 })
+# A Request-Line of the everyday shape (a subset of what _start accepts): method, the
+# Request-URI (group 3: its parameters, if any), SIP/2.0.
+_REQUEST_LINE_QUICK_RE = re.compile(
+    rf"([A-Za-z0-9\-.!%*_+`'~]++) ({QUICK_SIP_URI_BASE}({QUICK_URI_PARAMS})) SIP/2\.0"
+)
 _VERSION_RE = re.compile(r"[Ss][Ii][Pp]/([0-9]+)\.([0-9]+)")
 _CALLID_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
 _FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
@@ -163,8 +168,22 @@ def _key(name: str) -> str:
     return key
 
 
+def _prime_name_cache() -> None:
+    """Put the usual spellings of the well-known names (and the compact forms) in the name
+    cache up front, so that the first messages take the header split's fast path too."""
+    for key, canonical in _CANONICAL.items():
+        for name in (canonical, key, key.upper(), "-".join(p.capitalize() for p in key.split("-"))):
+            _key(name)
+    for compact in COMPACT_FORMS:
+        _key(compact)
+        _key(compact.upper())
+
+
 def _display(key: str) -> str:
     return _CANONICAL.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+
+
+_prime_name_cache()
 
 
 class Headers:
@@ -585,6 +604,11 @@ Message = Request | Response
 # ------------------------------------------------------------------------------ parsing
 
 
+# The header-section split's fast path (one ``str.split`` per line, no per-line checks) is
+# used when on; tests switch it off to compare with the careful path.
+_FAST_SPLIT = True
+
+
 class _Folded(Exception):
     """Internal: the header section has folded lines (rare): unfold and split again."""
 
@@ -610,22 +634,45 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
 
 def _split_text(text: str) -> tuple[str, Headers]:
     lines = text.split("\r\n")
-    if len(lines) == 1:
+    n = len(lines) - 1
+    if n == 0:
         if "\n" in text:
             if "\r" in text:
                 raise SipParseError("bare CR in header section")
             lines = text.split("\n")     # bare-LF line ends throughout (tolerated)
+            n = len(lines) - 1
         elif "\r" in text:
             raise SipParseError("bare CR in header section")
-    elif text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+    elif text.count("\n") != n or text.count("\r") != n:
         raise SipParseError("bare CR or LF in header section")
-    if len(lines) > MAX_HEADERS + 1:
+    if n > MAX_HEADERS:
         raise SipParseError("too many header fields", 513)
-    first: dict[str, str] = {}
-    setdefault = first.setdefault
     cache = _NAME_CACHE
     # only the first value of each name is kept now; the full field list is built from
     # ``lines`` when something needs it (a repeated header, serialize, a change)
+    first: dict[str, str] = {}
+    if _FAST_SPLIT:
+        # fast path: every line "known-name:value" (no folding, no new or odd name); going
+        # backwards, a plain store leaves each name's first value.  Anything else (a line
+        # without colon, a name not seen before) is left to the careful loop below, which
+        # starts over and raises what it always raised.
+        try:
+            for line in lines[:0:-1]:
+                name, value = line.split(":", 1)
+                first[cache[name]] = value.strip(" \t")
+        except (KeyError, ValueError):
+            first = {}
+        else:
+            if len(text) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+                raise SipParseError("header line too long", 513)
+            h = Headers.__new__(Headers)
+            h._items_ = None
+            h._lines = lines
+            h._n = n
+            h._first = first
+            h._cache = {}
+            return lines[0], h
+    setdefault = first.setdefault
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         key = cache.get(name)
@@ -653,6 +700,17 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
         if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] in "0789":
             raise SipParseError("bad status code")
         return Response(int(code), parts[2] if len(parts) == 3 else "", headers, body, version)
+    m = _REQUEST_LINE_QUICK_RE.fullmatch(start)
+    if m is not None and (m.group(3) is None or "method" not in m.group(3).lower()):
+        # the everyday Request-Line: what the checks below would accept unchanged
+        req = Request.__new__(Request)
+        req.method = m.group(1)
+        req._uri = None
+        req._uri_text = m.group(2)
+        req.headers = headers
+        req.body = body
+        req.version = "SIP/2.0"
+        return req
     parts = start.split(" ")
     if len(parts) != 3:
         if len(parts) > 3 and "" in parts:
@@ -805,15 +863,26 @@ def parse_message(data: bytes) -> Message:
     if data[:2] == b"\r\n":
         while data.startswith(b"\r\n", pos):
             pos += 2
-    end, body_start = _find_end_datagram(data, pos)
-    if end < 0:
-        raise SipParseError("no empty line after the header section")
+    end = data.find(b"\r\n\r\n", pos)
+    if end >= 0:
+        body_start = end + 4
+    else:
+        end, body_start = _find_end_datagram(data, pos)
+        if end < 0:
+            raise SipParseError("no empty line after the header section")
     try:
         start, headers = _split_head(data[pos:end])
-        length = _content_length(headers)
-        if length is None:
+        first = headers._first
+        if first is None:   # pragma: no cover - a freshly split header section has it
+            first = headers._firsts()
+        text = first.get("content-length")
+        if text is None:
             body = data[body_start:]
         else:
+            if len(text) < 7 and text.isdigit() and text.isascii() and len(first) == headers._n:
+                length = int(text)   # the usual case of what _content_length checks
+            else:
+                length = _content_length(headers) or 0   # not None: there is one
             if body_start + length > len(data):
                 raise SipParseError("Content-Length larger than the message")
             body = data[body_start:body_start + length]

@@ -15,7 +15,15 @@ from urllib.parse import quote, unquote
 
 from siplink.parse_error import SipParseError
 
-__all__ = ["SIP_URI_PATTERN", "SipParseError", "SipUri", "check_uri"]
+__all__ = [
+    "QUICK_SIP_URI_BASE",
+    "QUICK_SIP_URI_PATTERN",
+    "QUICK_URI_PARAMS",
+    "SIP_URI_PATTERN",
+    "SipParseError",
+    "SipUri",
+    "check_uri",
+]
 
 _ESC = r"%[0-9A-Fa-f]{2}"
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
@@ -48,6 +56,19 @@ SIP_URI_PATTERN = (
     rf"(?:;{_PARAMCHARS}(?:={_PARAMCHARS})?)*"
     rf"(?:\?{_HNAME}={_HVALUE}(?:&{_HNAME}={_HVALUE})*)?"
 )
+# The everyday shape of a sip/sips URI, a strict subset of SIP_URI_PATTERN (lower-case scheme,
+# user without password or %-escapes, a host name or IPv4 address, a port in range, plain
+# parameters, no IPv6 reference, no headers): what it matches, the full patterns accept
+# exactly so, and check_uri returns it without raising.  Quick paths try it first.  Every
+# part ends where a character outside its class starts, so possessive quantifiers (a match
+# that fails gives up at once instead of backtracking) accept the same strings.
+QUICK_SIP_URI_BASE = (
+    r"sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]++@)?"
+    r"[A-Za-z0-9][A-Za-z0-9\-.]*+(?<=[A-Za-z0-9.])"
+    rf"(?::(?>{PORT_PATTERN})(?![0-9]))?"
+)
+QUICK_URI_PARAMS = r"(?:;[A-Za-z0-9\-_.!~*'()/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()/:&+$]++)?)*+"
+QUICK_SIP_URI_PATTERN = QUICK_SIP_URI_BASE + QUICK_URI_PARAMS
 # with userinfo (the first '@' ends it: '@' is allowed nowhere else) and without
 _SIP_RE = re.compile(rf"(?P<user>{_USER})(?::(?P<password>{_PASSWORD}))?@{_HOSTPART}")
 _SIP_NOUSER_RE = re.compile(rf"(?P<user>)(?P<password>){_HOSTPART}")
