@@ -33,7 +33,8 @@ TURN allocation released), else ICE runs on both, so a peer that does not multip
 ``a=rtcp-mux-only`` (RFC 8858) is not offered.  ``rtcp_mux=False`` offers no multiplexing.
 Answering, we follow the offer.
 
-What ICE did is visible on the session (``call.media``, see :func:`ice_info`):
+The UA attaches the session to its Call when the Call is made (:meth:`attach`, idempotent).
+What ICE did is visible on the session (``call.media``; ``call.ice``, :func:`ice_info`):
 ``selected_pairs`` (per component: local/remote type and address), ``time_to_connected``,
 ``checks_sent``, ``state``, ``trace`` (SDP, ICE and RTP records) and :meth:`summary`.
 """
@@ -225,8 +226,13 @@ class IceMediaSession:
 
     # ------------------------------------------------------------------ public API
     def attach(self, call: Call) -> None:
-        """The call this session serves (to end it on ICE failure and send re-INVITEs)."""
+        """The call this session serves (to end it on ICE failure and send re-INVITEs).
+        The UA calls it when the Call is made; calling it again is harmless."""
         self.call = call
+
+    def ice_info(self) -> dict[str, Any]:
+        """What ICE did (:meth:`summary`), as ``Call.ice`` reports it."""
+        return self.summary()
 
     def wait_connected(self) -> defer.Deferred[MediaStream]:
         """Fires with the MediaStream once ICE completed and media started; fails with

@@ -226,9 +226,20 @@ class Call:
         self._st_call: Any = None                    # the armed refresh/expiry callLater
         self._no_answer: Any = None                  # callLater bounding the setup time
         self._ended_noerr = self.ended.addErrback(lambda f: None)
+        attach = getattr(media, "attach", None)
+        if callable(attach):        # the session learns its call (to end it, re-INVITE)
+            attach(self)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.state.value} {self.call_id}>"
+
+    @property
+    def ice(self) -> dict[str, Any] | None:
+        """What ICE did for this call (selected pairs, time to connected, checks sent...),
+        as the media session reports it (``ice_info()``), or None if it has no ICE."""
+        info = getattr(self.media, "ice_info", None)
+        result = info() if callable(info) else None
+        return result if isinstance(result, dict) else None
 
     @property
     def call_id(self) -> str:
