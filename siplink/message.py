@@ -21,7 +21,16 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ice.trace import Direction, TraceRecord
-from siplink.headers import Challenge, Credentials, CSeq, NameAddr, Via, split_list
+from siplink.headers import (
+    _MAX_PARAMS,
+    _NAME_ADDR_QUICK_RE,
+    Challenge,
+    Credentials,
+    CSeq,
+    NameAddr,
+    Via,
+    split_list,
+)
 from siplink.parse_error import SipParseError
 from siplink.uri import QUICK_SIP_URI_BASE, QUICK_URI_PARAMS, SipUri, check_uri
 
@@ -404,7 +413,10 @@ class _Message:
 
     @property
     def call_id(self) -> str:
-        return self._one("call-id")
+        v = self.headers._firsts().get("call-id")
+        if v is None:
+            raise SipParseError("missing Call-ID header")
+        return v
 
     @property
     def cseq(self) -> CSeq:
@@ -701,16 +713,18 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
             raise SipParseError("bad status code")
         return Response(int(code), parts[2] if len(parts) == 3 else "", headers, body, version)
     m = _REQUEST_LINE_QUICK_RE.fullmatch(start)
-    if m is not None and (m.group(3) is None or "method" not in m.group(3).lower()):
-        # the everyday Request-Line: what the checks below would accept unchanged
-        req = Request.__new__(Request)
-        req.method = m.group(1)
-        req._uri = None
-        req._uri_text = m.group(2)
-        req.headers = headers
-        req.body = body
-        req.version = "SIP/2.0"
-        return req
+    if m is not None:
+        method, uri_text, uparams = m.groups()
+        if not uparams or "method" not in uparams.lower():
+            # the everyday Request-Line: what the checks below would accept unchanged
+            req = Request.__new__(Request)
+            req.method = method
+            req._uri = None
+            req._uri_text = uri_text
+            req.headers = headers
+            req.body = body
+            req.version = "SIP/2.0"
+            return req
     parts = start.split(" ")
     if len(parts) != 3:
         if len(parts) > 3 and "" in parts:
@@ -749,7 +763,9 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
 def _validate(msg: Message) -> None:
     """The checks every message must pass (RFC 3261 §8.1.1, §20); caches what it parses."""
     h = msg.headers
-    index = h._firsts()
+    index = h._first
+    if index is None:
+        index = h._firsts()
     if len(index) != h._n:   # some header repeats: the single-valued ones must not
         for key in _SINGLE:
             if len(h._all(key)) > 1:
@@ -788,7 +804,13 @@ def _validate(msg: Message) -> None:
     contact = get("contact")
     if contact is not None:
         if len(index) == h._n and "," not in contact:
-            cache["contact"] = [] if contact == "*" else [NameAddr.parse(contact)]
+            if contact == "*":
+                cache["contact"] = []
+            elif (_NAME_ADDR_QUICK_RE.fullmatch(contact) is None
+                    or contact.count(";") > _MAX_PARAMS):
+                cache["contact"] = [NameAddr.parse(contact)]
+            # else: a name-addr of the everyday shape, valid as it stands (NameAddr.parse
+            # takes it without fail): built on first access of msg.contact
         else:
             msg.contact  # noqa: B018 - parse and cache
     mf = get("max-forwards")

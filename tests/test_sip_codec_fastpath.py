@@ -37,6 +37,7 @@ _QUICK = [
     (headers_mod, "_VIA_QUICK_RE"),
     (headers_mod, "_NAME_ADDR_QUICK_RE"),
     (message_mod, "_REQUEST_LINE_QUICK_RE"),
+    (message_mod, "_NAME_ADDR_QUICK_RE"),   # Contact: validated now, built on first access
 ]
 
 
@@ -390,6 +391,7 @@ ODD_VIA_RESTS = [
     ";rport=065535;received=x", ";rport=99999;received=x", ";rport=6553;received=x",
     ";rport=1;received=\"x\"", ";rport ", ";rport;", ";maddr=x", ";branch=y", ";rport=70000",
     ";rport=abc", ";rport=1;received=x y", " ;rport", ";rport=1 ;received=x", ";rport=1; received=x",
+    ";p" * 63, ";p" * 64, ";p" * 65,
 ]
 VIA_NEAR_MISSES = one_off(
     ["SIP/2.0/", "UDP", " ", "10.0.0.1", ":5060", ";branch=", "z9hG4bKx", ";rport"],
@@ -408,7 +410,8 @@ NAME_ADDR_NEAR_MISSES = one_off(
      ["", ";TAG=abc", ";Tag=x", ";tag", ";tag=", ";a=\"q v\"", "; tag=x", ";tag =x", ";x=[::1]",
       ";", ";tag=a;tag=b", ";+sip.instance=\"<urn:uuid:1>\"", ";expires=3600", ";tag=a;expires=1",
       ";expires=1;tag=a", ";tag=a b", ";tag=\xe9", ";tag=a;", " ;tag=a", ";tag=a ", ";lr",
-      ";q=0.5;tag=x", ",<sip:b@c>"]],
+      ";q=0.5;tag=x", ",<sip:b@c>", ";p" * 63, ";p" * 64, ";p" * 65, ";p=1" * 70,
+      ";tag=x" + ";p" * 64]],
 )
 REQUEST_LINE_NEAR_MISSES = one_off(
     ["OPTIONS", " ", "sip:", "bob@", "example.com", ":5060", ";transport=tcp", " ", "SIP/2.0"],
