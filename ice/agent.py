@@ -1318,8 +1318,10 @@ class Agent:
     def _drain_relay(self, relay: _Relay, now: float) -> None:
         s = self._streams[relay.stream]
         while (ev := relay.alloc.next_event()) is not None:
+            if relay.removed and not isinstance(ev, Released):
+                continue                 # its component was removed: only the release counts
             if isinstance(ev, AllocationSucceeded):
-                if self._closed or relay.removed:
+                if self._closed:
                     continue
                 relay.relayed = ev.relayed
                 self._sockets[ev.relayed] = (relay.stream, relay.component)

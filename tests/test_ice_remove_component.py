@@ -112,3 +112,18 @@ async def test_twisted_driver_closes_the_removed_component_socket():
     finally:
         s.close()
     await driver.close()
+
+
+def test_without_now_the_allocation_is_forgotten_and_the_socket_free_at_once():
+    net = SimNet(seed=6, latency=0.01)
+    net.add_host("192.0.2.50")
+    server = TurnServer(net, "192.0.2.50", 3478, password="secret")
+    a, _b = pair_on_net(net, start=False, a_kw={
+        "components": 2, "turn_servers": [TurnConfig("192.0.2.50", 3478, "alice", "secret")]})
+    c2 = comp2_socket(a.agent)
+    a.agent.remove_component(0, 2)
+    assert [r.component for r in a.agent._relays] == [1]
+    assert a.agent.sockets_to_close() == [c2]
+    a.pump()
+    net.run(net.now + 2)
+    assert server.released == 0                     # nothing was sent for it
