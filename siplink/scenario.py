@@ -927,11 +927,9 @@ async def run_scenario(reactor: Any, sc: Scenario, config: Config, *,
 
     rate = rate or sc.scenario.rate
     concurrency = concurrency or sc.scenario.concurrency
-    host, port = _split_hostport(config.sip.listen)
     t_start = reactor.seconds()
     answerers: dict[str, _Answerer] = {}
-    ua = UserAgent(reactor, host=host, port=port, user="siplink", trace=trace_factory(),
-                   transport=config.sip.transport)
+    ua = UserAgent.from_config(reactor, config.sip, user="siplink", trace=trace_factory())
     result = RunResult(sc)
     try:
         for aspec in sc.answerers:

@@ -245,7 +245,8 @@ class SipTransport:
         p = self.reactor.listenSSL(port, _StreamFactory(self, "tls"), server_context,
                                    interface=host)
         self._listening["tls"] = p
-        self._tls_client_ctx = client_context
+        if client_context is not None:
+            self._tls_client_ctx = client_context
         addr = p.getHost()
         self.local["tls"] = Target("tls", addr.host, addr.port)
         return self.local["tls"]

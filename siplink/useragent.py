@@ -72,6 +72,7 @@ from siplink.transport import SipTransport
 from siplink.uri import SipUri
 
 if TYPE_CHECKING:
+    from siplink.config import SipConfig
     from siplink.registration import Registration
 
 log = Logger()
@@ -405,16 +406,63 @@ class UserAgent:
         # something (out of dialog; ACK and CANCEL cannot be challenged, §22.1)
         self.authenticator: DigestServer | None = None
         self.stats = {"calls_in": 0, "calls_out": 0, "answered": 0, "ended": 0}
+        self._tls_server_context: Any = None    # our certificate, for a TLS listener
 
     # --------------------------------------------------------------- set-up
+    @classmethod
+    def from_config(cls, reactor: Any, sip: SipConfig, *, user: str = "siplink",
+                    listen: str | None = None, **kwargs: Any) -> UserAgent:
+        """A UA for the ``[sip]`` section: listen address, transport and TLS (trust anchors,
+        verification, our certificate). ``listen`` (``HOST:PORT``) overrides ``sip.listen``.
+        Raises :class:`siplink.config.ConfigError` for unusable TLS files."""
+        from twisted.internet import ssl
+
+        from siplink.config import ConfigError
+
+        host, _, port = (listen or sip.listen).rpartition(":")
+        if not port.isdigit():
+            raise ConfigError(f"expected HOST:PORT, got {listen or sip.listen!r}",
+                              key="sip.listen")
+        ua = cls(reactor, host=host.strip("[]"), port=int(port), transport=sip.transport,
+                 user=user, **kwargs)
+
+        def pem(key: str, path: str) -> bytes:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise ConfigError(f"cannot read {path}: {e.strerror}", key=key) from None
+
+        try:
+            if sip.tls_ca:
+                ua.transport.tls_trust_root = ssl.Certificate.loadPEM(pem("sip.tls_ca",
+                                                                          sip.tls_ca))
+            if not sip.tls_verify:
+                log.warn("TLS certificate verification is off (sip.tls_verify = false)")
+                ua.transport.set_tls_client_context(ssl.CertificateOptions(verify=False))
+            if sip.tls_cert:
+                key = pem("sip.tls_key", sip.tls_key) if sip.tls_key else b""
+                cert = ssl.PrivateCertificate.loadPEM(pem("sip.tls_cert", sip.tls_cert) + key)
+                ua._tls_server_context = cert.options()
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - OpenSSL errors on malformed PEM
+            raise ConfigError(f"unusable TLS certificate or key: {e}", key="sip.tls_cert")\
+                from None
+        return ua
+
     def listen(self, transports: tuple[str, ...] | None = None,
                tls_context: Any = None, tls_client_context: Any = None) -> None:
+        tls_context = tls_context or self._tls_server_context
         for t in transports or (self.default_transport,):
             if t == "udp":
                 self.transport.listen_udp(self.host, self.port)
             elif t == "tcp":
                 self.transport.listen_tcp(self.host, self.port)
             elif t == "tls":
+                if tls_context is None:
+                    raise ValueError("a TLS listener needs our certificate and key "
+                                     "(sip.tls_cert / sip.tls_key)")
                 self.transport.listen_tls(self.host, self.port, tls_context, tls_client_context)
             else:
                 raise ValueError(f"unknown transport {t!r}")

@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     result = {"code": EXIT_FAILED}
 
     async def main(reactor: Any) -> None:
-        ua = UserAgent(reactor, host=host, port=port, user=acc.user,
-                       transport=config.sip.transport, trace=trace_factory(verbose)())
+        ua = UserAgent.from_config(reactor, config.sip, user=acc.user,
+                                   trace=trace_factory(verbose)())
         try:
             ua.listen()
         except Exception as e:  # noqa: BLE001 - CannotListenError and friends
