@@ -760,6 +760,13 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
     return req
 
 
+# bound once (the parsers read their patterns from their modules at each call)
+_parse_via = Via.parse
+_parse_cseq = CSeq.parse
+_parse_name_addr = NameAddr.parse
+_callid_match = _CALLID_RE.fullmatch
+
+
 def _validate(msg: Message) -> None:
     """The checks every message must pass (RFC 3261 §8.1.1, §20); caches what it parses."""
     h = msg.headers
@@ -770,6 +777,7 @@ def _validate(msg: Message) -> None:
         for key in _SINGLE:
             if len(h._all(key)) > 1:
                 raise SipParseError(f"more than one {_display(key)} header")
+    unique = len(index) == h._n
     get = index.get
     call_id = get("call-id")
     if call_id is None:
@@ -786,29 +794,31 @@ def _validate(msg: Message) -> None:
     via_v = get("via")
     if via_v is None:
         raise SipParseError("missing Via header")
-    if not _CALLID_RE.fullmatch(call_id):
+    if _callid_match(call_id) is None:
         raise SipParseError("malformed Call-ID")
     cache = h._cache
-    vias: list[Via] = []
-    for line in ((via_v,) if len(index) == h._n else h._all("via")):
-        if "," in line:
-            vias += [Via.parse(v) for v in split_list(line)]
-        else:
-            vias.append(Via.parse(line))
-    if not vias:   # "Via: ,,," is a list of no values
-        raise SipParseError("empty Via header")
+    if unique and "," not in via_v:
+        vias = [_parse_via(via_v)]
+    else:
+        vias = []
+        for line in ((via_v,) if unique else h._all("via")):
+            if "," in line:
+                vias += [_parse_via(v) for v in split_list(line)]
+            else:
+                vias.append(_parse_via(line))
+        if not vias:   # "Via: ,,," is a list of no values
+            raise SipParseError("empty Via header")
     cache["via"] = vias
-    cseq = cache["cseq"] = CSeq.parse(cseq_v)
-    cache["from"] = NameAddr.parse(from_v)
-    cache["to"] = NameAddr.parse(to_v)
+    cseq = cache["cseq"] = _parse_cseq(cseq_v)
+    cache["from"] = _parse_name_addr(from_v)
+    cache["to"] = _parse_name_addr(to_v)
     contact = get("contact")
     if contact is not None:
-        if len(index) == h._n and "," not in contact:
+        if unique and "," not in contact:
             if contact == "*":
                 cache["contact"] = []
-            elif (_NAME_ADDR_QUICK_RE.fullmatch(contact) is None
-                    or contact.count(";") > _MAX_PARAMS):
-                cache["contact"] = [NameAddr.parse(contact)]
+            elif _NAME_ADDR_QUICK_RE.fullmatch(contact) is None or contact.count(";") > _MAX_PARAMS:
+                cache["contact"] = [_parse_name_addr(contact)]
             # else: a name-addr of the everyday shape, valid as it stands (NameAddr.parse
             # takes it without fail): built on first access of msg.contact
         else:
