@@ -93,7 +93,6 @@ async def demo_call(reactor: Any, *, seconds: float = 3.0, host: str = "127.0.0.
         incoming.append(call)
         assert isinstance(call.media, IceMediaSession)
         sessions["bob"] = call.media
-        call.media.attach(call)
         call.ring()
         call.answer()
 
@@ -106,7 +105,6 @@ async def demo_call(reactor: Any, *, seconds: float = 3.0, host: str = "127.0.0.
     call: Call | None = None
     try:
         call = alice.call(f"sip:bob@{host}:{bob.port}", media=sessions["alice"])
-        sessions["alice"].attach(call)
         await _with_timeout(reactor, call.answered, timeout, "call answered")
         await _with_timeout(reactor, sessions["alice"].wait_connected(), timeout,
                             "alice ICE connected")

@@ -621,8 +621,6 @@ class _Answerer:
         from siplink.icesession import IceMediaSession
 
         self.sessions[call.call_id] = call.media
-        if isinstance(call.media, IceMediaSession):
-            call.media.attach(call)
         s = self.spec
         if s.status != 200:
             call.answered.addErrback(lambda f: None)
@@ -750,8 +748,6 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
     t0 = rec.started_at = reactor.seconds()
     deadline = t0 + timeout
     call = ua.call(uri, account=account, media=media)
-    if isinstance(media, IceMediaSession):
-        media.attach(call)
     ended_by: dict[str, str] = {}
 
     def on_event(ev: Any) -> None:

@@ -107,8 +107,6 @@ def run(args: argparse.Namespace) -> int:
                 reactor.callLater(0.1, reactor.stop)
 
         call.subscribe(on_event)
-        if isinstance(call.media, IceMediaSession):
-            call.media.attach(call)
         if args.ring > 0:
             call.ring()
             reactor.callLater(args.ring, call.answer)
