@@ -413,7 +413,8 @@ class _Message:
 
     @property
     def call_id(self) -> str:
-        v = self.headers._firsts().get("call-id")
+        first = self.headers._first
+        v = (self.headers._firsts() if first is None else first).get("call-id")
         if v is None:
             raise SipParseError("missing Call-ID header")
         return v
@@ -633,7 +634,10 @@ def _split_head(head: bytes) -> tuple[str, Headers]:
     try:
         return _split_text(text)
     except _Folded:
-        pass
+        return _split_folded(text)
+
+
+def _split_folded(text: str) -> tuple[str, Headers]:
     # RFC 3261 §7.3.1: a folded header line is one line (the start line cannot be folded)
     nl = text.find("\n")
     if text[nl + 1:nl + 2] in (" ", "\t"):
@@ -903,16 +907,22 @@ def parse_message(data: bytes) -> Message:
         if end < 0:
             raise SipParseError("no empty line after the header section")
     try:
-        start, headers = _split_head(data[pos:end])
+        if end - pos > MAX_HEADER_BYTES:
+            raise SipParseError("header section too large", 513)
+        text = data[pos:end].decode("utf-8", "surrogateescape")
+        try:
+            start, headers = _split_text(text)
+        except _Folded:
+            start, headers = _split_folded(text)
         first = headers._first
         if first is None:   # pragma: no cover - a freshly split header section has it
             first = headers._firsts()
-        text = first.get("content-length")
-        if text is None:
+        clen = first.get("content-length")
+        if clen is None:
             body = data[body_start:]
         else:
-            if len(text) < 7 and text.isdigit() and text.isascii() and len(first) == headers._n:
-                length = int(text)   # the usual case of what _content_length checks
+            if len(clen) < 7 and clen.isdigit() and clen.isascii() and len(first) == headers._n:
+                length = int(clen)   # the usual case of what _content_length checks
             else:
                 length = _content_length(headers) or 0   # not None: there is one
             if body_start + length > len(data):
