@@ -7,11 +7,12 @@ Corpus: an INVITE with an ICE SDP offer and its 200 OK (captured from baresip), 
 with Authorization, a small OPTIONS.  Also: serialize rates (parse once, serialize many)
 where the parser can serialize.
 
-    python bench/bench_sip_codec.py [--seconds 0.3] [--rounds 5]
+    python bench/bench_sip_codec.py [--seconds 0.2] [--rounds 9]
 
 Peers (bench extras, `pip install sipmessage sippy pyVoIP`): a missing one is reported and
 left out of the table.  Figures are messages per second, best of --rounds rounds; each
-round times every contender once, so load from other processes hits them alike.
+round times every contender once, so load from other processes hits them alike; more and
+shorter rounds give every contender more chances of a round without interference.
 """
 
 from __future__ import annotations
@@ -185,8 +186,8 @@ class Timing:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=0.3, help="time per measurement (s)")
-    ap.add_argument("--rounds", type=int, default=5,
+    ap.add_argument("--seconds", type=float, default=0.2, help="time per measurement (s)")
+    ap.add_argument("--rounds", type=int, default=9,
                     help="rounds; each round times every contender once (interleaved, so "
                          "load from other processes hits them alike); best round counts")
     args = ap.parse_args(argv)
