@@ -715,7 +715,13 @@ def _start(start: str, headers: Headers, body: bytes) -> Message:
         code = parts[1]
         if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] in "0789":
             raise SipParseError("bad status code")
-        return Response(int(code), parts[2] if len(parts) == 3 else "", headers, body, version)
+        resp = Response.__new__(Response)
+        resp.status = int(code)
+        resp.reason = parts[2] if len(parts) == 3 else ""
+        resp.headers = headers
+        resp.body = body
+        resp.version = version
+        return resp
     m = _REQUEST_LINE_QUICK_RE.fullmatch(start)
     if m is not None:
         method, uri_text, uparams = m.groups()
