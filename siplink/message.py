@@ -835,8 +835,9 @@ def _validate(msg: Message) -> None:
             msg.contact  # noqa: B018 - parse and cache
     mf = get("max-forwards")
     if mf is not None:
-        if len(mf) < 4 and mf.isdigit() and mf.isascii() and int(mf) <= 255:
-            cache["max-forwards"] = int(mf)
+        hops = int(mf) if len(mf) < 4 and mf.isdigit() and mf.isascii() else 256
+        if hops <= 255:
+            cache["max-forwards"] = hops
         else:
             msg.max_forwards  # noqa: B018 - raises the precise error
     if "expires" in index:
