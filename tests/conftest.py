@@ -13,3 +13,13 @@ DATA = Path(__file__).resolve().parent / "data"
 def corpus_dir() -> Path:
     """The test corpora: tests/data (byte-identical copies of ../shared/corpus)."""
     return DATA
+
+
+@pytest.fixture
+def kamailio():  # type: ignore[no-untyped-def]
+    """Kamailio as registrar + record-routing proxy with digest auth, on a free loopback port."""
+    from tests.peers.kamailio import Kamailio
+
+    k = Kamailio().start()
+    yield k
+    k.stop()

@@ -30,11 +30,6 @@ def sleep(seconds: float) -> Any:
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-@pytest.fixture
-def kamailio() -> Any:
-    k = Kamailio().start()
-    yield k
-    k.stop()
 
 
 @pytest.fixture

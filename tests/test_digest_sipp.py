@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import protocol, reactor, task
+from twisted.internet import protocol, reactor
 
 from siplink.digest import AuthResult, DigestServer
 from tests.peers.process import PeerProcess, free_port, require_binary
@@ -130,10 +129,7 @@ def run_sipp(registrar: Registrar, user: str, password: str, calls: int):
     ], name="sipp")
     try:
         peer.start()
-        deadline = time.monotonic() + 20
-        while peer.proc is not None and peer.proc.poll() is None and time.monotonic() < deadline:
-            yield task.deferLater(reactor, 0.05, lambda: None)
-        code = peer.stop()
+        code = yield peer.wait_exit(20)
     finally:
         peer.stop()
         yield listener.stopListening()

@@ -28,11 +28,6 @@ def sleep(seconds: float) -> Any:
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-@pytest.fixture
-def kamailio() -> Any:
-    k = Kamailio().start()
-    yield k
-    k.stop()
 
 
 def agent(user: str, k: Kamailio, trace: Trace | None = None) -> tuple[UserAgent, Account]:

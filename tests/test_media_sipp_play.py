@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import random
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import protocol, reactor, task
+from twisted.internet import protocol, reactor
 
 from siplink.g711 import PCMA
 from siplink.media import MediaStream
@@ -143,10 +142,7 @@ def test_sipp_plays_rfc2833_captures_to_our_media_stream():
                         "-timeout", "20", "-timeout_error"], name="sipp-play")
     try:
         peer.start()
-        deadline = time.monotonic() + 20
-        while peer.proc is not None and peer.proc.poll() is None and time.monotonic() < deadline:
-            yield task.deferLater(reactor, 0.05, lambda: None)
-        code = peer.stop()
+        code = yield peer.wait_exit(20)
     finally:
         peer.stop()
         media.driver.stop()

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,6 +126,22 @@ class PeerProcess:
                 return m
             time.sleep(0.05)
         raise AssertionError(f"{self.name}: {pattern!r} not seen in {timeout}s:\n" + self.log()[-4000:])
+
+    def wait_exit(self, timeout: float = 20.0) -> Any:
+        """A Deferred firing with the exit code once the program ends by itself (stopped
+        after ``timeout``), polling without blocking the reactor: for peers that talk to
+        Twisted code in the same test, such as SIPp running a scenario against our UA."""
+        from twisted.internet import defer, reactor, task
+
+        @defer.inlineCallbacks
+        def poll() -> Any:
+            deadline = time.monotonic() + timeout
+            while self.proc is not None and self.proc.poll() is None \
+                    and time.monotonic() < deadline:
+                yield task.deferLater(reactor, 0.05, lambda: None)
+            return self.stop()
+
+        return poll()
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM the process group, then SIGKILL after ``timeout``; returns the exit code."""
