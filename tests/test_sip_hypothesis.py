@@ -108,7 +108,10 @@ def test_stream_any_split(req: Request, cuts: list[int]) -> None:
 
 
 def exercise(m: Message) -> None:
-    """Touch every structured accessor; each may only raise SipParseError."""
+    """Touch every structured accessor; each may only raise SipParseError (digest
+    credentials: DigestError). Also the oracle of fuzz/fuzz_sip.py."""
+    from siplink.digest import DigestError, parse_credentials
+
     for name in ("via", "call_id", "cseq", "from_", "to", "contact", "max_forwards", "expires",
                  "content_type", "record_route", "route", "www_authenticate", "authorization",
                  "proxy_authenticate", "proxy_authorization"):
@@ -116,6 +119,11 @@ def exercise(m: Message) -> None:
             value = getattr(m, name)
             str(value)
         except SipParseError:
+            pass
+    for value in m.headers.get_all("authorization"):
+        try:
+            parse_credentials(value)
+        except DigestError:
             pass
     if isinstance(m, Request):
         try:
