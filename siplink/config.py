@@ -268,6 +268,15 @@ def load(path: str | Path | None) -> Config:
     return loads(text, path=str(p))
 
 
+def split_hostport(text: str, *, key: str | None = None) -> tuple[str, int]:
+    """A listen address ``HOST:PORT`` (``[v6]:PORT`` too) as ``(host, port)``; raises
+    :class:`ConfigError` (a ValueError) naming ``key`` when given."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"expected HOST:PORT, got {text!r}", key=key)
+    return host.strip("[]"), int(port)
+
+
 def override(config: Config, dotted: str, value: Any) -> None:
     """Apply one command-line override, e.g. ``override(cfg, "ice.ta_ms", 20)``.
 

@@ -52,7 +52,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from ice.trace import Trace, TraceRecord
-from siplink.config import Config, ConfigError, KeyLocator, build_section, parse_toml
+from siplink.config import (
+    Config,
+    ConfigError,
+    KeyLocator,
+    build_section,
+    parse_toml,
+    split_hostport,
+)
 
 __all__ = [
     "AnswererSpec",
@@ -580,13 +587,6 @@ def media_options(config: Config) -> dict[str, Any]:
     }
 
 
-def _split_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ScenarioError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 class _Answerer:
     """A local auto-answering UA of the scenario, with what it saw per Call-ID."""
 
@@ -597,7 +597,7 @@ class _Answerer:
 
         self.spec = spec
         self.reactor = reactor
-        host, port = _split_hostport(spec.listen)
+        host, port = split_hostport(spec.listen)
         self.ua = UserAgent(reactor, host=host, port=port, user=spec.name,
                             trace=trace_factory())
         self.ua.listen()

@@ -417,14 +417,10 @@ class UserAgent:
         Raises :class:`siplink.config.ConfigError` for unusable TLS files."""
         from twisted.internet import ssl
 
-        from siplink.config import ConfigError
+        from siplink.config import ConfigError, split_hostport
 
-        host, _, port = (listen or sip.listen).rpartition(":")
-        if not port.isdigit():
-            raise ConfigError(f"expected HOST:PORT, got {listen or sip.listen!r}",
-                              key="sip.listen")
-        ua = cls(reactor, host=host.strip("[]"), port=int(port), transport=sip.transport,
-                 user=user, **kwargs)
+        host, port = split_hostport(listen or sip.listen, key="sip.listen")
+        ua = cls(reactor, host=host, port=port, transport=sip.transport, user=user, **kwargs)
 
         def pem(key: str, path: str) -> bytes:
             try:

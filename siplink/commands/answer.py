@@ -46,14 +46,15 @@ def run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor as _reactor
 
     from siplink.cli import EXIT_OK, EXIT_USAGE, load_config
-    from siplink.commands.options import _split_hostport, stderr_trace
+    from siplink.commands.options import stderr_trace
+    from siplink.config import split_hostport
     from siplink.icesession import IceMediaSession
     from siplink.scenario import media_options
     from siplink.useragent import Call, CallEvent, CallState, StaticMedia, UserAgent
 
     reactor: Any = _reactor
     try:
-        host, port = _split_hostport(args.listen)
+        host, port = split_hostport(args.listen)
     except ValueError as e:
         print(f"siplink answer: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -40,17 +40,11 @@ def stderr_trace(verbose: int) -> Any:
     return _Printing()
 
 
-def _split_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
-
-
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import defer, task
 
     from siplink.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
+    from siplink.config import split_hostport
     from siplink.message import SipParseError
     from siplink.uri import SipUri
     from siplink.useragent import RequestTimeout, UserAgent
@@ -64,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         uri = "sip:" + uri
     try:
         SipUri.parse(uri)
-        host, port = _split_hostport(args.bind)
+        host, port = split_hostport(args.bind)
     except (SipParseError, ValueError) as e:
         print(f"siplink options: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     from siplink.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, load_config
     from siplink.commands.call import react, trace_factory
-    from siplink.config import ConfigError, override
+    from siplink.config import ConfigError, override, split_hostport
     from siplink.registration import RegistrationFailed
-    from siplink.scenario import ScenarioError, _split_hostport, _ua_account
+    from siplink.scenario import ScenarioError, _ua_account
     from siplink.useragent import RequestTimeout, UserAgent
 
     config = load_config(args)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         acc = _ua_account(config, args.account or "")
-        host, port = _split_hostport(config.sip.listen)
+        host, port = split_hostport(config.sip.listen)
     except (ConfigError, ScenarioError) as e:
         print(f"siplink register: {e}", file=sys.stderr)
         return EXIT_USAGE
