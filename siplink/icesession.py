@@ -75,9 +75,10 @@ from siplink.tone import ToneGenerator
 from siplink.useragent import CallState, MediaRejected
 
 if TYPE_CHECKING:
+    from siplink.config import Config
     from siplink.useragent import Call, UserAgent
 
-__all__ = ["IceMediaSession", "IceSessionError", "PairInfo", "ice_info"]
+__all__ = ["IceMediaSession", "IceSessionError", "PairInfo", "ice_info", "media_options"]
 
 log = Logger(namespace="siplink.icesession")
 
@@ -737,3 +738,31 @@ def ice_info(call: Call) -> dict[str, Any] | None:
 
 def candidate_summary(c: Candidate) -> str:
     return f"{c.type.value} {c.address}:{c.port}"
+
+
+def media_options(config: Config) -> dict[str, Any]:
+    """IceMediaSession keyword arguments from the configuration's [ice] and [media]."""
+    import sdp
+    from ice.gathering import TurnServer, parse_server_uri
+
+    ice = config.ice
+    codecs = [getattr(sdp, c.upper()) for c in config.media.codecs]
+    if config.media.dtmf:
+        codecs.append(sdp.TELEPHONE_EVENT)
+    turns = []
+    for t in ice.turn_servers:
+        _scheme, host, port = parse_server_uri(t.uri)
+        turns.append(TurnServer(host, port, t.username, t.password))
+    return {
+        "local_addresses": tuple(ice.addresses) if ice.addresses or not ice.interfaces else None,
+        "interfaces": tuple(ice.interfaces) if ice.interfaces else None,
+        "stun_servers": tuple(ice.stun_servers),
+        "turn_servers": tuple(turns),
+        "policy": ice.policy,
+        "rtcp_mux": ice.rtcp_mux,
+        "ta": ice.ta_ms / 1000.0,
+        "nomination": ice.nomination,
+        "failed_timeout": ice.failed_timeout_s,
+        "ptime": config.media.ptime / 1000.0,
+        "codecs": tuple(codecs),
+    }

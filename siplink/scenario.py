@@ -559,40 +559,12 @@ def _ua_account(config: Config, name: str) -> Any:
                    expires=acc.expires)
 
 
-def media_options(config: Config) -> dict[str, Any]:
-    """IceMediaSession keyword arguments from the configuration's [ice] and [media]."""
-    import sdp
-    from ice.gathering import TurnServer, parse_server_uri
-
-    ice = config.ice
-    codecs = [getattr(sdp, c.upper()) for c in config.media.codecs]
-    if config.media.dtmf:
-        codecs.append(sdp.TELEPHONE_EVENT)
-    turns = []
-    for t in ice.turn_servers:
-        _scheme, host, port = parse_server_uri(t.uri)
-        turns.append(TurnServer(host, port, t.username, t.password))
-    return {
-        "local_addresses": tuple(ice.addresses) if ice.addresses or not ice.interfaces else None,
-        "interfaces": tuple(ice.interfaces) if ice.interfaces else None,
-        "stun_servers": tuple(ice.stun_servers),
-        "turn_servers": tuple(turns),
-        "policy": ice.policy,
-        "rtcp_mux": ice.rtcp_mux,
-        "ta": ice.ta_ms / 1000.0,
-        "nomination": ice.nomination,
-        "failed_timeout": ice.failed_timeout_s,
-        "ptime": config.media.ptime / 1000.0,
-        "codecs": tuple(codecs),
-    }
-
-
 class _Answerer:
     """A local auto-answering UA of the scenario, with what it saw per Call-ID."""
 
     def __init__(self, reactor: Any, spec: AnswererSpec, config: Config,
                  trace_factory: Callable[[], Trace]) -> None:
-        from siplink.icesession import IceMediaSession
+        from siplink.icesession import IceMediaSession, media_options
         from siplink.useragent import StaticMedia, UserAgent
 
         self.spec = spec
@@ -722,7 +694,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
                     trace_factory: Callable[[], Trace]) -> CallRecord:
     from twisted.internet import defer
 
-    from siplink.icesession import IceMediaSession, IceSessionError
+    from siplink.icesession import IceMediaSession, IceSessionError, media_options
     from siplink.useragent import CallFailed, CallState, StaticMedia
 
     rec = CallRecord(spec, index)

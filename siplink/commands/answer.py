@@ -48,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from siplink.cli import EXIT_OK, EXIT_USAGE, load_config
     from siplink.commands.options import stderr_trace
     from siplink.config import split_hostport
-    from siplink.icesession import IceMediaSession
-    from siplink.scenario import media_options
+    from siplink.icesession import IceMediaSession, media_options
     from siplink.useragent import Call, CallEvent, CallState, StaticMedia, UserAgent
 
     reactor: Any = _reactor
