@@ -49,9 +49,18 @@ async def test_register_call_through_the_proxy_and_unregister(kamailio: Kamailio
 
         seen_by: dict[str, list[Request]] = {"alice": [], "bob": []}
         a.on_request = seen_by["alice"].append
-        b.on_request = seen_by["bob"].append
         incoming: list[Call] = []
-        b.on_incoming_call = lambda call: (incoming.append(call), call.ring(), call.answer())
+
+        def bob_sees(req: Request) -> None:
+            seen_by["bob"].append(req)
+            # answer once the reliable 180 is PRACKed: answering at once would race the 200
+            # against the 180 through Kamailio's workers, and a 180 that arrives after the 2xx
+            # is (rightly, RFC 3262) never PRACKed
+            if req.method == "PRACK" and incoming:
+                incoming[0].answer()
+
+        b.on_request = bob_sees
+        b.on_incoming_call = lambda call: (incoming.append(call), call.ring())
 
         call = a.call(f"sip:bob@{kamailio.address}", account=acc_a)
         await call.answered
