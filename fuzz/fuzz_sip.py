@@ -222,7 +222,6 @@ def build() -> Target:
         ua.transport.on_event = on_event
 
         def incoming(call: Any) -> None:    # an application that turns every call down
-            call.answered.addErrback(lambda f: None)
             call.reject(486)
 
         ua.on_incoming_call = incoming

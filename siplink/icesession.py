@@ -66,13 +66,14 @@ from ice.gathering import StunServer, TurnServer
 from ice.trace import Trace, TraceRecord
 from ice.twisted_agent import TwistedAgent
 from sdp import DEFAULT_CODECS, Codec, IceParams, OfferAnswer, SdpError, parse
+from sdp.errors import OfferPendingError
 from sdp.ice import RemoteCandidate
 from sdp.offeranswer import NegotiatedMedia, RemoteIce
 from siplink.g711 import CODECS, PCMU, G711Codec
 from siplink.media import MediaEvent, MediaStream, PcmSource, WavSource
 from siplink.media_twisted import MediaDriver
 from siplink.tone import ToneGenerator
-from siplink.useragent import CallState, MediaRejected
+from siplink.useragent import CallState, EndCause, MediaRejected
 
 if TYPE_CHECKING:
     from siplink.config import Config
@@ -487,8 +488,10 @@ class IceMediaSession:
         try:
             answer = self.oa.create_answer(offer, self._ice_params(), hold=self.held,
                                            now=self._now())
+        except OfferPendingError as e:        # glare (RFC 3261 §14.2): 491
+            raise MediaRejected(str(e)[:120], 491) from e
         except SdpError as e:
-            raise MediaRejected(str(e)[:120], 491 if "outstanding" in str(e) else 488) from e
+            raise MediaRejected(str(e)[:120], 488, warn_code=305) from e
         neg = self.oa.negotiated
         audio = neg.audio if neg is not None else None
         if audio is None or (audio.ice is None and (audio.ice_mismatch or self.require_ice)):
@@ -620,11 +623,10 @@ class IceMediaSession:
         self._event(f"call ends: {cause}")
         log.info("ICE session ends the call: {cause}", cause=cause)
         call = self._find_call()
-        if call is not None and call.state is CallState.CONFIRMED and call.dialog is not None:
-            call.ua._in_dialog(call, "BYE").addErrback(lambda f: None)
-            call._end(cause)            # closes this session
-        elif call is not None and call.state is not CallState.ENDED:
-            call.hangup()
+        if call is not None:
+            # BYE once answered; before that never a global 6xx (§16.7 stops a forking
+            # proxy from trying other branches): 488 with the reason in a Warning
+            call.end(_end_cause(cause), 488, cause)   # closes this session
         self._notify(IceSessionError(cause))   # waiters learn it once the call has ended
 
     def _notify(self, err: IceSessionError) -> None:
@@ -728,6 +730,16 @@ class IceMediaSession:
 
     def _event(self, summary: str) -> None:
         self.trace.add(TraceRecord(self._now(), "event", summary, protocol="ice"))
+
+
+def _end_cause(cause: str) -> EndCause:
+    if cause.startswith("ice-required"):
+        return EndCause.ICE_REQUIRED
+    if cause.startswith("ice-consent"):
+        return EndCause.ICE_CONSENT
+    if cause.startswith("ice"):
+        return EndCause.ICE_FAILED
+    return EndCause.MEDIA
 
 
 def ice_info(call: Call) -> dict[str, Any] | None:

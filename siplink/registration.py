@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from siplink.failures import SipError
 from siplink.message import Request, Response, make_request, new_branch, new_call_id, new_tag
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-__all__ = ["Registration", "RegistrationFailed", "RegistrationState", "refresh_delay"]
+__all__ = ["Registration", "RegistrationState", "refresh_delay"]
 
 
 class RegistrationState(Enum):
@@ -30,13 +31,6 @@ class RegistrationState(Enum):
     REGISTERING = "registering"
     REGISTERED = "registered"
     FAILED = "failed"
-
-
-class RegistrationFailed(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
 
 
 def refresh_delay(expires: int) -> float:
@@ -112,7 +106,7 @@ class Registration:
             resp = await self._send(expires)
         if not 200 <= resp.status < 300:
             self.state = RegistrationState.FAILED
-            raise RegistrationFailed(resp.status, resp.reason)
+            raise SipError(resp.status, resp.reason)
         self.granted = self._granted(resp, expires)
         self.state = RegistrationState.REGISTERED
         self._refresh = self.ua.reactor.callLater(refresh_delay(self.granted), self._do_refresh)

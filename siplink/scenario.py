@@ -595,7 +595,6 @@ class _Answerer:
         self.sessions[call.call_id] = call.media
         s = self.spec
         if s.status != 200:
-            call.answered.addErrback(lambda f: None)
             if s.ring_s > 0:
                 call.ring()
                 self.reactor.callLater(s.ring_s, call.reject, s.status)
@@ -695,7 +694,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
     from twisted.internet import defer
 
     from siplink.icesession import IceMediaSession, IceSessionError, media_options
-    from siplink.useragent import CallFailed, CallState, StaticMedia
+    from siplink.useragent import CallState, EndCause, SipError, StaticMedia
 
     rec = CallRecord(spec, index)
     loc = ua.local("udp")
@@ -734,10 +733,16 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
         try:
             await _wait(reactor, call.answered, deadline - reactor.seconds())
             rec.status = call.status or 200
-        except CallFailed as e:
-            rec.status, rec.reason = e.status, e.reason
+        except SipError as e:
+            if e.timed_out:        # timer B: no final response, like our own deadline
+                rec.error = e.reason
+            else:
+                rec.status, rec.reason = e.status, e.reason
         except defer.TimeoutError:
             rec.error = f"no final response in {timeout:g} s"
+            # §9.1: give up on the INVITE: CANCEL it (once a provisional came; before that
+            # the CANCEL goes out when one does, or timer B ends it)
+            call.hangup()
         rec.setup_ms = ((reactor.seconds() - t0) * 1000) if rec.status is not None else None
         rec.call_id = call.call_id
         if rec.status is not None and 200 <= rec.status < 300:
@@ -794,7 +799,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
     try:
         await _wait(reactor, call.ended, 5.0 if rec.status is not None else 0.5)
     except Exception:  # noqa: BLE001
-        call._end("error")
+        call.end(EndCause.ERROR)
     rec.ended_by = ended_by.get("by", "")
     if getattr(media, "state", "") == "failed":
         rec.ended_by = "ice"        # the session ended the call (ICE failure, consent lost)
@@ -808,7 +813,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
 
 async def _run_steps(reactor: Any, call: Any, media: Any, spec: CallSpec, answered_at: float,
                      rec: CallRecord) -> None:
-    from siplink.useragent import CallState, RequestFailed
+    from siplink.useragent import CallState, SipError
 
     held: tuple[float, int] | None = None     # (when, RTP received then) once on hold
 
@@ -857,7 +862,7 @@ async def _run_steps(reactor: Any, call: Any, media: Any, spec: CallSpec, answer
                 held = (reactor.seconds(), received())
             rec.steps.append(f"{step.action}: {status}" + ("" if ok else
                              f" failed (expected {step.expect_status})"))
-        except RequestFailed as e:
+        except SipError as e:
             ok = e.status == step.expect_status
             rec.steps.append(f"{step.action}: {e.status}" + ("" if ok else
                              f" failed (expected {step.expect_status})"))

@@ -214,6 +214,7 @@ class SipTransport:
         self._timer: Any = None
         self._timer_at: float | None = None
         self._pumping = False
+        self._closed = False
         self.local: dict[str, Target] = {}       # transport name -> our bound address
         self._udp_local: dict[str, tuple[str, int]] = {}   # family -> UDP socket address
         self.incomplete_timeout = INCOMPLETE_TIMEOUT
@@ -255,12 +256,14 @@ class SipTransport:
         self._tls_client_ctx = ctx
 
     def close(self) -> None:
+        self._closed = True        # nothing is written nor armed after this
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
         for p in self._listening.values():
             p.stopListening()
         self._listening.clear()
+        self._udp.clear()
         for conn in list(self._connections.values()) + list(self._connecting.values()):
             if conn.transport is not None:
                 conn.transport.loseConnection()
@@ -302,7 +305,7 @@ class SipTransport:
     # --------------------------------------------------------------- output
     def pump(self) -> None:
         """Flush queued messages, deliver events, re-arm the timer; re-entrancy safe."""
-        if self._pumping:
+        if self._pumping or self._closed:
             return
         self._pumping = True
         try:

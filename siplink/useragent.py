@@ -36,6 +36,7 @@ from ice.trace import Trace
 from siplink.account import Account
 from siplink.dialog import Dialog, DialogId
 from siplink.digest import DigestError, DigestServer, parse_challenge
+from siplink.failures import CallDirection, EndCause, Outcome, SipError
 from siplink.message import (
     Request,
     Response,
@@ -80,19 +81,23 @@ log = Logger()
 __all__ = [
     "Account",
     "Call",
+    "CallDirection",
     "CallEvent",
-    "CallFailed",
     "CallState",
+    "EndCause",
     "MediaRejected",
     "MediaSession",
-    "RequestFailed",
-    "RequestTimeout",
+    "SipError",
     "StaticMedia",
     "UserAgent",
 ]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
 SUPPORTED = frozenset({"100rel", "timer"})
+SUPPORTED_HEADER = ", ".join(sorted(SUPPORTED))
+ACCEPT = "application/sdp"
+ACCEPT_ENCODING = "identity"
+ACCEPT_LANGUAGE = "en"
 KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH", "MESSAGE"})
 USER_AGENT = "siplink"
 
@@ -101,20 +106,31 @@ USER_AGENT = "siplink"
 
 
 class MediaRejected(Exception):
-    """Raised by a MediaSession that cannot accept an offer: the UA answers 488."""
+    """Raised by a MediaSession that cannot accept an offer: the UA answers ``status`` (488 by
+    default) with a Warning header (RFC 3261 §13.3.1.3, §20.43) carrying ``warn_code`` (304
+    media type not available, 305 incompatible media format, 399 miscellaneous...) and the
+    reason."""
 
-    def __init__(self, reason: str = "Not Acceptable Here", status: int = 488) -> None:
+    def __init__(self, reason: str = "Not Acceptable Here", status: int = 488,
+                 warn_code: int = 399) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.warn_code = warn_code
 
 
 class MediaSession(Protocol):
+    """What a call needs of its media: SDP offers and answers, and a close. ``attach(call)``
+    tells the session its call (to end it or re-INVITE); ``ice_info()`` reports what ICE did
+    (None without ICE)."""
+
     async def make_offer(self) -> bytes: ...
     async def on_answer(self, sdp: bytes) -> None: ...
     async def make_answer(self, offer: bytes) -> bytes: ...
     async def on_reoffer(self, offer: bytes) -> bytes: ...
     def close(self) -> None: ...
+    def attach(self, call: Call) -> None: ...
+    def ice_info(self) -> dict[str, Any] | None: ...
 
 
 class StaticMedia:
@@ -151,6 +167,12 @@ class StaticMedia:
     def close(self) -> None:
         self.closed = True
 
+    def attach(self, call: Call) -> None:
+        pass
+
+    def ice_info(self) -> dict[str, Any] | None:
+        return None
+
 
 # ----------------------------------------------------------------------------- calls
 
@@ -167,41 +189,27 @@ class CallState(Enum):
 class CallEvent:
     call: Call
     state: CallState
-    cause: str | None = None
+    cause: EndCause | None = None
     status: int | None = None
 
 
-class CallFailed(Exception):
-    """The call ended before it was answered: ``status`` is the final response (or 408)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
-
-
-class RequestTimeout(Exception):
-    """No final response came before timer B/F (or the transport failed)."""
-
-
-class RequestFailed(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}")
-        self.status = status
-        self.reason = reason
-
-
 class Call:
-    """One INVITE session, either direction."""
+    """One INVITE session, either direction.
 
-    def __init__(self, ua: UserAgent, direction: str, media: MediaSession,
+    ``await call.answered`` fires with the call once a 2xx is sent or received (and fails with
+    :class:`SipError` if the call ends first); ``await call.ended`` fires with the
+    :class:`EndCause`. Each access gives a Deferred of its own, so an outcome nobody waits for
+    is never reported as an unhandled error."""
+
+    def __init__(self, ua: UserAgent, direction: CallDirection | str, media: MediaSession,
                  account: Account | None) -> None:
         self.ua = ua
-        self.direction = direction
+        self.direction = CallDirection(direction)
         self.media = media
         self.account = account
         self.state = CallState.CALLING
-        self.cause: str | None = None
+        self.cause: EndCause | None = None
+        self.end_reason = ""            # the detail behind ``cause`` (a reason phrase...)
         self.status: int | None = None
         self.dialog: Dialog | None = None
         self.early_dialogs: dict[str, Dialog] = {}
@@ -210,14 +218,18 @@ class Call:
         self.client_key: ClientKey | None = None    # UAC: the INVITE transaction
         self.target: Target | None = None
         self.remote_sdp: bytes = b""
-        self.answered: defer.Deferred[Call] = defer.Deferred()
-        self.ended: defer.Deferred[str] = defer.Deferred()
-        self.answered.addErrback(lambda f: f)  # the application may never look
+        self._answered: Outcome[Call] = Outcome()
+        self._ended: Outcome[EndCause] = Outcome()
         self._listeners: list[Callable[[CallEvent], None]] = []
         self._cancel_requested = False
+        self._cancel_sent = False
+        self._creq: _ClientRequest | None = None
         self._provisional_seen = False
         self._reinvite_pending = False
         self._final_sent = False
+        # UAS: our 2xx (to the INVITE with this CSeq) carried an offer: its ACK brings the
+        # answer (late offer, RFC 3261 §13.3.1.1 / RFC 3264 §5)
+        self._offer_in_2xx: int | None = None
         self.local_tag = new_tag()
         self.rel100 = False                          # UAS: send reliable provisionals
         self._rseq = 0                               # UAS: last RSeq sent
@@ -226,21 +238,29 @@ class Call:
         self._se_offer = 0                           # UAC: Session-Expires we ask for
         self._st_call: Any = None                    # the armed refresh/expiry callLater
         self._no_answer: Any = None                  # callLater bounding the setup time
-        self._ended_noerr = self.ended.addErrback(lambda f: None)
-        attach = getattr(media, "attach", None)
-        if callable(attach):        # the session learns its call (to end it, re-INVITE)
-            attach(self)
+        media.attach(self)   # the session learns its call (to end it, re-INVITE)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.state.value} {self.call_id}>"
 
     @property
+    def answered(self) -> defer.Deferred[Call]:
+        return self._answered.wait()
+
+    @property
+    def ended(self) -> defer.Deferred[EndCause]:
+        return self._ended.wait()
+
+    @property
+    def is_answered(self) -> bool:
+        """A 2xx was sent or received (the call may have ended since)."""
+        return self._answered.called and not self._answered.failed
+
+    @property
     def ice(self) -> dict[str, Any] | None:
         """What ICE did for this call (selected pairs, time to connected, checks sent...),
         as the media session reports it (``ice_info()``), or None if it has no ICE."""
-        info = getattr(self.media, "ice_info", None)
-        result = info() if callable(info) else None
-        return result if isinstance(result, dict) else None
+        return self.media.ice_info()
 
     @property
     def call_id(self) -> str:
@@ -250,7 +270,7 @@ class Call:
     def subscribe(self, listener: Callable[[CallEvent], None]) -> None:
         self._listeners.append(listener)
 
-    def _set_state(self, state: CallState, cause: str | None = None,
+    def _set_state(self, state: CallState, cause: EndCause | None = None,
                    status: int | None = None) -> None:
         if self.state is CallState.ENDED or (state is self.state and cause is None):
             return
@@ -267,67 +287,85 @@ class Call:
             if self._no_answer.active():
                 self._no_answer.cancel()
             self._no_answer = None
-        if state is CallState.CONFIRMED and not self.answered.called:
-            self.answered.callback(self)
+        if state is CallState.CONFIRMED:
+            self._answered.succeed(self)
 
-    def _end(self, cause: str, status: int | None = None, reason: str = "") -> None:
+    def _end(self, cause: EndCause, status: int | None = None, reason: str = "") -> None:
         if self.state is CallState.ENDED:
             return
-        was_answered = self.answered.called
         self.cause = cause
+        self.end_reason = reason or self.end_reason
         self._set_state(CallState.ENDED, cause, status)
         self.ua._forget(self)
         try:
             self.media.close()
         except Exception:
             log.failure("media close failed")
-        if not was_answered:
-            self.answered.errback(CallFailed(status or 487, reason or cause))
-        if not self.ended.called:
-            self.ended.callback(cause)
+        if not self._answered.called:
+            self._answered.fail(SipError(status, reason or str(cause), cause))
+        self._ended.succeed(cause)
 
     # --------------------------------------------------------------- UAS API
     def ring(self) -> None:
         """Send 180 Ringing (creates the early dialog on our side)."""
-        if self.direction != "in" or self._final_sent or self.invite is None:
+        if self.direction is not CallDirection.INCOMING or self._final_sent or self.invite is None:
             return
         self.ua._respond_invite(self, 180)
         self._set_state(CallState.RINGING)
 
     def answer(self) -> defer.Deferred[Call]:
-        """Answer with 200 OK and the media session's answer; fires with the call."""
-        if self.direction != "in" or self._final_sent:
+        """Answer with 200 OK and the media session's answer (or, for an INVITE without SDP,
+        its offer: the answer comes in the ACK); fires with the call."""
+        if self.direction is not CallDirection.INCOMING or self._final_sent:
             return self.answered
         d = defer.ensureDeferred(self.ua._answer(self))
         d.addErrback(lambda f: log.failure("answer failed", f))
         return self.answered
 
-    def reject(self, status: int = 486, reason: str | None = None) -> None:
-        if self.direction != "in" or self._final_sent:
+    def reject(self, status: int = 486, reason: str | None = None,
+               headers: list[tuple[str, str]] | None = None,
+               cause: EndCause = EndCause.REJECTED) -> None:
+        if self.direction is not CallDirection.INCOMING or self._final_sent:
             return
-        self.ua._respond_invite(self, status, reason)
-        self._end("rejected", status, reason or "")
+        self.ua._respond_invite(self, status, reason, headers)
+        self._end(cause, status, reason or "")
 
     def redirect(self, contact: str, status: int = 302) -> None:
-        if self.direction != "in" or self._final_sent:
+        if self.direction is not CallDirection.INCOMING or self._final_sent:
             return
         self.ua._respond_invite(self, status, None, [("Contact", f"<{contact}>")])
-        self._end("redirected", status)
+        self._end(EndCause.REDIRECTED, status)
 
     # --------------------------------------------------------------- both sides
-    def hangup(self) -> defer.Deferred[Any]:
-        """BYE when confirmed, CANCEL while calling (UAC), 603 while ringing (UAS)."""
+    def hangup(self, cause: EndCause = EndCause.LOCAL_BYE) -> defer.Deferred[EndCause]:
+        """End the call in whatever state: BYE when confirmed, CANCEL while calling (UAC),
+        603 while ringing (UAS). Fires with the end cause once the call has ended (a
+        CANCELled call ends with the 487, or when the INVITE transaction gives up)."""
         if self.state is CallState.ENDED:
-            return defer.succeed(None)
-        if self.state is CallState.CONFIRMED and self.dialog is not None:
+            return self.ended
+        if self.dialog is not None and self._answered.called:
             d = self.ua._in_dialog(self, "BYE")
-            self._end("local-bye")
-            d.addErrback(lambda f: None)
-            return d
-        if self.direction == "in":
+            d.addErrback(lambda f: None)       # the call is over whatever the BYE gets
+            self._end(cause)
+            return self.ended
+        if self.direction is CallDirection.INCOMING:
             self.reject(603, "Decline")
-            return defer.succeed(None)
+            return self.ended
         return self.ua._cancel(self)
+
+    def end(self, cause: EndCause, status: int | None = None, reason: str = "") -> None:
+        """End the call because of ``cause`` (media failure, for example): BYE if answered,
+        else CANCEL (UAC) or the final response ``status`` (UAS, 480 by default)."""
+        if self.state is CallState.ENDED:
+            return
+        self.end_reason = reason
+        if self.dialog is not None and self._answered.called:
+            self.hangup(cause)
+        elif self.direction is CallDirection.INCOMING:
+            warning = [("Warning", self.ua.warning(399, reason))] if reason else None
+            self.reject(status or 480, None, warning, cause=cause)
+        else:
+            self.ua._cancel(self)
 
     def reinvite(self) -> defer.Deferred[Response]:
         """Send a re-INVITE with a new offer; 491 (glare) fails the Deferred with status 491."""
@@ -363,6 +401,7 @@ class _ClientRequest:
         self.on_final = on_final
         self.preauth = False          # send credentials for known realms up front
         self.on_retry: Callable[[Response], bool] | None = None   # True: resend (e.g. 422)
+        self.on_timeout: Callable[[str], None] | None = None      # no final response
         self.last_auth: list[tuple[str, str]] = []
         self.deferred: defer.Deferred[Response] = defer.Deferred()
         self.request: Request | None = None
@@ -381,8 +420,9 @@ class UserAgent:
                  media_factory: Callable[[], MediaSession] | None = None,
                  trace: Trace | None = None, auto_trying: bool = True,
                  session_expires: int = 1800, min_se: int = 90,
-                 no_answer_timeout: float = 180.0) -> None:
+                 no_answer_timeout: float = 180.0, user_agent: str = USER_AGENT) -> None:
         self.reactor = reactor
+        self.user_agent = user_agent             # the User-Agent header (sip.user_agent)
         self.session_expires = session_expires   # offered on INVITE (0: no session timer)
         self.min_se = min_se
         # a call not answered within this many seconds is cancelled (UAC, like timer C) or
@@ -399,6 +439,9 @@ class UserAgent:
         self.calls: dict[str, Call] = {}                     # Call-ID -> call
         self.dialogs: dict[DialogId, Call] = {}
         self._requests: dict[ClientKey, _ClientRequest] = {}
+        # the ACK we sent for each 2xx to INVITE, by (Call-ID, CSeq, To tag): a retransmitted
+        # 2xx gets it again (§13.2.2.4); kept while the call lives
+        self._acks: dict[str, dict[tuple[int, str], tuple[Request, Target]]] = {}
         self.registrations: list[Registration] = []
         self.on_incoming_call: Callable[[Call], Any] | None = None
         self.on_request: Callable[[Request], None] | None = None   # any in-dialog request seen
@@ -494,7 +537,7 @@ class UserAgent:
         for reg in self.registrations:
             reg.close()
         for call in list(self.calls.values()):
-            call._end("shutdown")
+            call._end(EndCause.SHUTDOWN)
         self.transport.close()
 
     def now(self) -> float:
@@ -551,7 +594,7 @@ class UserAgent:
             call = self.calls.get(ev.response.call_id)
             if call is not None and call.dialog is not None:
                 self._in_dialog(call, "BYE").addErrback(lambda f: None)
-                call._end("no-ack", 408)
+                call._end(EndCause.NO_ACK, 408)
 
     def _pump(self) -> None:
         self.transport.pump()
@@ -601,7 +644,7 @@ class UserAgent:
             hdrs = [("Via", self.via(tp.transport, new_branch())), ("Max-Forwards", "70"),
                     ("From", f"{from_value};tag={from_tag}"), ("To", f"<{uri}>"),
                     ("Call-ID", call_id), ("CSeq", f"{cseq} {method}"),
-                    ("User-Agent", USER_AGENT)]
+                    ("User-Agent", self.user_agent)]
             hdrs += headers or []
             hdrs += auth
             if body:
@@ -621,17 +664,18 @@ class UserAgent:
             return
         creq = self._requests.get(key)
         if creq is None:
+            if 200 <= resp.status < 300 and key[1] == "INVITE":
+                self._stray_2xx(resp)      # a retransmission, or a 2xx from another fork
             return
         status = resp.status
         if status < 200:
             if creq.on_provisional is not None:
                 creq.on_provisional(resp)
             return
-        if key[1] != "INVITE" or status >= 300:
-            self._requests.pop(key, None)
+        # the request is done: later 2xx to an INVITE (retransmissions, other forks) are
+        # routed by Call-ID, so nothing per request outlives its final response
+        self._requests.pop(key, None)
         if status in (401, 407) and self._authenticate(creq, resp):
-            if key[1] == "INVITE":
-                self._requests.pop(key, None)
             return
         if creq.on_retry is not None and creq.on_retry(resp):
             self._requests.pop(key, None)
@@ -679,25 +723,26 @@ class UserAgent:
         creq = self._requests.pop(ev.key, None)  # type: ignore[arg-type]
         if creq is None:
             return
-        if creq.on_final is not None:
-            creq.on_final(make_response(ev.request, 408, "Request Timeout"))
+        reason = f"no response to {ev.request.method} (timer {ev.timer})"
+        if creq.on_timeout is not None:
+            creq.on_timeout(reason)
         if not creq.deferred.called:
-            creq.deferred.errback(RequestTimeout(f"no response to {ev.request.method} "
-                                                 f"(timer {ev.timer})"))
+            creq.deferred.errback(SipError(None, f"no response to {ev.request.method} "
+                                                 f"(timer {ev.timer})", EndCause.TIMEOUT))
 
     # --------------------------------------------------------------- UAC calls
     def call(self, uri: str, *, account: Account | None = None,
              media: MediaSession | None = None,
              headers: list[tuple[str, str]] | None = None) -> Call:
         """Place a call; returns at once. ``await call.answered`` / ``call.ended``."""
-        call = Call(self, "out", media or self.media_factory(), account)
+        call = Call(self, CallDirection.OUTGOING, media or self.media_factory(), account)
         self._guard_setup(call)
         self.stats["calls_out"] += 1
         d = defer.ensureDeferred(self._start_call(call, uri, headers or []))
 
         def failed(f: Failure) -> None:
             log.failure("call failed to start", f)
-            call._end("error", 500, f.getErrorMessage())
+            call._end(EndCause.ERROR, None, f.getErrorMessage())
         d.addErrback(failed)
         return call
 
@@ -717,7 +762,7 @@ class UserAgent:
                     ("From", f"{from_value};tag={call.local_tag}"), ("To", f"<{uri}>"),
                     ("Call-ID", call_id), ("CSeq", f"{cseq} INVITE"),
                     ("Contact", contact), ("Allow", ALLOW),
-                    ("Supported", ", ".join(sorted(SUPPORTED))), ("User-Agent", USER_AGENT)]
+                    ("Supported", ", ".join(sorted(SUPPORTED))), ("User-Agent", self.user_agent)]
             if call._se_offer:
                 hdrs.append(("Session-Expires", str(call._se_offer)))
             hdrs += extra + auth
@@ -740,7 +785,9 @@ class UserAgent:
                               on_provisional=lambda r: self._invite_provisional(call, r),
                               on_final=lambda r: self._invite_final(call, r))
         creq.on_retry = retry_422
-        call._creq = creq  # type: ignore[attr-defined]
+        creq.on_timeout = lambda reason: call._end(EndCause.TIMEOUT, None,
+                                                   f"no final response ({reason})")
+        call._creq = creq
         self.send(creq).addErrback(lambda f: None)   # the call's own state reports failures
         call.client_key = creq.key
 
@@ -774,10 +821,7 @@ class UserAgent:
         status = resp.status
         if 200 <= status < 300:
             if call.dialog is not None:
-                if resp.to.tag == call.dialog.remote_tag:
-                    self._send_ack(call, resp)          # retransmitted 2xx
-                else:
-                    self._ack_and_bye_fork(call, resp)
+                self._stray_2xx(resp)
                 return
             assert call.invite is not None
             tp = call.target.transport if call.target else "udp"
@@ -785,9 +829,17 @@ class UserAgent:
             if dialog is None:
                 dialog = Dialog.from_uac(call.invite, resp, self.contact(tp))
             dialog.confirm(resp)
-            dialog.local_seq = call.invite.cseq.number
+            # §12.2.1.1: requests sent in the early dialog (PRACK, UPDATE) already used
+            # higher CSeq numbers than the INVITE's; never go back below them
+            dialog.local_seq = max(dialog.local_seq, call.invite.cseq.number)
             call.dialog = dialog
+            call.early_dialogs.clear()
             self.dialogs[dialog.id] = call
+            try:
+                self._dialog_target(call, dialog)
+            except (OSError, ValueError, SipParseError) as e:
+                self._unreachable_2xx(call, dialog, resp, e)
+                return
             self._send_ack(call, resp)
             call.remote_sdp = resp.body
             self.stats["answered"] += 1
@@ -799,39 +851,73 @@ class UserAgent:
             if call._cancel_requested:
                 call.hangup()
             return
-        cause = "cancelled" if status == 487 else ("timeout" if status == 408 else "rejected")
+        cause = (EndCause.CANCELLED if status == 487 else
+                 EndCause.TIMEOUT if status == 408 else EndCause.REJECTED)
         call._end(cause, status, resp.reason)
 
-    def _ack_request(self, call: Call, dialog: Dialog, resp: Response) -> Request:
-        tp = call.target.transport if call.target else "udp"
-        assert call.invite is not None
-        return dialog.create_request("ACK", via=self.via(tp, new_branch()),
-                                     cseq=call.invite.cseq.number)
+    def _unreachable_2xx(self, call: Call, dialog: Dialog, resp: Response,
+                         err: Exception) -> None:
+        """The 2xx's Contact (or first Route) cannot be resolved: ACK and BYE toward where the
+        INVITE went (the best guess there is), and end the call with a clear cause."""
+        host = dialog.next_hop().host
+        reason = f"answered, but the Contact host {host!r} cannot be resolved ({err})"
+        log.warn("call {cid}: {reason}", cid=call.call_id, reason=reason)
+        fallback = call.target
+        if fallback is not None and call.invite is not None:
+            tp = fallback.transport
+            ack = dialog.create_request("ACK", via=self.via(tp, new_branch()),
+                                        cseq=call.invite.cseq.number)
+            self.layer.send_stateless(ack, fallback, self.now())
+            bye = dialog.create_request("BYE", via=self.via(tp, new_branch()))
+            self.layer.send_request(bye, fallback, self.now())
+            self._pump()
+        call._end(EndCause.BAD_CONTACT, resp.status, reason)
 
     def _send_ack(self, call: Call, resp: Response) -> None:
+        """ACK a 2xx to INVITE (§13.2.2.4), and keep the ACK for its retransmissions."""
         dialog = call.dialog
         if dialog is None:
             return
-        ack = self._ack_request(call, dialog, resp)
-        self.layer.send_stateless(ack, self._dialog_target(call, dialog), self.now())
+        tp = call.target.transport if call.target else "udp"
+        ack = dialog.create_request("ACK", via=self.via(tp, new_branch()),
+                                    cseq=resp.cseq.number)
+        target = self._dialog_target(call, dialog)
+        self._remember_ack(resp, ack, target)
+        self.layer.send_stateless(ack, target, self.now())
         self._pump()
+
+    def _remember_ack(self, resp: Response, ack: Request, target: Target) -> None:
+        self._acks.setdefault(resp.call_id, {})[(resp.cseq.number, resp.to.tag or "")] = \
+            (ack, target)
 
     def _ack_and_bye_fork(self, call: Call, resp: Response) -> None:
         """§13.2.2.4: a 2xx from a second fork: ACK it, then BYE that dialog."""
         assert call.invite is not None
         tp = call.target.transport if call.target else "udp"
         d = Dialog.from_uac(call.invite, resp, self.contact(tp))
-        ack = d.create_request("ACK", via=self.via(tp, new_branch()), cseq=call.invite.cseq.number)
+        ack = d.create_request("ACK", via=self.via(tp, new_branch()), cseq=resp.cseq.number)
         target = self._dialog_target(call, d)
+        self._remember_ack(resp, ack, target)
         self.layer.send_stateless(ack, target, self.now())
         bye = d.create_request("BYE", via=self.via(tp, new_branch()))
         self.layer.send_request(bye, target, self.now())
         self._pump()
 
     def _stray_2xx(self, resp: Response) -> None:
+        """A 2xx to an INVITE whose request is done: re-send the ACK we sent for it, or ACK
+        and BYE a new fork (§13.2.2.4)."""
+        sent = self._acks.get(resp.call_id, {}).get((resp.cseq.number, resp.to.tag or ""))
+        if sent is not None:
+            self.layer.send_stateless(sent[0], sent[1], self.now())
+            self._pump()
+            return
         call = self.calls.get(resp.call_id)
-        if call is not None and call.dialog is not None and resp.to.tag == call.dialog.remote_tag:
-            self._send_ack(call, resp)
+        if (call is not None and call.direction is CallDirection.OUTGOING
+                and call.invite is not None and resp.cseq.number == call.invite.cseq.number):
+            try:
+                self._ack_and_bye_fork(call, resp)
+            except (OSError, ValueError, SipParseError) as e:
+                log.info("cannot ACK a forked 2xx: {e}", e=e)
 
     def _dialog_target(self, call: Call, dialog: Dialog) -> Target:
         target = self.resolve(dialog.next_hop())
@@ -847,15 +933,15 @@ class UserAgent:
 
     def _send_cancel(self, call: Call) -> None:
         """§9.1: CANCEL with the INVITE's Request-URI, Call-ID, From, To, CSeq number, Via."""
-        creq: _ClientRequest | None = getattr(call, "_creq", None)
-        if creq is None or creq.request is None or getattr(call, "_cancel_sent", False):
+        creq = call._creq
+        if creq is None or creq.request is None or call._cancel_sent:
             return
         inv = creq.request
-        call._cancel_sent = True  # type: ignore[attr-defined]
+        call._cancel_sent = True
         hdrs = [("Via", str(inv.via[0])), ("Max-Forwards", "70")]
         hdrs += [("Route", str(r)) for r in inv.route]
         hdrs += [("From", str(inv.from_)), ("To", str(inv.to)), ("Call-ID", inv.call_id),
-                 ("CSeq", f"{inv.cseq.number} CANCEL"), ("User-Agent", USER_AGENT)]
+                 ("CSeq", f"{inv.cseq.number} CANCEL"), ("User-Agent", self.user_agent)]
         cancel = make_request("CANCEL", str(inv.uri), hdrs, b"")
         assert call.target is not None
         self.layer.send_request(cancel, creq.target, self.now())
@@ -867,7 +953,7 @@ class UserAgent:
                    headers: list[tuple[str, str]] | None = None) -> defer.Deferred[Response]:
         dialog = dialog or call.dialog
         if dialog is None:
-            return defer.fail(RequestFailed(481, "No dialog"))
+            return defer.fail(SipError(481, "No dialog"))
         tp = call.target.transport if call.target else "udp"
         target = self._dialog_target(call, dialog)
         if call.target is None:
@@ -885,9 +971,9 @@ class UserAgent:
     async def _reinvite(self, call: Call) -> Response:
         dialog = call.dialog
         if dialog is None or call.state is not CallState.CONFIRMED:
-            raise RequestFailed(481, "No confirmed dialog")
+            raise SipError(481, "No confirmed dialog")
         if call._reinvite_pending:
-            raise RequestFailed(491, "Request Pending")
+            raise SipError(491, "Request Pending")
         call._reinvite_pending = True
         try:
             offer = await call.media.make_offer()
@@ -908,12 +994,13 @@ class UserAgent:
                 dialog.refresh_target(resp)
                 ack = dialog.create_request("ACK", via=self.via(tp, new_branch()),
                                             cseq=sent[-1].cseq.number)
+                self._remember_ack(resp, ack, target)
                 self.layer.send_stateless(ack, target, self.now())
                 self._pump()
                 if resp.body:
                     await call.media.on_answer(resp.body)
                 return resp
-            raise RequestFailed(resp.status, resp.reason)
+            raise SipError(resp.status, resp.reason)
         finally:
             call._reinvite_pending = False
 
@@ -921,9 +1008,22 @@ class UserAgent:
     def _reply(self, key: ServerKey, req: Request, status: int, reason: str | None = None,
                headers: list[tuple[str, str]] | None = None, body: bytes = b"",
                to_tag: str | None = None) -> None:
+        # §8.2.6.2: every response but 100 carries a To tag (a fresh one out of a dialog)
+        if to_tag is None and req.to.tag is None:
+            to_tag = new_tag()
         resp = make_response(req, status, reason, headers=headers or [], body=body,
                              to_tag=to_tag)
         self.layer.send_response(key, resp, self.now())
+
+    def warning(self, code: int, text: str) -> str:
+        """A Warning header value (§20.43): ``code host "text"``."""
+        clean = text.replace("\\", "").replace('"', "'")[:200]
+        return f'{code} {self.host} "{clean}"'
+
+    def capabilities(self) -> list[tuple[str, str]]:
+        """§11.2: what an OPTIONS 200 (and our 2xx to INVITE) says we support."""
+        return [("Allow", ALLOW), ("Accept", ACCEPT), ("Accept-Encoding", ACCEPT_ENCODING),
+                ("Accept-Language", ACCEPT_LANGUAGE), ("Supported", SUPPORTED_HEADER)]
 
     def _on_request(self, req: Request, source: Target, key: ServerKey | None) -> None:
         method = req.method
@@ -931,6 +1031,7 @@ class UserAgent:
             call = self._dialog_call(req)
             if call is not None and call.dialog is not None:
                 call.dialog.receive_request(req)
+                self._ack_received(call, req)
             return
         if self._refuse(req, key):
             self._pump()
@@ -945,8 +1046,7 @@ class UserAgent:
         if method == "INVITE":
             self._on_invite(req, source, key)
         elif method == "OPTIONS":
-            self._reply(key, req, 200, None, [("Allow", ALLOW), ("Accept", "application/sdp")],
-                        to_tag=new_tag())
+            self._reply(key, req, 200, None, self.capabilities(), to_tag=new_tag())
         elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
             self._reply(key, req, 481, "Call/Transaction Does Not Exist")
         elif method in KNOWN_NOT_ALLOWED:
@@ -964,6 +1064,17 @@ class UserAgent:
                     if r.strip() and r.strip().lower() not in SUPPORTED]
         if required and req.method not in ("CANCEL",):
             self._reply(key, req, 420, "Bad Extension", [("Unsupported", ", ".join(required))])
+            return True
+        encoding = [e.strip().lower() for e in req.headers.get_all("Content-Encoding")
+                    if e.strip()]
+        if req.body and any(e != "identity" for e in encoding):
+            # §8.2.3: an encoding we do not understand
+            self._reply(key, req, 415, "Unsupported Media Type",
+                        [("Accept-Encoding", ACCEPT_ENCODING), ("Accept", ACCEPT)])
+            return True
+        if req.method == "INVITE" and not req.headers.get("Contact"):
+            # §8.1.1.8: a request that can create a dialog MUST carry a Contact
+            self._reply(key, req, 400, "Missing Contact header")
             return True
         if req.method in ("INVITE", "UPDATE") and req.body:
             ctype = (req.content_type or "").split(";")[0].strip().lower()
@@ -1009,7 +1120,10 @@ class UserAgent:
             self.on_request(req)
         if method == "BYE":
             self._reply(key, req, 200)
-            call._end("remote-bye")
+            if call.direction is CallDirection.INCOMING and not call._final_sent:
+                # §15.1.2: a BYE in an early dialog; the INVITE still gets its 487
+                self._respond_invite(call, 487, "Request Terminated")
+            call._end(EndCause.REMOTE_BYE)
         elif method == "PRACK":
             try:
                 rseq, cseq, rmethod = parse_rack(req.headers.get("RAck"))
@@ -1032,7 +1146,7 @@ class UserAgent:
         elif method == "UPDATE":
             self._reply(key, req, 200, None, self._session_refreshed(call, req))
         elif method in ("INFO", "OPTIONS"):
-            self._reply(key, req, 200, None, [("Allow", ALLOW)] if method == "OPTIONS" else None)
+            self._reply(key, req, 200, None, self.capabilities() if method == "OPTIONS" else None)
         elif method in KNOWN_NOT_ALLOWED:
             self._reply(key, req, 405, "Method Not Allowed", [("Allow", ALLOW)])
         else:
@@ -1044,19 +1158,50 @@ class UserAgent:
             answer = await call.media.on_reoffer(req.body) if req.body else \
                 await call.media.make_offer()
         except MediaRejected as e:
-            self._reply(key, req, e.status, e.reason)
+            self._reply(key, req, e.status, e.reason, self._media_warning(e))
             self._pump()
             return
-        assert call.dialog is not None
+        if call.state is CallState.ENDED or call.dialog is None:
+            return
         tp = call.target.transport if call.target else "udp"
-        hdrs = [("Contact", self.contact(tp)), ("Allow", ALLOW),
+        hdrs = [("Contact", self.contact(tp)), *self.capabilities(),
                 ("Content-Type", "application/sdp")]
         hdrs += self._session_refreshed(call, req)
         resp = make_response(req, 200, None, headers=hdrs, body=answer)
-        self.layer.send_response(key, resp, self.now())
+        if not req.body and req.method == "INVITE":
+            call._offer_in_2xx = req.cseq.number     # the answer comes in the ACK
+        try:
+            self.layer.send_response(key, resp, self.now())
+        except (KeyError, ValueError) as e:      # the transaction is gone (it took too long)
+            log.info("cannot answer the re-offer: {e}", e=e)
+            return
         if req.method == "INVITE":
             self.layer.send_2xx_reliably(resp, self.layer_target(key, call), self.now())
         self._pump()
+
+    def _media_warning(self, e: MediaRejected) -> list[tuple[str, str]]:
+        """§13.3.1.3: a 488 says why in a Warning header."""
+        if e.status != 488:
+            return []
+        return [("Warning", self.warning(e.warn_code, e.reason))]
+
+    def _ack_received(self, call: Call, ack: Request) -> None:
+        """The ACK of our 2xx: when that 2xx carried our offer, it carries the answer
+        (RFC 3264 §5, RFC 3261 §13.3.1.1); without one the session cannot go on (BYE)."""
+        if call._offer_in_2xx is None or ack.cseq.number != call._offer_in_2xx:
+            return
+        call._offer_in_2xx = None
+        if not ack.body:
+            log.info("call {cid}: the ACK carries no answer to our offer", cid=call.call_id)
+            call.hangup(EndCause.MEDIA)
+            return
+        call.remote_sdp = ack.body
+
+        def failed(f: Failure) -> None:
+            log.info("call {cid}: the answer in the ACK is unusable: {e}", cid=call.call_id,
+                     e=f.getErrorMessage())
+            call.hangup(EndCause.MEDIA)
+        defer.ensureDeferred(call.media.on_answer(ack.body)).addErrback(failed)
 
     def layer_target(self, key: ServerKey, call: Call) -> Target:
         t = self.layer._servers.get(key)
@@ -1070,7 +1215,7 @@ class UserAgent:
             self._reply(key, req, 482, "Loop Detected")
             self._pump()
             return
-        call = Call(self, "in", self.media_factory(), None)
+        call = Call(self, CallDirection.INCOMING, self.media_factory(), None)
         call.invite = req
         call.server_key = key
         call.target = source
@@ -1094,7 +1239,6 @@ class UserAgent:
             call.reject(480, "Temporarily Unavailable")
             # nobody holds this call: its failed ``answered`` must not be logged as an
             # unhandled error (two error events per INVITE in a flood)
-            call.answered.addErrback(lambda f: None)
             self._pump()
             return
         try:
@@ -1120,7 +1264,7 @@ class UserAgent:
             hdrs += [("Record-Route", rr) for rr in call.invite.headers.get_lines("record-route")]
             hdrs.append(("Contact", self.contact(call.target.transport if call.target else "udp")))
         if 200 <= status < 300:
-            hdrs.append(("Allow", ALLOW))
+            hdrs += self.capabilities()
             if call.session_timer is not None:
                 hdrs.append(("Session-Expires", call.session_timer.header()))
                 if supports(call.invite, "timer"):
@@ -1153,14 +1297,19 @@ class UserAgent:
 
     async def _answer(self, call: Call) -> None:
         assert call.invite is not None
+        late_offer = not call.invite.body
         try:
-            answer = await call.media.make_answer(call.invite.body)
+            # an INVITE without SDP: our 2xx carries the offer, the ACK the answer (§13.3.1.1)
+            sdp = await (call.media.make_offer() if late_offer
+                         else call.media.make_answer(call.invite.body))
         except MediaRejected as e:
-            call.reject(e.status, e.reason)
+            call.reject(e.status, e.reason, self._media_warning(e), cause=EndCause.MEDIA)
             return
         if call._final_sent or call.state is CallState.ENDED:
             return
-        self._respond_invite(call, 200, None, body=answer)
+        if late_offer:
+            call._offer_in_2xx = call.invite.cseq.number
+        self._respond_invite(call, 200, None, body=sdp)
         if call.dialog is not None:
             call.dialog.confirm()
         self._arm_session_timer(call, call.session_timer, as_uac=False)
@@ -1169,11 +1318,11 @@ class UserAgent:
 
     def _on_cancel(self, ev: CancelReceived) -> None:
         call = self.calls.get(ev.cancel.call_id)
-        if call is None or call.direction != "in" or not ev.pending:
+        if call is None or call.direction is not CallDirection.INCOMING or not ev.pending:
             return
         call._final_sent = False
         self._respond_invite(call, 487, "Request Terminated")
-        call._end("cancelled", 487)
+        call._end(EndCause.CANCELLED, 487)
 
     # --------------------------------------------------------------- session timers
     def _arm_session_timer(self, call: Call, timer: SessionTimer | None, *, as_uac: bool) -> None:
@@ -1221,15 +1370,14 @@ class UserAgent:
 
         def failed(f: Failure) -> None:
             if call.state is CallState.CONFIRMED:
-                call._end("session-expired", 408)
+                call._end(EndCause.SESSION_EXPIRED, 408)
 
         d.addCallbacks(done, failed)
 
     def _session_expired(self, call: Call) -> None:
         call._st_call = None
         if call.state is CallState.CONFIRMED:
-            self._in_dialog(call, "BYE").addErrback(lambda f: None)
-            call._end("session-expired", 408)
+            call.hangup(EndCause.SESSION_EXPIRED)
 
     # --------------------------------------------------------------- bookkeeping
     def _guard_setup(self, call: Call) -> None:
@@ -1242,7 +1390,7 @@ class UserAgent:
         if call.state in (CallState.CONFIRMED, CallState.ENDED):
             return
         log.info("call {cid} not answered in {t}s", cid=call.call_id, t=self.no_answer_timeout)
-        if call.direction == "in":
+        if call.direction is CallDirection.INCOMING:
             call.reject(480, "Temporarily Unavailable")
         else:
             call.hangup()        # CANCEL -> 487; without any provisional, timer B ends it
@@ -1257,6 +1405,7 @@ class UserAgent:
         call._st_call = None
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
+            self._acks.pop(call.call_id, None)
         if call.dialog is not None and self.dialogs.get(call.dialog.id) is call:
             del self.dialogs[call.dialog.id]
 

@@ -10,8 +10,9 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from siplink.digest import DigestServer
+from siplink.failures import SipError
 from siplink.message import Request, make_response
-from siplink.registration import RegistrationFailed, RegistrationState, refresh_delay
+from siplink.registration import RegistrationState, refresh_delay
 from siplink.transaction import RequestReceived, TransactionLayer
 from siplink.transport import SipTransport
 from siplink.useragent import Account, UserAgent
@@ -106,7 +107,7 @@ async def test_wrong_password_fails_with_the_final_status() -> None:
         failure: Any = None
         try:
             await reg.register()
-        except RegistrationFailed as e:
+        except SipError as e:
             failure = e
         assert failure is not None and failure.status == 403
         assert reg.state is RegistrationState.FAILED

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.useragent import CallState, UserAgent
+from siplink.useragent import CallState, EndCause, UserAgent
 from tests.peers.process import PeerProcess, free_port
 from tests.peers.sipp import SippUas, message_times, run_uac
 
@@ -114,7 +114,7 @@ async def test_client_timers_against_a_slow_sipp_uas() -> None:
         call = ua.call(f"sip:service@{sipp.address}")
         await call.answered
         bye = await ua._in_dialog(call, "BYE")
-        call._end("local-bye")
+        call._end(EndCause.LOCAL_BYE)
         assert bye.status == 200
         await task.deferLater(reactor, 0.8, lambda: None)
     finally:

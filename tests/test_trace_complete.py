@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor, task
 
 from ice.trace import Trace, TraceRecord
 from siplink.trace_export import export_pcap
-from siplink.useragent import Call, CallFailed, UserAgent
+from siplink.useragent import Call, SipError, UserAgent
 from tests.peers.process import require_binary
 
 
@@ -83,7 +83,7 @@ async def test_ack_of_a_non_2xx_is_summarised_as_ack(transport: str) -> None:
         b.on_incoming_call = handler
         tp = "" if transport == "udp" else f";transport={transport}"
         call = a.call(f"sip:bob@127.0.0.1:{b.port}{tp}")
-        with pytest.raises(CallFailed):
+        with pytest.raises(SipError):
             await call.answered
         await sleep(0.05)
     finally:

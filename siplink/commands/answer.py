@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             ended["n"] += 1
             if not args.quiet:
                 dur = reactor.seconds() - started
-                answered = "answered" if call.answered.called and call.status == 200 \
+                answered = "answered" if call.is_answered and call.status == 200 \
                     or call.cause in ("remote-bye", "local-bye") else "not-answered"
                 out.write(f"call {call.call_id} from {caller} {answered} "
                           f"ended={ev.cause} duration={dur:.3f}s{ice_note(call)}\n")

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from siplink.config import split_hostport
     from siplink.message import SipParseError
     from siplink.uri import SipUri
-    from siplink.useragent import RequestTimeout, UserAgent
+    from siplink.useragent import SipError, UserAgent
 
     uri = args.uri
     scheme, colon, rest = uri.partition(":")
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             resp = await d
             print(f"SIP/2.0 {resp.status} {resp.reason}")
             result["code"] = EXIT_OK if 200 <= resp.status < 300 else EXIT_FAILED
-        except (RequestTimeout, defer.TimeoutError):
+        except (SipError, defer.TimeoutError):
             print(f"siplink options: no response from {uri}", file=sys.stderr)
             result["code"] = EXIT_TIMEOUT
         except (OSError, SipParseError, ValueError) as e:

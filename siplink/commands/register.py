@@ -53,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from siplink.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, load_config
     from siplink.commands.call import react, trace_factory
     from siplink.config import ConfigError, override, split_hostport
-    from siplink.registration import RegistrationFailed
     from siplink.scenario import ScenarioError, _ua_account
-    from siplink.useragent import RequestTimeout, UserAgent
+    from siplink.useragent import SipError, UserAgent
 
     config = load_config(args)
     override(config, "sip.listen", args.listen)
@@ -123,11 +122,16 @@ def run(args: argparse.Namespace) -> int:
                 d.addTimeout(args.timeout, reactor)
                 resp = await d
                 print(f"unregistered {acc.aor}: {resp.status} {resp.reason}")
-        except RegistrationFailed as e:
-            print(f"siplink register: {acc.aor} refused: {e.status} {e.reason}",
-                  file=sys.stderr)
-            result["code"] = EXIT_FAILED
-        except (RequestTimeout, defer.TimeoutError):
+        except SipError as e:
+            if e.timed_out:
+                print(f"siplink register: no response from {reg.registrar_uri}",
+                      file=sys.stderr)
+                result["code"] = EXIT_TIMEOUT
+            else:
+                print(f"siplink register: {acc.aor} refused: {e.status} {e.reason}",
+                      file=sys.stderr)
+                result["code"] = EXIT_FAILED
+        except defer.TimeoutError:
             print(f"siplink register: no response from {reg.registrar_uri}", file=sys.stderr)
             result["code"] = EXIT_TIMEOUT
         finally:

@@ -1,0 +1,113 @@
+"""The user-agent layer's outcome types: one error type, end causes and call direction.
+
+Every failed request, call or registration fails its Deferred with :class:`SipError`:
+``status`` is the final response that decided it (``None`` when none came), ``reason`` its
+phrase or our explanation, ``cause`` a :class:`EndCause`. Causes and directions are string
+enums, so ``call.cause == "remote-bye"`` and f-strings keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+__all__ = ["CallDirection", "EndCause", "Outcome", "SipError"]
+
+T = TypeVar("T")
+
+
+class CallDirection(StrEnum):
+    INCOMING = "in"
+    OUTGOING = "out"
+
+
+class EndCause(StrEnum):
+    """Why a call (or a request) ended."""
+
+    LOCAL_BYE = "local-bye"            # we hung up a confirmed call
+    REMOTE_BYE = "remote-bye"          # the peer hung up (also a BYE in an early dialog)
+    CANCELLED = "cancelled"            # CANCEL before the answer (either side)
+    REJECTED = "rejected"              # a final non-2xx response (sent or received)
+    REDIRECTED = "redirected"          # we answered 3xx
+    TIMEOUT = "timeout"                # no final response (timer B/F, or our setup limit)
+    NO_ACK = "no-ack"                  # our 2xx was never ACKed (§13.3.1.4)
+    SESSION_EXPIRED = "session-expired"  # RFC 4028 refresh missing or failed
+    BAD_CONTACT = "bad-contact"        # the 2xx's Contact cannot be reached
+    TRANSPORT = "transport-error"      # the transport could not deliver the request
+    MEDIA = "media-rejected"           # the offer/answer could not be accepted
+    SHUTDOWN = "shutdown"              # the user agent closed
+    ERROR = "error"                    # a local failure (see the log)
+    ICE_FAILED = "ice-failed"          # ICE checks failed (or the answer has a=ice-mismatch)
+    ICE_REQUIRED = "ice-required"      # the peer does not do ICE and we require it
+    ICE_CONSENT = "ice-consent-lost"   # RFC 7675 consent expired
+
+
+class SipError(Exception):
+    """A request, call or registration failed. ``status`` is None when no final response came."""
+
+    def __init__(self, status: int | None, reason: str,
+                 cause: EndCause | str = EndCause.REJECTED) -> None:
+        super().__init__(f"{status} {reason}" if status is not None else reason)
+        self.status = status
+        self.reason = reason
+        self.cause = cause
+
+    @property
+    def timed_out(self) -> bool:
+        return self.cause == EndCause.TIMEOUT
+
+
+class Outcome(Generic[T]):
+    """A result many may wait for. Each :meth:`wait` gets a Deferred of its own, so a failure
+    nobody waits for is never an "Unhandled error in Deferred", and one that is waited for is
+    reported to each waiter exactly once."""
+
+    __slots__ = ("_value", "_error", "_done", "_waiters")
+
+    def __init__(self) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._waiters: list[defer.Deferred[T]] = []
+
+    @property
+    def called(self) -> bool:
+        return self._done
+
+    @property
+    def failed(self) -> bool:
+        return self._done and self._error is not None
+
+    def wait(self) -> defer.Deferred[T]:
+        if self._done:
+            if self._error is not None:
+                return defer.fail(Failure(self._error))
+            return defer.succeed(self._value)
+        d: defer.Deferred[T] = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+    def succeed(self, value: T) -> None:
+        self._settle(value, None)
+
+    def fail(self, error: BaseException) -> None:
+        self._settle(None, error)
+
+    def add_listener(self, fn: Callable[[T | None, BaseException | None], None]) -> None:
+        """``fn(value, error)`` once settled (at once if it already is)."""
+        self.wait().addCallbacks(lambda v: fn(v, None), lambda f: fn(None, f.value))
+
+    def _settle(self, value: Any, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done, self._value, self._error = True, value, error
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if error is not None:
+                d.errback(Failure(error))
+            else:
+                d.callback(value)
