@@ -22,7 +22,7 @@ class Account:
     registrar: str | None = None       # Request-URI of REGISTER (default sip:domain)
     expires: int = 3600
     name: str = "default"              # how commands refer to it (--account NAME)
-    transport: str = "udp"             # udp | tcp | tls
+    transport: str = ""                # udp | tcp | tls toward proxy/registrar ("": the UA's)
     _digest: DigestClient | None = field(default=None, repr=False, compare=False)
     # realms that challenged us -> the header that answers them (for pre-emptive credentials)
     _realms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)

@@ -17,7 +17,7 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from siplink import __version__
 
@@ -59,7 +59,34 @@ def load_config(args: argparse.Namespace) -> Config:
     """The configuration named by ``--config`` (defaults when none); raises ConfigError."""
     from siplink.config import load
 
-    return load(getattr(args, "config", None))
+    config = load(getattr(args, "config", None))
+    start_logging(config.logging.level)
+    return config
+
+
+_logging_started = False
+
+
+def start_logging(level: str) -> None:
+    """Library log messages (twisted.logger) at ``level`` and above go to stderr, once."""
+    global _logging_started
+    if _logging_started:
+        return
+    _logging_started = True
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    # zope interfaces are invisible to mypy: the observers are declared Any
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    stderr: Any = textFileLogObserver(sys.stderr)
+    observer: Any = FilteringLogObserver(stderr, [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False,
+                                     discardBuffer=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -153,6 +153,8 @@ class IceMediaSession:
         rtcp_interval: float = 5.0,
         ta: float = 0.02,
         nomination: str = "regular",
+        lite: bool = False,
+        max_pairs: int = 100,
         nomination_delay: float = 1.0,
         failed_timeout: float = 30.0,
         consent_interval: float = 5.0,
@@ -173,6 +175,8 @@ class IceMediaSession:
         self.turn_servers = tuple(turn_servers)
         self.policy = policy
         self.rtcp_mux = rtcp_mux
+        self.lite = lite              # an ICE-lite agent: a=ice-lite, answers checks only
+        self.max_pairs = max_pairs
         self.require_ice = require_ice
         self.ptime = ptime
         self.rtcp_interval = rtcp_interval
@@ -440,7 +444,8 @@ class IceMediaSession:
         self.components = components
         self.state = "gathering"
         agent = Agent(controlling, components=components, ta=self.ta,
-                      nomination=self.nomination, stun_servers=self.stun_servers,
+                      nomination=self.nomination, lite=self.lite, max_pairs=self.max_pairs,
+                      stun_servers=self.stun_servers,
                       turn_servers=self.turn_servers, local_addresses=self.local_addresses,
                       interfaces=self.interfaces, policy=self.policy,
                       failed_timeout=self.failed_timeout,
@@ -475,14 +480,15 @@ class IceMediaSession:
                     candidates=defaults, default_candidates=defaults,
                     remote_candidates=tuple(RemoteCandidate(p.component, *p.remote_addr)
                                             for p in pairs),
-                    options=options)
+                    options=options, lite=self.lite)
             return IceParams(self.agent.local_username, self.agent.local_password,
                              candidates=tuple(dict.fromkeys(cands + defaults)),
-                             default_candidates=defaults, options=options)
+                             default_candidates=defaults, options=options, lite=self.lite)
         defaults = tuple(d for c in range(1, self.components + 1)
                          if (d := self.agent.default_candidate(0, c)) is not None)
         return IceParams(self.agent.local_username, self.agent.local_password,
-                         candidates=cands, default_candidates=defaults, options=options)
+                         candidates=cands, default_candidates=defaults, options=options,
+                         lite=self.lite)
 
     def _answer(self, offer: bytes, *, restart: bool = False) -> bytes:
         try:
@@ -774,6 +780,8 @@ def media_options(config: Config) -> dict[str, Any]:
         "rtcp_mux": ice.rtcp_mux,
         "ta": ice.ta_ms / 1000.0,
         "nomination": ice.nomination,
+        "lite": ice.lite,
+        "max_pairs": ice.max_pairs,
         "failed_timeout": ice.failed_timeout_s,
         "ptime": config.media.ptime / 1000.0,
         "codecs": tuple(codecs),

@@ -54,6 +54,7 @@ class Registration:
         self.granted: int | None = None
         self.last_response: Response | None = None
         target = ua.resolve(account.proxy or account.registrar or f"sip:{account.domain}")
+        transport = transport or account.transport or None
         if transport is not None:
             target = target._replace(transport=transport)
         self.target = target

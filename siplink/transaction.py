@@ -34,6 +34,7 @@ from siplink.message import (
     error_response,
     make_ack,
     make_response,
+    new_tag,
     parse_message,
 )
 
@@ -447,9 +448,8 @@ class TransactionLayer:
         if status < 200:
             t.state = State.PROCEEDING
             return
-        if t.merge_key is not None and self._merge.get(t.merge_key) == t.key:
-            del self._merge[t.merge_key]
-            t.merge_key = None
+        # the merge key stays until the transaction ends: a copy of the request that
+        # arrives by another path after our final response is still merged (§8.2.2.2)
         if t.invite:
             if status < 300:
                 t.state = State.ACCEPTED       # RFC 6026: absorb INVITE retransmissions
@@ -567,15 +567,16 @@ class TransactionLayer:
                  invite=False, server=True)
         self._servers[key] = t
         if inv is None:
-            self.send_response(key, make_response(req, 481), now)
+            self.send_response(key, make_response(req, 481, to_tag=new_tag()), now)
             return
-        self.send_response(key, make_response(req, 200), now)
+        # §9.2: the 200 to CANCEL carries the To tag of our response to the INVITE
+        self.send_response(key, make_response(req, 200, to_tag=inv.to_tag or new_tag()), now)
         pending = inv.state in (State.TRYING, State.PROCEEDING)
         self._emit(CancelReceived(invite_key, req, pending))
 
     def _reply_stateless(self, req: Request, source: Target, status: int, reason: str,
                          now: float) -> None:
-        resp = make_response(req, status, reason)
+        resp = make_response(req, status, reason, to_tag=new_tag())   # §8.2.6.2
         try:
             target = response_target(req, source)
         except SipParseError:     # the Via itself is malformed: answer the source address

@@ -211,6 +211,8 @@ class SipTransport:
         # ssl.Certificate of a CA); None: the platform's CAs.  Verification is always on
         # unless a client context given to listen_tls/set_tls_client_context says otherwise.
         self.tls_trust_root: Any = None
+        # (address, port) -> the host name it was resolved from, for the TLS name check
+        self.server_names: dict[tuple[str, int], str] = {}
         self._timer: Any = None
         self._timer_at: float | None = None
         self._pumping = False
@@ -359,11 +361,13 @@ class SipTransport:
 
     def _verifying_context(self, target: Target) -> Any:
         """TLS client options that check the server's certificate chain and that it names
-        ``target.host`` (RFC 5922), against ``tls_trust_root`` or the platform's CAs."""
+        the server (RFC 5922 §7.1: the host name of the URI the address was resolved from,
+        ``server_names``; the address itself only when the URI was numeric), against
+        ``tls_trust_root`` or the platform's CAs."""
         from twisted.internet import ssl
         trust = self.tls_trust_root if self.tls_trust_root is not None else ssl.platformTrust()
-        return _StrictClientTLS(ssl.optionsForClientTLS(target.host, trustRoot=trust),
-                                target.host)
+        name = self.server_names.get((target.host, target.port), target.host)
+        return _StrictClientTLS(ssl.optionsForClientTLS(name, trustRoot=trust), name)
 
     def _arm(self) -> None:
         deadline = self.layer.get_timer()

@@ -423,6 +423,9 @@ class UserAgent:
                  no_answer_timeout: float = 180.0, user_agent: str = USER_AGENT) -> None:
         self.reactor = reactor
         self.user_agent = user_agent             # the User-Agent header (sip.user_agent)
+        # host name -> address (raises OSError when it cannot); replaceable (tests, a
+        # resolver of one's own); RFC 3263 NAPTR/SRV resolution is not done yet
+        self.resolve_host: Callable[[str], str] = socket.gethostbyname
         self.session_expires = session_expires   # offered on INVITE (0: no session timer)
         self.min_se = min_se
         # a call not answered within this many seconds is cancelled (UAC, like timer C) or
@@ -463,6 +466,7 @@ class UserAgent:
         from siplink.config import ConfigError, split_hostport
 
         host, port = split_hostport(listen or sip.listen, key="sip.listen")
+        kwargs.setdefault("user_agent", sip.user_agent)
         ua = cls(reactor, host=host, port=port, transport=sip.transport, user=user, **kwargs)
 
         def pem(key: str, path: str) -> bytes:
@@ -569,11 +573,11 @@ class UserAgent:
             u = uri
         tp = (u.params.get("transport") or ("tls" if u.scheme == "sips" else
                                             self.default_transport)).lower()
-        host = u.params.get("maddr") or u.host
-        host = host.strip("[]")
-        if not _is_ip(host):
-            host = socket.gethostbyname(host)
+        name = (u.params.get("maddr") or u.host).strip("[]")
+        host = name if _is_ip(name) else self.resolve_host(name)
         port = u.port or (5061 if tp == "tls" else 5060)
+        if tp == "tls" and host != name:
+            self.transport.server_names[(host, port)] = name   # RFC 5922: check the name
         return Target(tp, host, port)
 
     # --------------------------------------------------------------- events
@@ -654,8 +658,13 @@ class UserAgent:
         return self.send(_ClientRequest(build, 1, tp, account))
 
     def _outbound_target(self, uri: str, account: Account | None) -> Target:
+        """Where an out-of-dialog request goes: the account's proxy (over the account's
+        transport when the proxy URI names none), else the Request-URI's host."""
         if account is not None and account.proxy:
-            return self.resolve(account.proxy)
+            target = self.resolve(account.proxy)
+            if account.transport and "transport=" not in account.proxy.lower():
+                target = target._replace(transport=account.transport)
+            return target
         return self.resolve(uri)
 
     def _on_response(self, resp: Response, key: ClientKey | None) -> None:

@@ -148,3 +148,44 @@ async def test_trusted_certificate_for_another_name_is_refused(lost: list[str],
     finally:
         a.close()
         bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_named_by_a_host_name_is_checked_against_the_name() -> None:
+    """RFC 5922 §7.1: the certificate must match the host of the URI we were given, not the
+    address it resolved to. bob's certificate names only ``sip.example.test``; alice calls
+    ``sip:bob@sip.example.test`` (her resolver maps the name to 127.0.0.1, no DNS asked)."""
+    cert = self_signed("sip.example.test")
+    bob, seen = bob_on_tls(cert)
+    a = alice()
+    a.resolve_host = lambda name: {"sip.example.test": "127.0.0.1"}[name]
+    a.transport.tls_trust_root = ssl.Certificate(cert.original)
+    try:
+        resp = await a.request("OPTIONS", f"sip:bob@sip.example.test:{bob.port};transport=tls"
+                               ).addTimeout(10, reactor)
+        assert resp.status == 200
+        assert [r.method for r in seen] == ["OPTIONS"]
+    finally:
+        a.close()
+        bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_certificate_for_the_address_is_refused_when_the_uri_names_a_host(
+        lost: list[str]) -> None:
+    """The converse: a certificate for 127.0.0.1 does not prove ``sip.example.test``."""
+    cert = self_signed("127.0.0.1")
+    bob, seen = bob_on_tls(cert)
+    a = alice()
+    a.resolve_host = lambda name: {"sip.example.test": "127.0.0.1"}[name]
+    a.transport.tls_trust_root = ssl.Certificate(cert.original)
+    try:
+        d = a.request("OPTIONS", f"sip:bob@sip.example.test:{bob.port};transport=tls")
+        d.addTimeout(10, reactor)
+        with pytest.raises(Exception):  # noqa: B017 - the transport error or the timeout
+            await d
+        assert seen == []
+        assert lost, "the TLS connection should have been refused"
+    finally:
+        a.close()
+        bob.close()
