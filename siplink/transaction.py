@@ -259,6 +259,13 @@ class TransactionLayer:
         self._unplaced: dict[Target, list[TraceRecord]] = {}
 
     # --------------------------------------------------------------- introspection
+    def state_sizes(self) -> dict[str, int]:
+        """How many entries each table holds that grows with traffic (all 0 when idle)."""
+        return {"clients": len(self._clients), "servers": len(self._servers),
+                "merge": len(self._merge), "retransmit_2xx": len(self._r2xx),
+                "timers": len(self._heap), "unplaced_trace": len(self._unplaced),
+                "out": len(self._out), "events": len(self._events)}
+
     def __len__(self) -> int:
         return len(self._clients) + len(self._servers) + len(self._r2xx)
 

@@ -547,6 +547,15 @@ class UserAgent:
     def now(self) -> float:
         return float(self.reactor.seconds())
 
+    def state_sizes(self) -> dict[str, int]:
+        """Every table of this UA (and its transaction layer and transport) that grows with
+        calls and requests: all 0 once they are over and their timers have run."""
+        sizes = {"calls": len(self.calls), "dialogs": len(self.dialogs),
+                 "requests": len(self._requests), "acks": len(self._acks),
+                 "server_names": len(self.transport.server_names)}
+        sizes.update({f"layer.{k}": v for k, v in self.layer.state_sizes().items()})
+        return sizes
+
     def local(self, transport: str) -> Target:
         t = self.transport.local.get(transport) or self.transport.local.get("udp")
         if t is None:

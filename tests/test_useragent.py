@@ -44,7 +44,8 @@ def no_leaks(*uas: UserAgent) -> None:
         while ua.layer.next_event() is not None:
             pass
         assert len(ua.layer) == 0, f"{ua.user} leaked transactions"
-        assert ua.calls == {} and ua.dialogs == {}
+        leaked = {k: n for k, n in ua.state_sizes().items() if n}
+        assert not leaked, f"{ua.user} keeps per-call state: {leaked}"
 
 
 def bob(b: UserAgent) -> str:
