@@ -106,7 +106,7 @@ class Dialog:
 
     @classmethod
     def from_uas(cls, request: Request, local_tag: str, local_contact: str = "",
-                 confirmed: bool = False) -> Dialog:
+                 confirmed: bool = False, local_seq: int | None = None) -> Dialog:
         """§12.1.1: the dialog a UAS creates when it answers ``request`` with a tag."""
         contact = request.contact
         target = str(contact[0].uri) if contact else ""
@@ -118,7 +118,7 @@ class Dialog:
             remote_uri=_strip_tag(str(request.from_)),
             remote_target=target,
             route_set=[str(r) for r in request.record_route],
-            local_seq=random.randint(1, 2**16),
+            local_seq=local_seq if local_seq is not None else random.randint(1, 2**16),
             remote_seq=request.cseq.number,
             local_contact=local_contact,
             secure=request.uri.scheme == "sips",

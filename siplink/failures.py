@@ -50,7 +50,7 @@ class SipError(Exception):
     """A request, call or registration failed. ``status`` is None when no final response came."""
 
     def __init__(self, status: int | None, reason: str,
-                 cause: EndCause | str = EndCause.REJECTED) -> None:
+                 cause: EndCause = EndCause.REJECTED) -> None:
         super().__init__(f"{status} {reason}" if status is not None else reason)
         self.status = status
         self.reason = reason

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from siplink.account import Account
 from siplink.failures import SipError
-from siplink.message import Request, Response, make_request, new_branch, new_call_id, new_tag
+from siplink.message import Request, Response, make_request
+from siplink.ua_core import ClientRequest, as_uri
 
 if TYPE_CHECKING:
-    from siplink.useragent import Account, UserAgent
+    from siplink.useragent import UserAgent
 
 log = Logger()
 
@@ -47,18 +49,17 @@ class Registration:
         self.ua = ua
         self.account = account
         self.expires = expires if expires is not None else account.expires
-        self.call_id = new_call_id()
-        self.from_tag = new_tag()
+        self.call_id = ua.core.new_call_id()
+        self.from_tag = ua.core.new_tag()
         self.cseq = 0
         self.state = RegistrationState.UNREGISTERED
         self.granted: int | None = None
         self.last_response: Response | None = None
-        target = ua.resolve(account.proxy or account.registrar or f"sip:{account.domain}")
-        transport = transport or account.transport or None
-        if transport is not None:
-            target = target._replace(transport=transport)
-        self.target = target
-        self.contact = ua.contact(target.transport, account.user)
+        # where REGISTER goes: the outbound proxy, else the registrar, else the domain
+        self.hop = as_uri(account.proxy or account.registrar or f"sip:{account.domain}")
+        self.transport = (transport or account.transport or self.hop.params.get("transport")
+                          or ("tls" if self.hop.scheme == "sips" else ua.default_transport))
+        self.contact = ua.contact(self.transport, account.user)
         self._refresh: Any = None
 
     @property
@@ -72,7 +73,7 @@ class Registration:
         def build(cseq: int, auth: list[tuple[str, str]]) -> Request:
             self.cseq = cseq
             hdrs = [
-                ("Via", self.ua.via(self.target.transport, new_branch())),
+                ("Via", self.ua.core.via(self.transport)),
                 ("Max-Forwards", "70"),
                 ("From", f"{self.account.from_value};tag={self.from_tag}"),
                 ("To", self.account.from_value),
@@ -80,18 +81,17 @@ class Registration:
                 ("CSeq", f"{cseq} REGISTER"),
                 ("Contact", f"{self.contact};expires={expires}"),
                 ("Expires", str(expires)),
-                ("User-Agent", "siplink"),
+                ("User-Agent", self.ua.user_agent),
             ]
             hdrs += auth
             return make_request("REGISTER", self.registrar_uri, hdrs)
         return build
 
     async def _send(self, expires: int) -> Response:
-        from siplink.useragent import _ClientRequest
-
-        creq = _ClientRequest(self._build(expires), self.cseq + 1, self.target, self.account)
+        creq = ClientRequest(self._build(expires), self.cseq + 1, self.hop,
+                             account=self.account, transport=self.transport)
         creq.preauth = True     # refreshes and retries reuse the registrar's last nonce
-        resp: Response = await self.ua.send(creq)
+        resp: Response = await self.ua.send_request(creq)
         self.last_response = resp
         return resp
 
@@ -117,8 +117,8 @@ class Registration:
     def _granted(self, resp: Response, asked: int) -> int:
         ours = self.contact.strip("<>")
         for c in resp.contact:
-            if str(c.uri) == ours or (c.uri.host == self.ua.local(self.target.transport).host
-                                      and c.uri.port == self.ua.local(self.target.transport).port):
+            local = self.ua.local(self.transport)
+            if str(c.uri) == ours or (c.uri.host == local.host and c.uri.port == local.port):
                 e = c.params.get("expires")
                 if e and e.isdigit():
                     return int(e)

@@ -619,13 +619,14 @@ class _Answerer:
 
     async def register(self) -> None:
         """REGISTER sip:NAME@DOMAIN at the answerer's registrar (when it has one)."""
+        from siplink.ua_core import as_uri
         from siplink.useragent import Account
 
         s = self.spec
         if not s.registrar:
             return
         reg = s.registrar if s.registrar.lower().startswith("sip") else f"sip:{s.registrar}"
-        domain = s.domain or self.ua.resolve(reg).host
+        domain = s.domain or as_uri(reg).host
         acc = Account(s.name, domain, password=s.password or None, proxy=reg, registrar=reg)
         try:
             await self.ua.register(acc).register()

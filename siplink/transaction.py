@@ -277,6 +277,11 @@ class TransactionLayer:
         t = self._servers.get(key)
         return t.state if t else State.TERMINATED
 
+    def server_target(self, key: ServerKey) -> Target | None:
+        """Where server transaction ``key`` sends its responses (None once it is gone)."""
+        t = self._servers.get(key)
+        return t.target if t is not None else None
+
     def server_request(self, key: ServerKey) -> Request | None:
         t = self._servers.get(key)
         return t.request if t else None

@@ -217,6 +217,10 @@ class SipTransport:
         self._timer_at: float | None = None
         self._pumping = False
         self._closed = False
+        # whose deadlines the one timer follows (the layer, or a core that includes it) and
+        # what runs once the layer is idle (the core's events; True when it did something)
+        self.clock: Any = layer
+        self.on_idle: Callable[[], bool] | None = None
         self.local: dict[str, Target] = {}       # transport name -> our bound address
         self._udp_local: dict[str, tuple[str, int]] = {}   # family -> UDP socket address
         self.incomplete_timeout = INCOMPLETE_TIMEOUT
@@ -316,13 +320,17 @@ class SipTransport:
                 for data, target in out:
                     self._write(data, target)
                 ev = self.layer.next_event()
-                if ev is None and not out:
-                    break
                 if ev is not None and self.on_event is not None:
                     try:
                         self.on_event(ev)
                     except Exception:
                         log.failure("transaction user failed on {ev}", ev=type(ev).__name__)
+                if ev is not None or out:
+                    continue
+                # the transaction user's own events (it may send more)
+                if self.on_idle is not None and self.on_idle():
+                    continue
+                break
         finally:
             self._pumping = False
         self._arm()
@@ -370,7 +378,7 @@ class SipTransport:
         return _StrictClientTLS(ssl.optionsForClientTLS(name, trustRoot=trust), name)
 
     def _arm(self) -> None:
-        deadline = self.layer.get_timer()
+        deadline = self.clock.get_timer()
         if deadline == self._timer_at and self._timer is not None and self._timer.active():
             return
         if self._timer is not None and self._timer.active():
@@ -385,7 +393,7 @@ class SipTransport:
         self._timer = None
         self._timer_at = None
         try:
-            self.layer.handle_timer(self.reactor.seconds())
+            self.clock.handle_timer(self.reactor.seconds())
         except Exception:
             log.failure("timer handling failed")
         self.pump()

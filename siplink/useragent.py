@@ -1,8 +1,11 @@
 """The user-agent API: a :class:`UserAgent` with accounts, :class:`Call` objects, handlers.
 
-This is the transaction user (RFC 3261 §8, §12-§15) on top of
-:class:`~siplink.transaction.TransactionLayer` and :class:`~siplink.transport.SipTransport`.
-It is the layer a softphone backend talks to::
+:class:`UserAgent` is the Twisted driver of one sans-I/O
+:class:`~siplink.ua_core.UserAgentCore` (the transaction user, RFC 3261 §8, §12-§15) and its
+:class:`~siplink.transaction.TransactionLayer`, over one
+:class:`~siplink.transport.SipTransport`. It turns the core's events into Deferreds and
+media calls, and resolves host names without blocking the reactor. It is the layer a
+softphone backend talks to::
 
     ua = UserAgent(reactor, host="127.0.0.1", port=5070)
     ua.listen()
@@ -12,20 +15,21 @@ It is the layer a softphone backend talks to::
 
 Incoming calls go to ``ua.on_incoming_call(call)``, which may ``ring()``, ``answer()``,
 ``reject(status)`` or ``redirect(contact)``. Session descriptions stay opaque: every call has
-a :class:`MediaSession` (``make_offer``/``on_answer``/``make_answer``/``on_reoffer``/``close``)
-so the SDP/ICE layer plugs in; :class:`StaticMedia` answers with a fixed SDP.
+a :class:`MediaSession` (``make_offer``/``on_answer``/``make_answer``/``on_reoffer``/``close``,
+``attach``/``ice_info``) so the SDP/ICE layer plugs in; :class:`StaticMedia` answers with a
+fixed SDP.
 
 Client requests that get 401/407 are retried once per challenge with the account's
-credentials (:class:`siplink.digest.DigestClient`).
+credentials (:class:`siplink.digest.DigestClient`). Every failure is a
+:class:`~siplink.failures.SipError` with an :class:`~siplink.failures.EndCause`.
 """
 
 from __future__ import annotations
 
 import inspect
-import socket
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import defer
@@ -34,43 +38,29 @@ from twisted.python.failure import Failure
 
 from ice.trace import Trace
 from siplink.account import Account
-from siplink.dialog import Dialog, DialogId
-from siplink.digest import DigestError, DigestServer, parse_challenge
+from siplink.dialog import Dialog
+from siplink.digest import DigestServer
 from siplink.failures import CallDirection, EndCause, Outcome, SipError
-from siplink.message import (
-    Request,
-    Response,
-    SipParseError,
-    make_request,
-    make_response,
-    new_branch,
-    new_call_id,
-    new_tag,
-)
-from siplink.prack import RSeqTracker, first_rseq, parse_rack, parse_rseq, requires, supports
-from siplink.session_timer import (
-    SessionTimer,
-    TooSmall,
-    expire_delay,
-    refresh_delay,
-    uac_result,
-    uas_negotiate,
-)
-from siplink.transaction import (
-    AckNotReceived,
-    CancelReceived,
-    ClientKey,
-    Event,
-    PrackNotReceived,
-    RequestReceived,
-    ResponseReceived,
-    ServerKey,
-    Target,
-    TransactionLayer,
-    TransactionTimeout,
-)
+from siplink.message import Request, Response
+from siplink.session_timer import SessionTimer
+from siplink.transaction import Event, Target, TransactionLayer
 from siplink.transport import SipTransport
-from siplink.uri import SipUri
+from siplink.ua_core import (
+    USER_AGENT,
+    AnswerReceived,
+    CallState,
+    CallStateChanged,
+    ClientRequest,
+    CoreEvent,
+    IncomingCall,
+    InDialogRequest,
+    InviteSession,
+    OfferRequested,
+    ReofferReceived,
+    RequestCompleted,
+    ResolveHost,
+    UserAgentCore,
+)
 
 if TYPE_CHECKING:
     from siplink.config import SipConfig
@@ -91,15 +81,6 @@ __all__ = [
     "StaticMedia",
     "UserAgent",
 ]
-
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
-SUPPORTED = frozenset({"100rel", "timer"})
-SUPPORTED_HEADER = ", ".join(sorted(SUPPORTED))
-ACCEPT = "application/sdp"
-ACCEPT_ENCODING = "identity"
-ACCEPT_LANGUAGE = "en"
-KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH", "MESSAGE"})
-USER_AGENT = "siplink"
 
 
 # ----------------------------------------------------------------------------- media hook
@@ -174,15 +155,8 @@ class StaticMedia:
         return None
 
 
+
 # ----------------------------------------------------------------------------- calls
-
-
-class CallState(Enum):
-    CALLING = "calling"       # INVITE sent / received, nothing back yet
-    RINGING = "ringing"       # 180
-    EARLY = "early"           # early dialog with a session (183 with body)
-    CONFIRMED = "confirmed"   # 2xx sent/received
-    ENDED = "ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,54 +168,77 @@ class CallEvent:
 
 
 class Call:
-    """One INVITE session, either direction.
+    """One INVITE session, either direction: the application's handle on an
+    :class:`~siplink.ua_core.InviteSession` and its :class:`MediaSession`.
 
     ``await call.answered`` fires with the call once a 2xx is sent or received (and fails with
     :class:`SipError` if the call ends first); ``await call.ended`` fires with the
     :class:`EndCause`. Each access gives a Deferred of its own, so an outcome nobody waits for
     is never reported as an unhandled error."""
 
-    def __init__(self, ua: UserAgent, direction: CallDirection | str, media: MediaSession,
-                 account: Account | None) -> None:
+    def __init__(self, ua: UserAgent, session: InviteSession, media: MediaSession) -> None:
         self.ua = ua
-        self.direction = CallDirection(direction)
+        self.session = session
+        session.context = self
         self.media = media
-        self.account = account
-        self.state = CallState.CALLING
-        self.cause: EndCause | None = None
-        self.end_reason = ""            # the detail behind ``cause`` (a reason phrase...)
-        self.status: int | None = None
-        self.dialog: Dialog | None = None
-        self.early_dialogs: dict[str, Dialog] = {}
-        self.invite: Request | None = None          # the (latest) initial INVITE
-        self.server_key: ServerKey | None = None    # UAS: the INVITE transaction
-        self.client_key: ClientKey | None = None    # UAC: the INVITE transaction
-        self.target: Target | None = None
-        self.remote_sdp: bytes = b""
         self._answered: Outcome[Call] = Outcome()
         self._ended: Outcome[EndCause] = Outcome()
         self._listeners: list[Callable[[CallEvent], None]] = []
-        self._cancel_requested = False
-        self._cancel_sent = False
-        self._creq: _ClientRequest | None = None
-        self._provisional_seen = False
-        self._reinvite_pending = False
-        self._final_sent = False
-        # UAS: our 2xx (to the INVITE with this CSeq) carried an offer: its ACK brings the
-        # answer (late offer, RFC 3261 §13.3.1.1 / RFC 3264 §5)
-        self._offer_in_2xx: int | None = None
-        self.local_tag = new_tag()
-        self.rel100 = False                          # UAS: send reliable provisionals
-        self._rseq = 0                               # UAS: last RSeq sent
-        self._rseq_seen: dict[str, RSeqTracker] = {}  # UAC: per early dialog
-        self.session_timer: SessionTimer | None = None   # RFC 4028, once negotiated
-        self._se_offer = 0                           # UAC: Session-Expires we ask for
-        self._st_call: Any = None                    # the armed refresh/expiry callLater
-        self._no_answer: Any = None                  # callLater bounding the setup time
+        self._applying: defer.Deferred[None] | None = None   # the media applying an answer
         media.attach(self)   # the session learns its call (to end it, re-INVITE)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.state.value} {self.call_id}>"
+
+    # --------------------------------------------------------------- what the session knows
+    @property
+    def direction(self) -> CallDirection:
+        return self.session.direction
+
+    @property
+    def account(self) -> Account | None:
+        return self.session.account
+
+    @property
+    def state(self) -> CallState:
+        return self.session.state
+
+    @property
+    def cause(self) -> EndCause | None:
+        return self.session.cause
+
+    @property
+    def end_reason(self) -> str:
+        """The detail behind ``cause`` (a reason phrase, the media's explanation...)."""
+        return self.session.reason
+
+    @property
+    def status(self) -> int | None:
+        return self.session.status
+
+    @property
+    def invite(self) -> Request | None:
+        return self.session.invite
+
+    @property
+    def dialog(self) -> Dialog | None:
+        return self.session.dialog
+
+    @property
+    def remote_sdp(self) -> bytes:
+        return self.session.remote_sdp
+
+    @property
+    def session_timer(self) -> SessionTimer | None:
+        return self.session.session_timer
+
+    @property
+    def rel100(self) -> bool:
+        return self.session.rel100
+
+    @property
+    def call_id(self) -> str:
+        return self.session.call_id
 
     @property
     def answered(self) -> defer.Deferred[Call]:
@@ -254,7 +251,7 @@ class Call:
     @property
     def is_answered(self) -> bool:
         """A 2xx was sent or received (the call may have ended since)."""
-        return self._answered.called and not self._answered.failed
+        return self.session.answered
 
     @property
     def ice(self) -> dict[str, Any] | None:
@@ -262,151 +259,89 @@ class Call:
         as the media session reports it (``ice_info()``), or None if it has no ICE."""
         return self.media.ice_info()
 
-    @property
-    def call_id(self) -> str:
-        return self.invite.call_id if self.invite is not None else ""
-
     # --------------------------------------------------------------- events
     def subscribe(self, listener: Callable[[CallEvent], None]) -> None:
         self._listeners.append(listener)
 
-    def _set_state(self, state: CallState, cause: EndCause | None = None,
-                   status: int | None = None) -> None:
-        if self.state is CallState.ENDED or (state is self.state and cause is None):
-            return
-        self.state = state
-        if status is not None:
-            self.status = status
-        ev = CallEvent(self, state, cause, status)
+    def _on_state(self, ev: CallStateChanged) -> None:
+        out = CallEvent(self, ev.state, ev.cause, ev.status)
         for cb in list(self._listeners):
             try:
-                cb(ev)
+                cb(out)
             except Exception:
                 log.failure("call listener failed")
-        if state is CallState.CONFIRMED and self._no_answer is not None:
-            if self._no_answer.active():
-                self._no_answer.cancel()
-            self._no_answer = None
-        if state is CallState.CONFIRMED:
+        if ev.state is CallState.CONFIRMED:
             self._answered.succeed(self)
-
-    def _end(self, cause: EndCause, status: int | None = None, reason: str = "") -> None:
-        if self.state is CallState.ENDED:
-            return
-        self.cause = cause
-        self.end_reason = reason or self.end_reason
-        self._set_state(CallState.ENDED, cause, status)
-        self.ua._forget(self)
-        try:
-            self.media.close()
-        except Exception:
-            log.failure("media close failed")
-        if not self._answered.called:
-            self._answered.fail(SipError(status, reason or str(cause), cause))
-        self._ended.succeed(cause)
+        elif ev.state is CallState.ENDED:
+            try:
+                self.media.close()
+            except Exception:
+                log.failure("media close failed")
+            if not self._answered.called:
+                cause = ev.cause or EndCause.ERROR
+                self._answered.fail(SipError(ev.status, ev.reason or str(cause), cause))
+            self._ended.succeed(ev.cause or EndCause.ERROR)
 
     # --------------------------------------------------------------- UAS API
     def ring(self) -> None:
         """Send 180 Ringing (creates the early dialog on our side)."""
-        if self.direction is not CallDirection.INCOMING or self._final_sent or self.invite is None:
-            return
-        self.ua._respond_invite(self, 180)
-        self._set_state(CallState.RINGING)
+        self.ua._do(lambda now: self.ua.core.ring(self.session, now))
 
     def answer(self) -> defer.Deferred[Call]:
         """Answer with 200 OK and the media session's answer (or, for an INVITE without SDP,
         its offer: the answer comes in the ACK); fires with the call."""
-        if self.direction is not CallDirection.INCOMING or self._final_sent:
-            return self.answered
-        d = defer.ensureDeferred(self.ua._answer(self))
-        d.addErrback(lambda f: log.failure("answer failed", f))
+        s = self.session
+        if s.direction is CallDirection.INCOMING and not s.final_sent:
+            d = defer.ensureDeferred(self.ua._answer(self))
+            d.addErrback(lambda f: log.failure("answer failed", f))
         return self.answered
 
     def reject(self, status: int = 486, reason: str | None = None,
-               headers: list[tuple[str, str]] | None = None,
-               cause: EndCause = EndCause.REJECTED) -> None:
-        if self.direction is not CallDirection.INCOMING or self._final_sent:
-            return
-        self.ua._respond_invite(self, status, reason, headers)
-        self._end(cause, status, reason or "")
+               headers: list[tuple[str, str]] | None = None) -> None:
+        self.ua._do(lambda now: self.ua.core.reject(self.session, status, reason, now,
+                                                    headers=headers))
 
     def redirect(self, contact: str, status: int = 302) -> None:
-        if self.direction is not CallDirection.INCOMING or self._final_sent:
-            return
-        self.ua._respond_invite(self, status, None, [("Contact", f"<{contact}>")])
-        self._end(EndCause.REDIRECTED, status)
+        self.reject(status, None, [("Contact", f"<{contact}>")])
 
     # --------------------------------------------------------------- both sides
     def hangup(self, cause: EndCause = EndCause.LOCAL_BYE) -> defer.Deferred[EndCause]:
-        """End the call in whatever state: BYE when confirmed, CANCEL while calling (UAC),
+        """End the call in whatever state: BYE when answered, CANCEL while calling (UAC),
         603 while ringing (UAS). Fires with the end cause once the call has ended (a
         CANCELled call ends with the 487, or when the INVITE transaction gives up)."""
-        if self.state is CallState.ENDED:
-            return self.ended
-        if self.dialog is not None and self._answered.called:
-            d = self.ua._in_dialog(self, "BYE")
-            d.addErrback(lambda f: None)       # the call is over whatever the BYE gets
-            self._end(cause)
-            return self.ended
-        if self.direction is CallDirection.INCOMING:
-            self.reject(603, "Decline")
-            return self.ended
-        return self.ua._cancel(self)
+        self.ua._do(lambda now: self.ua.core.hangup(self.session, now, cause))
+        return self.ended
 
     def end(self, cause: EndCause, status: int | None = None, reason: str = "") -> None:
         """End the call because of ``cause`` (media failure, for example): BYE if answered,
-        else CANCEL (UAC) or the final response ``status`` (UAS, 480 by default)."""
-        if self.state is CallState.ENDED:
-            return
-        self.end_reason = reason
-        if self.dialog is not None and self._answered.called:
-            self.hangup(cause)
-        elif self.direction is CallDirection.INCOMING:
-            warning = [("Warning", self.ua.warning(399, reason))] if reason else None
-            self.reject(status or 480, None, warning, cause=cause)
-        else:
-            self.ua._cancel(self)
+        else CANCEL (UAC) or the final response ``status`` (UAS, 480 by default) with a
+        Warning carrying ``reason``."""
+        s = self.session
+        self.ua._do(lambda now: self.ua.core.hangup(
+            s, now, cause, status=(status or 480) if not s.answered else None, reason=reason))
 
     def reinvite(self) -> defer.Deferred[Response]:
-        """Send a re-INVITE with a new offer; 491 (glare) fails the Deferred with status 491."""
+        """Send a re-INVITE with a new offer from the media session; fires with the final
+        response (2xx: ACKed, answer applied). A non-2xx fails it with :class:`SipError`: on
+        491 (glare) the UA retries once by itself after the RFC 3261 §14.1 interval."""
         return defer.ensureDeferred(self.ua._reinvite(self))
+
+    def request(self, method: str, body: bytes = b"", content_type: str | None = None,
+                headers: list[tuple[str, str]] | None = None) -> defer.Deferred[Response]:
+        """Any request in the call's dialog (INFO, UPDATE, OPTIONS, BYE...): its final
+        response; fails with :class:`SipError` (no dialog, timeout...)."""
+        return self.ua._request_in_dialog(self, method, body, content_type, headers)
 
     def info(self, body: bytes = b"", content_type: str = "application/dtmf-relay"
              ) -> defer.Deferred[Response]:
-        return self.ua._in_dialog(self, "INFO", body, content_type)
+        return self.request("INFO", body, content_type)
 
     def update(self, body: bytes = b"", content_type: str = "application/sdp"
                ) -> defer.Deferred[Response]:
-        return self.ua._in_dialog(self, "UPDATE", body, content_type)
+        return self.request("UPDATE", body, content_type)
 
     def options(self) -> defer.Deferred[Response]:
-        return self.ua._in_dialog(self, "OPTIONS")
-
-
-# ----------------------------------------------------------------------------- client requests
-
-
-class _ClientRequest:
-    """A request the UA sends, followed through auth challenges to its final response."""
-
-    def __init__(self, build: Callable[[int, list[tuple[str, str]]], Request], cseq: int,
-                 target: Target, account: Account | None,
-                 on_provisional: Callable[[Response], None] | None = None,
-                 on_final: Callable[[Response], None] | None = None) -> None:
-        self.build = build
-        self.cseq = cseq
-        self.target = target
-        self.account = account
-        self.on_provisional = on_provisional
-        self.on_final = on_final
-        self.preauth = False          # send credentials for known realms up front
-        self.on_retry: Callable[[Response], bool] | None = None   # True: resend (e.g. 422)
-        self.on_timeout: Callable[[str], None] | None = None      # no final response
-        self.last_auth: list[tuple[str, str]] = []
-        self.deferred: defer.Deferred[Response] = defer.Deferred()
-        self.request: Request | None = None
-        self.key: ClientKey | None = None
-        self.auth_tries = 0
+        return self.request("OPTIONS")
 
 
 # ----------------------------------------------------------------------------- the UA
@@ -420,39 +355,67 @@ class UserAgent:
                  media_factory: Callable[[], MediaSession] | None = None,
                  trace: Trace | None = None, auto_trying: bool = True,
                  session_expires: int = 1800, min_se: int = 90,
-                 no_answer_timeout: float = 180.0, user_agent: str = USER_AGENT) -> None:
+                 no_answer_timeout: float = 180.0, user_agent: str = USER_AGENT,
+                 rng: random.Random | None = None) -> None:
         self.reactor = reactor
-        self.user_agent = user_agent             # the User-Agent header (sip.user_agent)
-        # host name -> address (raises OSError when it cannot); replaceable (tests, a
-        # resolver of one's own); RFC 3263 NAPTR/SRV resolution is not done yet
-        self.resolve_host: Callable[[str], str] = socket.gethostbyname
-        self.session_expires = session_expires   # offered on INVITE (0: no session timer)
-        self.min_se = min_se
-        # a call not answered within this many seconds is cancelled (UAC, like timer C) or
-        # rejected 480 (UAS: the application never decided); 0 disables
-        self.no_answer_timeout = no_answer_timeout
         self.host = host
         self.port = port
         self.default_transport = transport
         self.user = user
         self.media_factory = media_factory or (lambda: StaticMedia(host))
         self.layer = TransactionLayer(trace=trace, auto_trying=auto_trying)
-        self.transport = SipTransport(self.layer, reactor, self._on_event)
+        self.transport = SipTransport(self.layer, reactor, self._on_layer_event)
+        self.core = UserAgentCore(self.layer, rng=rng, user=user, user_agent=user_agent,
+                                  local=self.local, default_transport=transport,
+                                  session_expires=session_expires, min_se=min_se,
+                                  no_answer_timeout=no_answer_timeout)
+        self.transport.clock = self.core        # one timer for the core and its layer
+        self.transport.on_idle = self._drain
+        # host name -> address, or a Deferred of it (raising / failing when it cannot);
+        # non-blocking by default (reactor.resolve); RFC 3263 NAPTR/SRV is not done yet
+        self.resolve_host: Callable[[str], Any] = reactor.resolve
+        self.resolve_timeout = 10.0
         self.accounts: list[Account] = []
         self.calls: dict[str, Call] = {}                     # Call-ID -> call
-        self.dialogs: dict[DialogId, Call] = {}
-        self._requests: dict[ClientKey, _ClientRequest] = {}
-        # the ACK we sent for each 2xx to INVITE, by (Call-ID, CSeq, To tag): a retransmitted
-        # 2xx gets it again (§13.2.2.4); kept while the call lives
-        self._acks: dict[str, dict[tuple[int, str], tuple[Request, Target]]] = {}
         self.registrations: list[Registration] = []
         self.on_incoming_call: Callable[[Call], Any] | None = None
         self.on_request: Callable[[Request], None] | None = None   # any in-dialog request seen
-        # set it to require digest credentials (RFC 3261 §22.3) on every request that opens
-        # something (out of dialog; ACK and CANCEL cannot be challenged, §22.1)
-        self.authenticator: DigestServer | None = None
-        self.stats = {"calls_in": 0, "calls_out": 0, "answered": 0, "ended": 0}
         self._tls_server_context: Any = None    # our certificate, for a TLS listener
+
+    # --------------------------------------------------------------- core settings
+    @property
+    def authenticator(self) -> DigestServer | None:
+        """Set it to require digest credentials (RFC 3261 §22.3) on every request that opens
+        something (out of dialog; ACK and CANCEL cannot be challenged, §22.1)."""
+        return self.core.authenticator
+
+    @authenticator.setter
+    def authenticator(self, value: DigestServer | None) -> None:
+        self.core.authenticator = value
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.core.stats
+
+    @property
+    def no_answer_timeout(self) -> float:
+        return self.core.no_answer_timeout
+
+    @no_answer_timeout.setter
+    def no_answer_timeout(self, value: float) -> None:
+        self.core.no_answer_timeout = value
+
+    @property
+    def session_expires(self) -> int:
+        return self.core.session_expires
+
+    @session_expires.setter
+    def session_expires(self, value: int) -> None:
+        self.core.session_expires = value
+
+    @property
+    def user_agent(self) -> str:
+        return self.core.user_agent
 
     # --------------------------------------------------------------- set-up
     @classmethod
@@ -540,724 +503,185 @@ class UserAgent:
     def close(self) -> None:
         for reg in self.registrations:
             reg.close()
-        for call in list(self.calls.values()):
-            call._end(EndCause.SHUTDOWN)
+        self.core.close(self.now())
+        self._drain()                     # the calls learn they ended (media closed)
         self.transport.close()
 
     def now(self) -> float:
         return float(self.reactor.seconds())
 
-    def state_sizes(self) -> dict[str, int]:
-        """Every table of this UA (and its transaction layer and transport) that grows with
-        calls and requests: all 0 once they are over and their timers have run."""
-        sizes = {"calls": len(self.calls), "dialogs": len(self.dialogs),
-                 "requests": len(self._requests), "acks": len(self._acks),
-                 "server_names": len(self.transport.server_names)}
-        sizes.update({f"layer.{k}": v for k, v in self.layer.state_sizes().items()})
-        return sizes
-
     def local(self, transport: str) -> Target:
         t = self.transport.local.get(transport) or self.transport.local.get("udp")
         if t is None:
-            t = next(iter(self.transport.local.values()))
+            t = next(iter(self.transport.local.values()), Target(transport, self.host,
+                                                                 self.port))
         return t
 
-    def via(self, transport: str, branch: str) -> str:
-        loc = self.local(transport)
-        return f"SIP/2.0/{transport.upper()} {loc.host}:{loc.port};branch={branch};rport"
-
     def contact(self, transport: str, user: str | None = None) -> str:
-        loc = self.local(transport)
-        tp = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{user or self.user}@{loc.host}:{loc.port}{tp}>"
+        return self.core.contact(transport, user)
 
-    # --------------------------------------------------------------- targets
-    def resolve(self, uri: str | SipUri) -> Target:
-        """A URI (or ``host:port``) to a transport address: §8.1.2 without DNS SRV."""
-        if isinstance(uri, str):
-            if ":" in uri and not uri.lower().startswith(("sip:", "sips:")):
-                uri = "sip:" + uri
-            u = SipUri.parse(uri.strip("<>"))
-        else:
-            u = uri
-        tp = (u.params.get("transport") or ("tls" if u.scheme == "sips" else
-                                            self.default_transport)).lower()
-        name = (u.params.get("maddr") or u.host).strip("[]")
-        host = name if _is_ip(name) else self.resolve_host(name)
-        port = u.port or (5061 if tp == "tls" else 5060)
-        if tp == "tls" and host != name:
-            self.transport.server_names[(host, port)] = name   # RFC 5922: check the name
-        return Target(tp, host, port)
+    def state_sizes(self) -> dict[str, int]:
+        """Every table of this UA (its core, transaction layer and transport) that grows with
+        calls and requests: all 0 once they are over and their timers have run."""
+        sizes = {"calls": len(self.calls), "server_names": len(self.transport.server_names)}
+        sizes.update({f"core.{k}": v for k, v in self.core.state_sizes().items()})
+        sizes.update({f"layer.{k}": v for k, v in self.layer.state_sizes().items()})
+        return sizes
 
-    # --------------------------------------------------------------- events
-    def _on_event(self, ev: Event) -> None:
-        if isinstance(ev, RequestReceived):
-            self._on_request(ev.request, ev.source, ev.key)
-        elif isinstance(ev, ResponseReceived):
-            self._on_response(ev.response, ev.key)
-        elif isinstance(ev, CancelReceived):
-            self._on_cancel(ev)
-        elif isinstance(ev, TransactionTimeout):
-            self._on_timeout(ev)
-        elif isinstance(ev, PrackNotReceived):
-            call = self.calls.get(ev.response.call_id)
-            if call is not None and not call._final_sent:
-                call.reject(500, "Reliable Provisional Not Acknowledged")   # RFC 3262 §3
-        elif isinstance(ev, AckNotReceived):
-            call = self.calls.get(ev.response.call_id)
-            if call is not None and call.dialog is not None:
-                self._in_dialog(call, "BYE").addErrback(lambda f: None)
-                call._end(EndCause.NO_ACK, 408)
-
-    def _pump(self) -> None:
+    # --------------------------------------------------------------- driving the core
+    def _do(self, action: Callable[[float], Any]) -> None:
+        """Run one core API call now, then flush what it sent and the events it raised."""
+        action(self.now())
         self.transport.pump()
 
-    # --------------------------------------------------------------- client side
-    def send(self, creq: _ClientRequest) -> defer.Deferred[Response]:
-        auth: list[tuple[str, str]] = []
-        if creq.preauth and creq.account is not None:
-            auth = self._preemptive(creq)
-        self._send_attempt(creq, auth)
-        return creq.deferred
+    def _on_layer_event(self, ev: Event) -> None:
+        self.core.handle_layer_event(ev, self.now())
 
-    def _preemptive(self, creq: _ClientRequest) -> list[tuple[str, str]]:
-        account = creq.account
-        digest = account.digest() if account is not None else None
-        if account is None or digest is None or not account._realms:
-            return []
-        probe = creq.build(creq.cseq, [])
-        out = []
-        for realm, header in account._realms.items():
-            value = digest.preemptive(realm, probe.method, str(probe.uri), body=probe.body)
-            if value is not None:
-                out.append((header, value))
-        return out
+    def _drain(self) -> bool:
+        did = False
+        while (ev := self.core.next_event()) is not None:
+            did = True
+            try:
+                self._dispatch(ev)
+            except Exception:
+                log.failure("user agent failed on {ev}", ev=type(ev).__name__)
+        return did
 
-    def _send_attempt(self, creq: _ClientRequest, auth: list[tuple[str, str]]) -> None:
-        creq.last_auth = auth
-        req = creq.build(creq.cseq, auth)
-        creq.request = req
-        key = self.layer.send_request(req, creq.target, self.now())
-        creq.key = key
-        self._requests[key] = creq
-        self._pump()
+    def _dispatch(self, ev: CoreEvent) -> None:
+        if isinstance(ev, RequestCompleted):
+            d = ev.request.context
+            if isinstance(d, defer.Deferred) and not d.called:
+                if ev.error is not None:
+                    d.errback(ev.error)
+                else:
+                    d.callback(ev.response)
+        elif isinstance(ev, CallStateChanged):
+            call = ev.session.context
+            if isinstance(call, Call):
+                if ev.state is CallState.ENDED and self.calls.get(call.call_id) is call:
+                    del self.calls[call.call_id]
+                call._on_state(ev)
+        elif isinstance(ev, IncomingCall):
+            self._incoming(ev.session)
+        elif isinstance(ev, AnswerReceived):
+            call = ev.session.context
+            if isinstance(call, Call):
+                d = defer.ensureDeferred(call.media.on_answer(ev.sdp))
+                d.addErrback(lambda f: log.failure("media on_answer failed", f))
+                call._applying = d
+        elif isinstance(ev, ReofferReceived):
+            defer.ensureDeferred(self._reoffer(ev)).addErrback(
+                lambda f: log.failure("re-offer failed", f))
+        elif isinstance(ev, OfferRequested):
+            defer.ensureDeferred(self._offer_requested(ev)).addErrback(
+                lambda f: log.failure("offer failed", f))
+        elif isinstance(ev, InDialogRequest):
+            if self.on_request is not None:
+                self.on_request(ev.request)
+        elif isinstance(ev, ResolveHost):
+            self._resolve(ev.name)
 
+    def _resolve(self, name: str) -> None:
+        d = defer.maybeDeferred(self.resolve_host, name)
+        d.addTimeout(self.resolve_timeout, self.reactor)
+
+        def done(address: Any) -> None:
+            self._do(lambda now: self.core.host_resolved(name, str(address), now))
+
+        def failed(f: Failure) -> None:
+            log.info("cannot resolve {name}: {e}", name=name, e=f.getErrorMessage())
+            self._do(lambda now: self.core.host_resolved(name, None, now))
+        d.addCallbacks(done, failed)
+
+    def _track(self, creq: ClientRequest) -> defer.Deferred[Response]:
+        d: defer.Deferred[Response] = defer.Deferred()
+        creq.context = d
+        self.transport.pump()
+        return d
+
+    def send_request(self, creq: ClientRequest) -> defer.Deferred[Response]:
+        """Send a :class:`~siplink.ua_core.ClientRequest` built elsewhere (registration);
+        fires with its final response."""
+        d: defer.Deferred[Response] = defer.Deferred()
+        creq.context = d
+        self.core.send(creq, self.now())
+        self.transport.pump()
+        return d
+
+    # --------------------------------------------------------------- requests
     def request(self, method: str, uri: str, *, account: Account | None = None,
                 headers: list[tuple[str, str]] | None = None, body: bytes = b"",
                 content_type: str | None = None, target: Target | None = None
                 ) -> defer.Deferred[Response]:
         """An out-of-dialog request (OPTIONS, MESSAGE, REGISTER...); fires with the final
-        response (any status), after answering digest challenges."""
-        call_id = new_call_id()
-        from_tag = new_tag()
-        tp = target or self._outbound_target(uri, account)
-        from_value = account.from_value if account else f"<sip:{self.user}@{self.local(tp.transport).host}>"
+        response (any status), after answering digest challenges; fails with
+        :class:`SipError` when none comes."""
+        try:
+            creq = self.core.request(method, uri, self.now(), account=account, headers=headers,
+                                     body=body, content_type=content_type, target=target)
+        except SipError as e:
+            return defer.fail(e)
+        return self._track(creq)
 
-        def build(cseq: int, auth: list[tuple[str, str]]) -> Request:
-            hdrs = [("Via", self.via(tp.transport, new_branch())), ("Max-Forwards", "70"),
-                    ("From", f"{from_value};tag={from_tag}"), ("To", f"<{uri}>"),
-                    ("Call-ID", call_id), ("CSeq", f"{cseq} {method}"),
-                    ("User-Agent", self.user_agent)]
-            hdrs += headers or []
-            hdrs += auth
-            if body:
-                hdrs.append(("Content-Type", content_type or "application/sdp"))
-            return make_request(method, uri, hdrs, body)
-
-        return self.send(_ClientRequest(build, 1, tp, account))
-
-    def _outbound_target(self, uri: str, account: Account | None) -> Target:
-        """Where an out-of-dialog request goes: the account's proxy (over the account's
-        transport when the proxy URI names none), else the Request-URI's host."""
-        if account is not None and account.proxy:
-            target = self.resolve(account.proxy)
-            if account.transport and "transport=" not in account.proxy.lower():
-                target = target._replace(transport=account.transport)
-            return target
-        return self.resolve(uri)
-
-    def _on_response(self, resp: Response, key: ClientKey | None) -> None:
-        if key is None:
-            self._stray_2xx(resp)
-            return
-        creq = self._requests.get(key)
-        if creq is None:
-            if 200 <= resp.status < 300 and key[1] == "INVITE":
-                self._stray_2xx(resp)      # a retransmission, or a 2xx from another fork
-            return
-        status = resp.status
-        if status < 200:
-            if creq.on_provisional is not None:
-                creq.on_provisional(resp)
-            return
-        # the request is done: later 2xx to an INVITE (retransmissions, other forks) are
-        # routed by Call-ID, so nothing per request outlives its final response
-        self._requests.pop(key, None)
-        if status in (401, 407) and self._authenticate(creq, resp):
-            return
-        if creq.on_retry is not None and creq.on_retry(resp):
-            self._requests.pop(key, None)
-            creq.cseq += 1
-            self._send_attempt(creq, creq.last_auth)
-            return
-        if creq.on_final is not None:
-            creq.on_final(resp)
-        if not creq.deferred.called:
-            creq.deferred.callback(resp)
-
-    def _authenticate(self, creq: _ClientRequest, resp: Response) -> bool:
-        account = creq.account
-        if account is None or creq.request is None:
-            return False
-        digest = account.digest()
-        if digest is None or creq.auth_tries >= 2:
-            return False
-        name = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        reply = "Authorization" if resp.status == 401 else "Proxy-Authorization"
-        auth: list[tuple[str, str]] = []
-        req = creq.request
-        realms: set[str] = set()
-        for value in resp.headers.get_lines(name):
-            # RFC 8760 §2.4: challenges come in preference order; answer the first usable
-            # one of each realm
-            try:
-                ch = parse_challenge(value)
-                if ch.realm in realms:
-                    continue
-                auth.append((reply, digest.authorize(ch, req.method, str(req.uri),
-                                                     body=req.body)))
-                realms.add(ch.realm)
-                account._realms[ch.realm] = reply
-            except DigestError as e:
-                log.info("cannot answer challenge: {reason}", reason=e.reason)
-        if not auth:
-            return False
-        creq.auth_tries += 1
-        creq.cseq += 1
-        self._send_attempt(creq, auth)
-        return True
-
-    def _on_timeout(self, ev: TransactionTimeout) -> None:
-        creq = self._requests.pop(ev.key, None)  # type: ignore[arg-type]
-        if creq is None:
-            return
-        reason = f"no response to {ev.request.method} (timer {ev.timer})"
-        if creq.on_timeout is not None:
-            creq.on_timeout(reason)
-        if not creq.deferred.called:
-            creq.deferred.errback(SipError(None, f"no response to {ev.request.method} "
-                                                 f"(timer {ev.timer})", EndCause.TIMEOUT))
+    def _request_in_dialog(self, call: Call, method: str, body: bytes, content_type: str | None,
+                           headers: list[tuple[str, str]] | None) -> defer.Deferred[Response]:
+        try:
+            creq = self.core.in_dialog(call.session, method, self.now(), body, content_type,
+                                       headers=headers)
+        except SipError as e:
+            return defer.fail(e)
+        return self._track(creq)
 
     # --------------------------------------------------------------- UAC calls
     def call(self, uri: str, *, account: Account | None = None,
              media: MediaSession | None = None,
              headers: list[tuple[str, str]] | None = None) -> Call:
         """Place a call; returns at once. ``await call.answered`` / ``call.ended``."""
-        call = Call(self, CallDirection.OUTGOING, media or self.media_factory(), account)
-        self._guard_setup(call)
-        self.stats["calls_out"] += 1
+        session = self.core.new_session(CallDirection.OUTGOING, self.now(), account)
+        call = Call(self, session, media or self.media_factory())
         d = defer.ensureDeferred(self._start_call(call, uri, headers or []))
 
         def failed(f: Failure) -> None:
             log.failure("call failed to start", f)
-            call._end(EndCause.ERROR, None, f.getErrorMessage())
+            self._do(lambda now: self.core.end(session, EndCause.ERROR, now,
+                                               reason=f.getErrorMessage()))
         d.addErrback(failed)
         return call
 
     async def _start_call(self, call: Call, uri: str, extra: list[tuple[str, str]]) -> None:
         offer = await call.media.make_offer()
-        account = call.account
-        tp = self._outbound_target(uri, account)
-        call.target = tp
-        call_id = new_call_id()
-        from_value = (account.from_value if account
-                      else f"<sip:{self.user}@{self.local(tp.transport).host}>")
-        contact = self.contact(tp.transport, account.user if account else None)
-        self.calls[call_id] = call
-
-        def build(cseq: int, auth: list[tuple[str, str]]) -> Request:
-            hdrs = [("Via", self.via(tp.transport, new_branch())), ("Max-Forwards", "70"),
-                    ("From", f"{from_value};tag={call.local_tag}"), ("To", f"<{uri}>"),
-                    ("Call-ID", call_id), ("CSeq", f"{cseq} INVITE"),
-                    ("Contact", contact), ("Allow", ALLOW),
-                    ("Supported", ", ".join(sorted(SUPPORTED))), ("User-Agent", self.user_agent)]
-            if call._se_offer:
-                hdrs.append(("Session-Expires", str(call._se_offer)))
-            hdrs += extra + auth
-            if offer:
-                hdrs.append(("Content-Type", "application/sdp"))
-            req = make_request("INVITE", uri, hdrs, offer)
-            call.invite = req
-            return req
-
-        call._se_offer = self.session_expires
-
-        def retry_422(resp: Response) -> bool:
-            min_se = (resp.headers.get("Min-SE") or "").split(";")[0].strip()
-            if resp.status != 422 or not min_se.isdigit() or int(min_se) <= call._se_offer:
-                return False
-            call._se_offer = int(min_se)                  # RFC 4028 §7.4: retry with Min-SE
-            return True
-
-        creq = _ClientRequest(build, 1, tp, account,
-                              on_provisional=lambda r: self._invite_provisional(call, r),
-                              on_final=lambda r: self._invite_final(call, r))
-        creq.on_retry = retry_422
-        creq.on_timeout = lambda reason: call._end(EndCause.TIMEOUT, None,
-                                                   f"no final response ({reason})")
-        call._creq = creq
-        self.send(creq).addErrback(lambda f: None)   # the call's own state reports failures
-        call.client_key = creq.key
-
-    def _invite_provisional(self, call: Call, resp: Response) -> None:
-        call._provisional_seen = True
-        if call._cancel_requested:
-            self._send_cancel(call)
-            return
-        tag = resp.to.tag
-        if tag and call.invite is not None and resp.status > 100:
-            if tag not in call.early_dialogs:
-                call.early_dialogs[tag] = Dialog.from_uac(call.invite, resp, self.contact(
-                    call.target.transport if call.target else "udp"))
-            if requires(resp, "100rel"):
-                try:
-                    rseq = parse_rseq(resp.headers.get("RSeq"))
-                except SipParseError:
-                    return                               # §4: not a valid reliable 1xx
-                tracker = call._rseq_seen.setdefault(tag, RSeqTracker())
-                if not tracker.accept(rseq):
-                    return                               # a retransmission: already PRACKed
-                rack = f"{rseq} {call.invite.cseq.number} INVITE"
-                self._in_dialog(call, "PRACK", dialog=call.early_dialogs[tag],
-                                headers=[("RAck", rack)]).addErrback(lambda f: None)
-        if resp.status == 180:
-            call._set_state(CallState.RINGING, status=180)
-        elif resp.status == 183 or (resp.status > 100 and resp.body):
-            call._set_state(CallState.EARLY, status=resp.status)
-
-    def _invite_final(self, call: Call, resp: Response) -> None:
-        status = resp.status
-        if 200 <= status < 300:
-            if call.dialog is not None:
-                self._stray_2xx(resp)
-                return
-            assert call.invite is not None
-            tp = call.target.transport if call.target else "udp"
-            dialog = call.early_dialogs.pop(resp.to.tag or "", None)
-            if dialog is None:
-                dialog = Dialog.from_uac(call.invite, resp, self.contact(tp))
-            dialog.confirm(resp)
-            # §12.2.1.1: requests sent in the early dialog (PRACK, UPDATE) already used
-            # higher CSeq numbers than the INVITE's; never go back below them
-            dialog.local_seq = max(dialog.local_seq, call.invite.cseq.number)
-            call.dialog = dialog
-            call.early_dialogs.clear()
-            self.dialogs[dialog.id] = call
-            try:
-                self._dialog_target(call, dialog)
-            except (OSError, ValueError, SipParseError) as e:
-                self._unreachable_2xx(call, dialog, resp, e)
-                return
-            self._send_ack(call, resp)
-            call.remote_sdp = resp.body
-            self.stats["answered"] += 1
-            call._set_state(CallState.CONFIRMED, status=status)
-            self._arm_session_timer(call, _safe_uac_result(resp), as_uac=True)
-            if resp.body:
-                d = defer.ensureDeferred(call.media.on_answer(resp.body))
-                d.addErrback(lambda f: log.failure("media on_answer failed", f))
-            if call._cancel_requested:
-                call.hangup()
-            return
-        cause = (EndCause.CANCELLED if status == 487 else
-                 EndCause.TIMEOUT if status == 408 else EndCause.REJECTED)
-        call._end(cause, status, resp.reason)
-
-    def _unreachable_2xx(self, call: Call, dialog: Dialog, resp: Response,
-                         err: Exception) -> None:
-        """The 2xx's Contact (or first Route) cannot be resolved: ACK and BYE toward where the
-        INVITE went (the best guess there is), and end the call with a clear cause."""
-        host = dialog.next_hop().host
-        reason = f"answered, but the Contact host {host!r} cannot be resolved ({err})"
-        log.warn("call {cid}: {reason}", cid=call.call_id, reason=reason)
-        fallback = call.target
-        if fallback is not None and call.invite is not None:
-            tp = fallback.transport
-            ack = dialog.create_request("ACK", via=self.via(tp, new_branch()),
-                                        cseq=call.invite.cseq.number)
-            self.layer.send_stateless(ack, fallback, self.now())
-            bye = dialog.create_request("BYE", via=self.via(tp, new_branch()))
-            self.layer.send_request(bye, fallback, self.now())
-            self._pump()
-        call._end(EndCause.BAD_CONTACT, resp.status, reason)
-
-    def _send_ack(self, call: Call, resp: Response) -> None:
-        """ACK a 2xx to INVITE (§13.2.2.4), and keep the ACK for its retransmissions."""
-        dialog = call.dialog
-        if dialog is None:
-            return
-        tp = call.target.transport if call.target else "udp"
-        ack = dialog.create_request("ACK", via=self.via(tp, new_branch()),
-                                    cseq=resp.cseq.number)
-        target = self._dialog_target(call, dialog)
-        self._remember_ack(resp, ack, target)
-        self.layer.send_stateless(ack, target, self.now())
-        self._pump()
-
-    def _remember_ack(self, resp: Response, ack: Request, target: Target) -> None:
-        self._acks.setdefault(resp.call_id, {})[(resp.cseq.number, resp.to.tag or "")] = \
-            (ack, target)
-
-    def _ack_and_bye_fork(self, call: Call, resp: Response) -> None:
-        """§13.2.2.4: a 2xx from a second fork: ACK it, then BYE that dialog."""
-        assert call.invite is not None
-        tp = call.target.transport if call.target else "udp"
-        d = Dialog.from_uac(call.invite, resp, self.contact(tp))
-        ack = d.create_request("ACK", via=self.via(tp, new_branch()), cseq=resp.cseq.number)
-        target = self._dialog_target(call, d)
-        self._remember_ack(resp, ack, target)
-        self.layer.send_stateless(ack, target, self.now())
-        bye = d.create_request("BYE", via=self.via(tp, new_branch()))
-        self.layer.send_request(bye, target, self.now())
-        self._pump()
-
-    def _stray_2xx(self, resp: Response) -> None:
-        """A 2xx to an INVITE whose request is done: re-send the ACK we sent for it, or ACK
-        and BYE a new fork (§13.2.2.4)."""
-        sent = self._acks.get(resp.call_id, {}).get((resp.cseq.number, resp.to.tag or ""))
-        if sent is not None:
-            self.layer.send_stateless(sent[0], sent[1], self.now())
-            self._pump()
-            return
-        call = self.calls.get(resp.call_id)
-        if (call is not None and call.direction is CallDirection.OUTGOING
-                and call.invite is not None and resp.cseq.number == call.invite.cseq.number):
-            try:
-                self._ack_and_bye_fork(call, resp)
-            except (OSError, ValueError, SipParseError) as e:
-                log.info("cannot ACK a forked 2xx: {e}", e=e)
-
-    def _dialog_target(self, call: Call, dialog: Dialog) -> Target:
-        target = self.resolve(dialog.next_hop())
-        if call.target is not None and target.transport != call.target.transport:
-            target = Target(call.target.transport, target.host, target.port)
-        return target
-
-    def _cancel(self, call: Call) -> defer.Deferred[Any]:
-        call._cancel_requested = True
-        if call._provisional_seen:
-            self._send_cancel(call)
-        return call.ended
-
-    def _send_cancel(self, call: Call) -> None:
-        """§9.1: CANCEL with the INVITE's Request-URI, Call-ID, From, To, CSeq number, Via."""
-        creq = call._creq
-        if creq is None or creq.request is None or call._cancel_sent:
-            return
-        inv = creq.request
-        call._cancel_sent = True
-        hdrs = [("Via", str(inv.via[0])), ("Max-Forwards", "70")]
-        hdrs += [("Route", str(r)) for r in inv.route]
-        hdrs += [("From", str(inv.from_)), ("To", str(inv.to)), ("Call-ID", inv.call_id),
-                 ("CSeq", f"{inv.cseq.number} CANCEL"), ("User-Agent", self.user_agent)]
-        cancel = make_request("CANCEL", str(inv.uri), hdrs, b"")
-        assert call.target is not None
-        self.layer.send_request(cancel, creq.target, self.now())
-        self._pump()
-
-    # --------------------------------------------------------------- in-dialog requests
-    def _in_dialog(self, call: Call, method: str, body: bytes = b"",
-                   content_type: str | None = None, *, dialog: Dialog | None = None,
-                   headers: list[tuple[str, str]] | None = None) -> defer.Deferred[Response]:
-        dialog = dialog or call.dialog
-        if dialog is None:
-            return defer.fail(SipError(481, "No dialog"))
-        tp = call.target.transport if call.target else "udp"
-        target = self._dialog_target(call, dialog)
-        if call.target is None:
-            call.target = target
-
-        def build(cseq: int, auth: list[tuple[str, str]]) -> Request:
-            dialog.local_seq = cseq
-            return dialog.create_request(method, via=self.via(tp, new_branch()), body=body,
-                                         content_type=content_type,
-                                         headers=(headers or []) + auth, cseq=cseq)
-
-        dialog.local_seq += 1
-        return self.send(_ClientRequest(build, dialog.local_seq, target, call.account))
+        now = self.now()
+        self.core.start_invite(call.session, uri, offer, now, headers=extra)
+        if call.session.state is not CallState.ENDED:
+            self.calls[call.call_id] = call
+        self.transport.pump()
 
     async def _reinvite(self, call: Call) -> Response:
-        dialog = call.dialog
-        if dialog is None or call.state is not CallState.CONFIRMED:
+        s = call.session
+        if s.dialog is None or s.state is not CallState.CONFIRMED:
             raise SipError(481, "No confirmed dialog")
-        if call._reinvite_pending:
+        if s.reinvite is not None:
             raise SipError(491, "Request Pending")
-        call._reinvite_pending = True
-        try:
-            offer = await call.media.make_offer()
-            tp = call.target.transport if call.target else "udp"
-            target = self._dialog_target(call, dialog)
-            sent: list[Request] = []
-
-            def build(cseq: int, auth: list[tuple[str, str]]) -> Request:
-                dialog.local_seq = cseq
-                req = dialog.create_request("INVITE", via=self.via(tp, new_branch()), body=offer,
-                                            headers=auth, cseq=cseq)
-                sent.append(req)
-                return req
-
-            dialog.local_seq += 1
-            resp = await self.send(_ClientRequest(build, dialog.local_seq, target, call.account))
-            if 200 <= resp.status < 300:
-                dialog.refresh_target(resp)
-                ack = dialog.create_request("ACK", via=self.via(tp, new_branch()),
-                                            cseq=sent[-1].cseq.number)
-                self._remember_ack(resp, ack, target)
-                self.layer.send_stateless(ack, target, self.now())
-                self._pump()
-                if resp.body:
-                    await call.media.on_answer(resp.body)
-                return resp
+        offer = await call.media.make_offer()
+        creq = self.core.send_reinvite(s, offer, self.now())
+        if creq is None:
+            raise SipError(491 if s.reinvite is not None else 481, "Request Pending"
+                           if s.reinvite is not None else "No confirmed dialog")
+        call._applying = None
+        resp = await self._track(creq)
+        if not 200 <= resp.status < 300:
             raise SipError(resp.status, resp.reason)
-        finally:
-            call._reinvite_pending = False
+        if call._applying is not None:       # the media applies the answer first
+            await call._applying
+        return resp
 
-    # --------------------------------------------------------------- server side
-    def _reply(self, key: ServerKey, req: Request, status: int, reason: str | None = None,
-               headers: list[tuple[str, str]] | None = None, body: bytes = b"",
-               to_tag: str | None = None) -> None:
-        # §8.2.6.2: every response but 100 carries a To tag (a fresh one out of a dialog)
-        if to_tag is None and req.to.tag is None:
-            to_tag = new_tag()
-        resp = make_response(req, status, reason, headers=headers or [], body=body,
-                             to_tag=to_tag)
-        self.layer.send_response(key, resp, self.now())
-
-    def warning(self, code: int, text: str) -> str:
-        """A Warning header value (§20.43): ``code host "text"``."""
-        clean = text.replace("\\", "").replace('"', "'")[:200]
-        return f'{code} {self.host} "{clean}"'
-
-    def capabilities(self) -> list[tuple[str, str]]:
-        """§11.2: what an OPTIONS 200 (and our 2xx to INVITE) says we support."""
-        return [("Allow", ALLOW), ("Accept", ACCEPT), ("Accept-Encoding", ACCEPT_ENCODING),
-                ("Accept-Language", ACCEPT_LANGUAGE), ("Supported", SUPPORTED_HEADER)]
-
-    def _on_request(self, req: Request, source: Target, key: ServerKey | None) -> None:
-        method = req.method
-        if key is None:   # ACK to a 2xx
-            call = self._dialog_call(req)
-            if call is not None and call.dialog is not None:
-                call.dialog.receive_request(req)
-                self._ack_received(call, req)
-            return
-        if self._refuse(req, key):
-            self._pump()
-            return
-        if (self.authenticator is not None and req.to.tag is None and method != "CANCEL"
-                and not self._authorized(req, key)):
-            self._pump()
-            return
-        if req.to.tag is not None:
-            self._on_in_dialog(req, source, key)
-            return
-        if method == "INVITE":
-            self._on_invite(req, source, key)
-        elif method == "OPTIONS":
-            self._reply(key, req, 200, None, self.capabilities(), to_tag=new_tag())
-        elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
-            self._reply(key, req, 481, "Call/Transaction Does Not Exist")
-        elif method in KNOWN_NOT_ALLOWED:
-            self._reply(key, req, 405, "Method Not Allowed", [("Allow", ALLOW)])
-        else:
-            self._reply(key, req, 501, "Not Implemented", [("Allow", ALLOW)])
-        self._pump()
-
-    def _refuse(self, req: Request, key: ServerKey) -> bool:
-        """§8.2.1-§8.2.3 checks before a request reaches its method: 416, 420, 415 (406)."""
-        if req.uri.scheme not in ("sip", "sips"):
-            self._reply(key, req, 416, "Unsupported URI Scheme")
-            return True
-        required = [r.strip() for r in req.headers.get_all("Require")
-                    if r.strip() and r.strip().lower() not in SUPPORTED]
-        if required and req.method not in ("CANCEL",):
-            self._reply(key, req, 420, "Bad Extension", [("Unsupported", ", ".join(required))])
-            return True
-        encoding = [e.strip().lower() for e in req.headers.get_all("Content-Encoding")
-                    if e.strip()]
-        if req.body and any(e != "identity" for e in encoding):
-            # §8.2.3: an encoding we do not understand
-            self._reply(key, req, 415, "Unsupported Media Type",
-                        [("Accept-Encoding", ACCEPT_ENCODING), ("Accept", ACCEPT)])
-            return True
-        if req.method == "INVITE" and not req.headers.get("Contact"):
-            # §8.1.1.8: a request that can create a dialog MUST carry a Contact
-            self._reply(key, req, 400, "Missing Contact header")
-            return True
-        if req.method in ("INVITE", "UPDATE") and req.body:
-            ctype = (req.content_type or "").split(";")[0].strip().lower()
-            if ctype != "application/sdp":
-                self._reply(key, req, 415, "Unsupported Media Type",
-                            [("Accept", "application/sdp")])
-                return True
-            accept = [a.split(";")[0].strip().lower() for a in req.headers.get_all("Accept")]
-            if accept and not any(a in ("application/sdp", "application/*", "*/*")
-                                  for a in accept):
-                self._reply(key, req, 406, "Not Acceptable", [("Accept", "application/sdp")])
-                return True
-        return False
-
-    def _authorized(self, req: Request, key: ServerKey) -> bool:
-        """Digest check of an incoming request: 401 with a fresh challenge (``stale=true``
-        for an expired nonce, also for a replayed one), 403 for wrong credentials."""
-        assert self.authenticator is not None
-        decision = self.authenticator.authenticate(
-            req.headers.get_lines("authorization"), req.method, str(req.uri), self.now(),
-            body=req.body)
-        if decision.ok:
-            return True
-        self._reply(key, req, decision.status, None, list(decision.headers))
-        return False
-
-    def _dialog_call(self, req: Request) -> Call | None:
-        return self.dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
-
-    def _on_in_dialog(self, req: Request, source: Target, key: ServerKey) -> None:
-        call = self._dialog_call(req)
-        method = req.method
-        if call is None or call.dialog is None:
-            self._reply(key, req, 481, "Call/Transaction Does Not Exist")
-            self._pump()
-            return
-        err = call.dialog.receive_request(req)
-        if err is not None:
-            self._reply(key, req, err, "CSeq Out of Order")
-            self._pump()
-            return
-        if self.on_request is not None:
-            self.on_request(req)
-        if method == "BYE":
-            self._reply(key, req, 200)
-            if call.direction is CallDirection.INCOMING and not call._final_sent:
-                # §15.1.2: a BYE in an early dialog; the INVITE still gets its 487
-                self._respond_invite(call, 487, "Request Terminated")
-            call._end(EndCause.REMOTE_BYE)
-        elif method == "PRACK":
-            try:
-                rseq, cseq, rmethod = parse_rack(req.headers.get("RAck"))
-            except SipParseError as e:
-                self._reply(key, req, 400, e.reason)
-            else:
-                if rmethod == "INVITE" and self.layer.prack_received(req.call_id, rseq):
-                    self._reply(key, req, 200)
-                else:
-                    self._reply(key, req, 481, "Call/Transaction Does Not Exist")
-        elif method == "INVITE":
-            if call._reinvite_pending:
-                self._reply(key, req, 491, "Request Pending")
-            else:
-                defer.ensureDeferred(self._answer_reoffer(call, req, key)).addErrback(
-                    lambda f: log.failure("re-INVITE failed", f))
-        elif method == "UPDATE" and req.body:
-            defer.ensureDeferred(self._answer_reoffer(call, req, key)).addErrback(
-                lambda f: log.failure("UPDATE failed", f))
-        elif method == "UPDATE":
-            self._reply(key, req, 200, None, self._session_refreshed(call, req))
-        elif method in ("INFO", "OPTIONS"):
-            self._reply(key, req, 200, None, self.capabilities() if method == "OPTIONS" else None)
-        elif method in KNOWN_NOT_ALLOWED:
-            self._reply(key, req, 405, "Method Not Allowed", [("Allow", ALLOW)])
-        else:
-            self._reply(key, req, 501, "Not Implemented", [("Allow", ALLOW)])
-        self._pump()
-
-    async def _answer_reoffer(self, call: Call, req: Request, key: ServerKey) -> None:
-        try:
-            answer = await call.media.on_reoffer(req.body) if req.body else \
-                await call.media.make_offer()
-        except MediaRejected as e:
-            self._reply(key, req, e.status, e.reason, self._media_warning(e))
-            self._pump()
-            return
-        if call.state is CallState.ENDED or call.dialog is None:
-            return
-        tp = call.target.transport if call.target else "udp"
-        hdrs = [("Contact", self.contact(tp)), *self.capabilities(),
-                ("Content-Type", "application/sdp")]
-        hdrs += self._session_refreshed(call, req)
-        resp = make_response(req, 200, None, headers=hdrs, body=answer)
-        if not req.body and req.method == "INVITE":
-            call._offer_in_2xx = req.cseq.number     # the answer comes in the ACK
-        try:
-            self.layer.send_response(key, resp, self.now())
-        except (KeyError, ValueError) as e:      # the transaction is gone (it took too long)
-            log.info("cannot answer the re-offer: {e}", e=e)
-            return
-        if req.method == "INVITE":
-            self.layer.send_2xx_reliably(resp, self.layer_target(key, call), self.now())
-        self._pump()
-
-    def _media_warning(self, e: MediaRejected) -> list[tuple[str, str]]:
-        """§13.3.1.3: a 488 says why in a Warning header."""
-        if e.status != 488:
-            return []
-        return [("Warning", self.warning(e.warn_code, e.reason))]
-
-    def _ack_received(self, call: Call, ack: Request) -> None:
-        """The ACK of our 2xx: when that 2xx carried our offer, it carries the answer
-        (RFC 3264 §5, RFC 3261 §13.3.1.1); without one the session cannot go on (BYE)."""
-        if call._offer_in_2xx is None or ack.cseq.number != call._offer_in_2xx:
-            return
-        call._offer_in_2xx = None
-        if not ack.body:
-            log.info("call {cid}: the ACK carries no answer to our offer", cid=call.call_id)
-            call.hangup(EndCause.MEDIA)
-            return
-        call.remote_sdp = ack.body
-
-        def failed(f: Failure) -> None:
-            log.info("call {cid}: the answer in the ACK is unusable: {e}", cid=call.call_id,
-                     e=f.getErrorMessage())
-            call.hangup(EndCause.MEDIA)
-        defer.ensureDeferred(call.media.on_answer(ack.body)).addErrback(failed)
-
-    def layer_target(self, key: ServerKey, call: Call) -> Target:
-        t = self.layer._servers.get(key)
-        if t is not None:
-            return t.target
-        assert call.target is not None
-        return call.target
-
-    def _on_invite(self, req: Request, source: Target, key: ServerKey) -> None:
-        if req.call_id in self.calls:   # a second INVITE (new branch) for a call we have
-            self._reply(key, req, 482, "Loop Detected")
-            self._pump()
-            return
-        call = Call(self, CallDirection.INCOMING, self.media_factory(), None)
-        call.invite = req
-        call.server_key = key
-        call.target = source
-        call.remote_sdp = req.body
-        call.rel100 = supports(req, "100rel")
-        try:
-            call.session_timer = uas_negotiate(req, self.min_se)
-        except TooSmall as e:
-            self._reply(key, req, 422, "Session Interval Too Small", [("Min-SE", str(e.min_se))])
-            self._pump()
-            return
-        except SipParseError as e:
-            self._reply(key, req, 400, e.reason)
-            self._pump()
-            return
-        self.calls[req.call_id] = call
-        self.stats["calls_in"] += 1
-        self._guard_setup(call)
+    # --------------------------------------------------------------- UAS calls
+    def _incoming(self, session: InviteSession) -> None:
+        call = Call(self, session, self.media_factory())
+        self.calls[call.call_id] = call
         handler = self.on_incoming_call
         if handler is None:
-            call.reject(480, "Temporarily Unavailable")
-            # nobody holds this call: its failed ``answered`` must not be logged as an
-            # unhandled error (two error events per INVITE in a flood)
-            self._pump()
+            self._do(lambda now: self.core.reject(session, 480, "Temporarily Unavailable", now))
             return
         try:
             result = handler(call)
@@ -1269,180 +693,47 @@ class UserAgent:
         except Exception:
             log.failure("incoming-call handler failed")
             call.reject(500, "Server Internal Error")
-        self._pump()
-
-    def _respond_invite(self, call: Call, status: int, reason: str | None = None,
-                        headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
-        assert call.invite is not None and call.server_key is not None
-        if status >= 200:
-            call._final_sent = True
-        hdrs = list(headers or [])
-        if 100 < status < 300:
-            # §12.1.1: the dialog-creating response carries the request's Record-Route
-            hdrs += [("Record-Route", rr) for rr in call.invite.headers.get_lines("record-route")]
-            hdrs.append(("Contact", self.contact(call.target.transport if call.target else "udp")))
-        if 200 <= status < 300:
-            hdrs += self.capabilities()
-            if call.session_timer is not None:
-                hdrs.append(("Session-Expires", call.session_timer.header()))
-                if supports(call.invite, "timer"):
-                    hdrs.append(("Require", "timer"))
-        if body:
-            hdrs.append(("Content-Type", "application/sdp"))
-        reliable = call.rel100 and 100 < status < 200
-        if reliable:
-            call._rseq = call._rseq + 1 if call._rseq else first_rseq()
-            hdrs += [("Require", "100rel"), ("RSeq", str(call._rseq))]
-        if 100 < status < 300 and call.dialog is None:
-            tp = call.target.transport if call.target else "udp"
-            call.dialog = Dialog.from_uas(call.invite, call.local_tag, self.contact(tp),
-                                          confirmed=status >= 200)
-            self.dialogs[call.dialog.id] = call
-        resp = make_response(call.invite, status, reason, headers=hdrs, body=body,
-                             to_tag=call.local_tag)
-        try:
-            if reliable:
-                self.layer.send_1xx_reliably(call.server_key, resp, call._rseq, self.now())
-            else:
-                self.layer.send_response(call.server_key, resp, self.now())
-        except (KeyError, ValueError) as e:
-            log.info("cannot respond {status}: {e}", status=status, e=e)
-            return
-        if 200 <= status < 300:
-            tgt = self.layer_target(call.server_key, call)
-            self.layer.send_2xx_reliably(resp, tgt, self.now())
-        self._pump()
 
     async def _answer(self, call: Call) -> None:
-        assert call.invite is not None
-        late_offer = not call.invite.body
+        s = call.session
+        assert s.invite is not None
+        late_offer = not s.invite.body
         try:
             # an INVITE without SDP: our 2xx carries the offer, the ACK the answer (§13.3.1.1)
             sdp = await (call.media.make_offer() if late_offer
-                         else call.media.make_answer(call.invite.body))
+                         else call.media.make_answer(s.invite.body))
         except MediaRejected as e:
-            call.reject(e.status, e.reason, self._media_warning(e), cause=EndCause.MEDIA)
+            warning = ([("Warning", self.core.warning(e.warn_code, e.reason))]
+                       if e.status == 488 else None)
+            self.core.reject(s, e.status, e.reason, self.now(), headers=warning,
+                             cause=EndCause.MEDIA)
+            self.transport.pump()
             return
-        if call._final_sent or call.state is CallState.ENDED:
-            return
-        if late_offer:
-            call._offer_in_2xx = call.invite.cseq.number
-        self._respond_invite(call, 200, None, body=sdp)
-        if call.dialog is not None:
-            call.dialog.confirm()
-        self._arm_session_timer(call, call.session_timer, as_uac=False)
-        self.stats["answered"] += 1
-        call._set_state(CallState.CONFIRMED, status=200)
+        self._do(lambda now: self.core.answer(s, sdp, now))
 
-    def _on_cancel(self, ev: CancelReceived) -> None:
-        call = self.calls.get(ev.cancel.call_id)
-        if call is None or call.direction is not CallDirection.INCOMING or not ev.pending:
+    async def _reoffer(self, ev: ReofferReceived) -> None:
+        call = ev.session.context
+        if not isinstance(call, Call):
             return
-        call._final_sent = False
-        self._respond_invite(call, 487, "Request Terminated")
-        call._end(EndCause.CANCELLED, 487)
-
-    # --------------------------------------------------------------- session timers
-    def _arm_session_timer(self, call: Call, timer: SessionTimer | None, *, as_uac: bool) -> None:
-        """RFC 4028 §10: ``as_uac`` is our role in the transaction that set ``timer``."""
-        if call._st_call is not None and call._st_call.active():
-            call._st_call.cancel()
-        call._st_call = None
-        call.session_timer = timer
-        if timer is None or call.state is CallState.ENDED:
-            return
-        i_refresh = (timer.refresher == "uac") == as_uac
-        if i_refresh:
-            call._st_call = self.reactor.callLater(refresh_delay(timer.interval),
-                                                   self._refresh_session, call)
-        else:
-            call._st_call = self.reactor.callLater(expire_delay(timer.interval),
-                                                   self._session_expired, call)
-
-    def _session_refreshed(self, call: Call, req: Request) -> list[tuple[str, str]]:
-        """A refresh (re-INVITE/UPDATE) arrived: re-arm, and the headers for our 2xx."""
         try:
-            timer = uas_negotiate(req, self.min_se)
-        except (TooSmall, SipParseError):
-            timer = None
-        if timer is None:
-            if call.session_timer is None:
-                return []
-            timer = SessionTimer(call.session_timer.interval, "uac")
-        self._arm_session_timer(call, timer, as_uac=False)
-        return [("Session-Expires", timer.header()), ("Require", "timer")]
-
-    def _refresh_session(self, call: Call) -> None:
-        call._st_call = None
-        timer = call.session_timer
-        if timer is None or call.state is not CallState.CONFIRMED:
+            answer = await call.media.on_reoffer(ev.sdp)
+        except MediaRejected as e:
+            self.core.refuse_reoffer(ev.token, e.status, e.reason, self.now(),
+                                     warn_code=e.warn_code)
+            self.transport.pump()
             return
-        d = self._in_dialog(call, "UPDATE", headers=[
-            ("Session-Expires", f"{timer.interval};refresher=uac"), ("Supported", "timer")])
+        self._do(lambda now: self.core.answer_reoffer(ev.token, answer, now))
 
-        def done(resp: Response) -> None:
-            if 200 <= resp.status < 300:
-                self._arm_session_timer(call, _safe_uac_result(resp) or timer, as_uac=True)
-            elif call.state is CallState.CONFIRMED:
-                call.hangup()                              # §10: the refresh failed
-
-        def failed(f: Failure) -> None:
-            if call.state is CallState.CONFIRMED:
-                call._end(EndCause.SESSION_EXPIRED, 408)
-
-        d.addCallbacks(done, failed)
-
-    def _session_expired(self, call: Call) -> None:
-        call._st_call = None
-        if call.state is CallState.CONFIRMED:
-            call.hangup(EndCause.SESSION_EXPIRED)
-
-    # --------------------------------------------------------------- bookkeeping
-    def _guard_setup(self, call: Call) -> None:
-        if self.no_answer_timeout > 0:
-            call._no_answer = self.reactor.callLater(self.no_answer_timeout, self._no_answer,
-                                                     call)
-
-    def _no_answer(self, call: Call) -> None:
-        call._no_answer = None
-        if call.state in (CallState.CONFIRMED, CallState.ENDED):
+    async def _offer_requested(self, ev: OfferRequested) -> None:
+        call = ev.session.context
+        if not isinstance(call, Call):
             return
-        log.info("call {cid} not answered in {t}s", cid=call.call_id, t=self.no_answer_timeout)
-        if call.direction is CallDirection.INCOMING:
-            call.reject(480, "Temporarily Unavailable")
+        offer = await call.media.make_offer()
+        if ev.token == 0:            # the glare retry of our re-INVITE (§14.1)
+            self._do(lambda now: self.core.send_reinvite(ev.session, offer, now))
         else:
-            call.hangup()        # CANCEL -> 487; without any provisional, timer B ends it
-
-    def _forget(self, call: Call) -> None:
-        self.stats["ended"] += 1
-        if call._no_answer is not None and call._no_answer.active():
-            call._no_answer.cancel()
-        call._no_answer = None
-        if call._st_call is not None and call._st_call.active():
-            call._st_call.cancel()
-        call._st_call = None
-        if self.calls.get(call.call_id) is call:
-            del self.calls[call.call_id]
-            self._acks.pop(call.call_id, None)
-        if call.dialog is not None and self.dialogs.get(call.dialog.id) is call:
-            del self.dialogs[call.dialog.id]
-
-
-def _safe_uac_result(resp: Response) -> SessionTimer | None:
-    try:
-        return uac_result(resp)
-    except SipParseError:
-        return None
+            self._do(lambda now: self.core.answer_reoffer(ev.token, offer, now))
 
 
 async def _as_coro(aw: Awaitable[Any]) -> Any:
     return await aw
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -44,13 +44,13 @@ def bob_with_auth(lifetime: float = 300.0) -> tuple[UserAgent, list[Request]]:
                                      else None, nonce_lifetime=lifetime)
     bob.listen(("udp",))
     seen: list[Request] = []
-    original = bob._on_request
+    original = bob.core._on_request
 
     def spy(req: Request, source: Any, key: Any) -> None:
         seen.append(req)
         original(req, source, key)
 
-    bob._on_request = spy  # type: ignore[method-assign]
+    bob.core._on_request = spy  # type: ignore[method-assign]
     return bob, seen
 
 

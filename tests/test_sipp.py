@@ -113,8 +113,8 @@ async def test_client_timers_against_a_slow_sipp_uas() -> None:
     try:
         call = ua.call(f"sip:service@{sipp.address}")
         await call.answered
-        bye = await ua._in_dialog(call, "BYE")
-        call._end(EndCause.LOCAL_BYE)
+        bye = await call.request("BYE")
+        ua.core.end(call.session, EndCause.LOCAL_BYE, ua.now())   # the BYE went by hand
         assert bye.status == 200
         await task.deferLater(reactor, 0.8, lambda: None)
     finally:

@@ -78,7 +78,7 @@ async def test_100rel_ringing_is_pracked_and_call_answers() -> None:
         assert incoming[0].rel100
         pracks = [r for r in seen if r.method == "PRACK"]
         assert len(pracks) == 1
-        rseq = incoming[0]._rseq
+        rseq = incoming[0].session.rseq
         assert pracks[0].headers.get("RAck") == f"{rseq} 1 INVITE"
         assert not b.layer.prack_received(call.call_id, rseq)     # nothing left to stop
         assert states == [CallState.RINGING, CallState.CONFIRMED]

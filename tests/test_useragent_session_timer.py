@@ -79,7 +79,7 @@ async def test_no_refresh_ends_the_session_with_bye() -> None:
     fake = ClockReactor()
     a, b, call, incoming, _ = await connected(fake, offer=90)
     try:
-        call._st_call.cancel()                    # the refresher goes silent
+        call.session.set_timer("session-refresh", None)   # the refresher goes silent
         fake.clock.advance(61)                    # 90 - min(32, 90/3) = 60 s
         await real_sleep()
         assert incoming[0].cause == "session-expired"
