@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siplink.digest import (
+from siplink.sip.digest import (
     AuthResult,
     Challenge,
     DigestClient,

@@ -12,9 +12,9 @@ from twisted.internet import defer, reactor, task, threads
 
 from ice.agent import Agent
 from ice.candidate import CandidateType
+from ice.drivers.agent import IceFailedError, TwistedAgent
 from ice.events import RoleChanged
 from ice.gathering import TurnServer
-from ice.twisted_agent import IceFailedError, TwistedAgent
 from tests.peers.aioice_peer import AioicePeer
 
 pytestmark = pytest.mark.peer

@@ -20,10 +20,10 @@ from twisted.internet import reactor
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from ice.trace import Trace
-from siplink.account import Account
-from siplink.digest import DigestServer
-from siplink.registration import RegistrationFailed
-from siplink.useragent import UserAgent
+from siplink.sip.digest import DigestServer
+from siplink.ua.account import Account
+from siplink.ua.registration import RegistrationFailed
+from siplink.ua.useragent import UserAgent
 from tests.peers.kamailio import Kamailio
 
 KAMAILIO_PASSWORD = "secret"               # tests/data/kamailio/proxy.cfg: every user

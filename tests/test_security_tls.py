@@ -19,9 +19,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, ssl, task
 
-from siplink import transport
-from siplink.message import Request
-from siplink.useragent import UserAgent
+from siplink.sip.message import Request
+from siplink.transport import driver as transport
+from siplink.ua.useragent import UserAgent
 
 
 @pytest.fixture

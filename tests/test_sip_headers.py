@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siplink.headers import (
+from siplink.sip.headers import (
     Challenge,
     Credentials,
     CSeq,
