@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 
 from ice import stun
+from ice.address import Address
 from ice.candidate import (
     TYPE_PREFERENCE,
     Candidate,
@@ -101,7 +102,6 @@ from ice.turn import (
 
 log = Logger(namespace="ice.agent")
 
-Address = tuple[str, int]
 Datagram = tuple[bytes, Address, Address]   # (data, local address, remote address)
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.stun import (
     Attr,
     Class,
@@ -38,8 +39,6 @@ from ice.stun_transaction import StunClientTransaction, TransactionState
 from ice.trace import Direction, Trace, TraceRecord
 
 log = Logger(namespace="ice.turn")
-
-Address = tuple[str, int]
 
 UDP = 17
 PERMISSION_LIFETIME = 300.0       # RFC 8656 §9

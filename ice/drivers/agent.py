@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.agent import Agent
 from ice.candidate import Candidate
 from ice.events import (
@@ -27,8 +28,6 @@ from ice.events import (
 )
 
 log = Logger(namespace="ice.drivers.agent")
-
-Address = tuple[str, int]
 
 
 class IceFailedError(Exception):

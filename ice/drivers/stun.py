@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.stun import (
     Attr,
     Class,
@@ -25,8 +26,6 @@ from ice.stun import (
 from ice.stun_transaction import StunClientTransaction, TransactionState
 
 log = Logger(namespace="ice.drivers.stun")
-
-Address = tuple[str, int]
 
 
 class StunError(Exception):

@@ -14,9 +14,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import DatagramProtocol
 
+from ice.address import Address
 from ice.drivers.stun import StunError
 from ice.turn import (
-    Address,
     Allocation,
     AllocationFailed,
     AllocationRefreshed,

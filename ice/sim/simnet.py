@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ice import stun
+from ice.address import Address
 from ice.agent import Agent
 from ice.events import Event
 
-Address = tuple[str, int]
 Handler = Callable[[bytes, Address, Address, float], None]
 
 MAPPINGS = ("endpoint-independent", "address-dependent", "address-and-port-dependent")

@@ -20,11 +20,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ice.address import Address
 from ice.trace import TraceRecord
 
 __all__ = ["LadderEntry", "call_records", "ladder_entries", "render_html", "render_text"]
-
-Address = tuple[str, int]
 
 # ICE "event" records worth a note in the ladder (pair state churn is left out)
 _MILESTONES = re.compile(r"^(gathered|checks start|nominated|selected|stream \d+ (Completed|"

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ice.address import Address
 from ice.trace import TraceRecord
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
 LINKTYPE_RAW = 101
 _MAGIC = 0xA1B2C3D4  # microsecond timestamps
 _SNAPLEN = 65535
-
-Address = tuple[str, int]
 
 
 def _checksum(data: bytes) -> int:

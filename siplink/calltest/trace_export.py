@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
+from ice.address import Address
 from ice.trace import TraceRecord
 from siplink.calltest.pcap import PcapWriter
 
 __all__ = ["DEFAULT_PROTOCOLS", "export_pcap", "write_pcap"]
 
-Address = tuple[str, int]
 DEFAULT_PROTOCOLS = frozenset({"sip", "stun", "turn"})
 
 

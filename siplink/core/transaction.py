@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.trace import Trace, TraceRecord
 from siplink.sip.message import (
     Request,
@@ -254,7 +255,7 @@ class TransactionLayer:
         # our own transport address for a message to or from a Target, for the trace: set by
         # the transport driver (SipTransport.local_address); None there means a stream still
         # connecting, whose records wait in _unplaced until stream_local() names the address
-        self.local_for: Callable[[Target], tuple[str, int] | None] | None = None
+        self.local_for: Callable[[Target], Address | None] | None = None
         self._unplaced: dict[Target, list[TraceRecord]] = {}
 
     # --------------------------------------------------------------- introspection
@@ -326,7 +327,7 @@ class TransactionLayer:
             else:
                 self.trace.add(record)
 
-    def stream_local(self, target: Target, local: tuple[str, int] | None) -> None:
+    def stream_local(self, target: Target, local: Address | None) -> None:
         """The stream to ``target`` connected from ``local`` (None: it failed or closed): the
         trace gets the records of what was queued for it meanwhile."""
         for record in self._unplaced.pop(target, ()):

@@ -15,13 +15,13 @@ from typing import Any
 from twisted.internet import protocol
 from twisted.logger import Logger
 
+from ice.address import Address
 from siplink.media.stream import MediaEvent, MediaStream
 
 __all__ = ["MediaDriver", "RtpProtocol"]
 
 log = Logger()
 
-Address = tuple[str, int]
 # Twisted's zope interfaces do not type-check as Protocols without a plugin: the clock is an
 # ``IReactorTime`` provider (the reactor, task.Clock), the delayed call an ``IDelayedCall``.
 Clock = Any

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.agent import Agent
 from ice.candidate import Candidate
 from ice.demux import PacketKind, classify
@@ -81,8 +82,6 @@ if TYPE_CHECKING:
 __all__ = ["IceMediaSession", "IceSessionError", "PairInfo", "ice_info", "media_options"]
 
 log = Logger(namespace="siplink.media.icesession")
-
-Address = tuple[str, int]
 
 
 class IceSessionError(Exception):

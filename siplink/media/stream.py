@@ -31,6 +31,7 @@ from typing import Protocol
 
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.trace import Trace, TraceRecord
 from siplink.media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
 from siplink.media.g711 import CODECS, PCMU, G711Codec
@@ -70,8 +71,6 @@ __all__ = [
 ]
 
 log = Logger()
-
-Address = tuple[str, int]
 
 
 class MediaError(ValueError):

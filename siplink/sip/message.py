@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ice.address import Address
 from ice.trace import Direction, TraceRecord
 from siplink.sip.errors import SipParseError
 from siplink.sip.headers import (
@@ -1190,7 +1191,7 @@ def error_response(data: bytes, err: SipParseError) -> Response | None:
 
 
 def trace_record(msg: Message, direction: Direction, now: float, *,
-                 local: tuple[str, int] | None = None, remote: tuple[str, int] | None = None,
+                 local: Address | None = None, remote: Address | None = None,
                  raw: bytes | None = None) -> TraceRecord:
     """The trace record for a SIP message sent ("out") or received ("in") at ``now``."""
     wire = msg.serialize() if raw is None else raw

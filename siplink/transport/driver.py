@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ice.address import Address
 from siplink.core.transaction import Event, Target, TransactionLayer
 from siplink.sip.message import SipParseError, StreamParser
 
@@ -73,7 +74,7 @@ class _StreamProtocol(protocol.Protocol):
         self.name = transport_name
         self.parser = StreamParser()
         self.remote: Target | None = None
-        self.local: tuple[str, int] | None = None   # our end, once connected
+        self.local: Address | None = None   # our end, once connected
         self.dialed: Target | None = None           # the target we connected to (client side)
         self.pending: list[bytes] = []
         self._incomplete: Any = None      # callLater closing a stalled partial message
@@ -215,7 +216,7 @@ class SipTransport:
         self._timer_at: float | None = None
         self._pumping = False
         self.local: dict[str, Target] = {}       # transport name -> our bound address
-        self._udp_local: dict[str, tuple[str, int]] = {}   # family -> UDP socket address
+        self._udp_local: dict[str, Address] = {}   # family -> UDP socket address
         self.incomplete_timeout = INCOMPLETE_TIMEOUT
         layer.local_for = self.local_address
 
@@ -269,7 +270,7 @@ class SipTransport:
             self.layer.stream_local(target, None)
         self._connecting.clear()
 
-    def local_address(self, target: Target) -> tuple[str, int] | None:
+    def local_address(self, target: Target) -> Address | None:
         """Our end of the path to or from ``target``: the UDP socket of its family, or the
         stream connection's local address (None while that connection is still opening)."""
         if target.transport == "udp":

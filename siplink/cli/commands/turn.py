@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from ice.address import Address
 from siplink.cli.commands.stun import (
     EXIT_FAILED,
     EXIT_OK,
@@ -52,7 +53,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _fmt(addr: tuple[str, int] | None) -> str:
+def _fmt(addr: Address | None) -> str:
     if addr is None:
         return "(none)"
     return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
