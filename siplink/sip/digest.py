@@ -15,7 +15,7 @@ This module is sans-I/O: it never reads the clock (``now`` is passed in) and nev
 password or a hash derived from one.
 
 Header values are split into scheme and auth-params by the SIP codec's parser
-(:class:`siplink.sip.headers.Challenge`); this module interprets the Digest parameters.
+(:class:`siplink.sip.headers.AuthenticateHeader`); this module interprets the Digest parameters.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from twisted.logger import Logger
 
 from ice.trace import Trace, TraceRecord
 from siplink.sip.errors import SipParseError
-from siplink.sip.headers import Challenge as _HeaderChallenge
+from siplink.sip.headers import AuthenticateHeader
 
 log = Logger()
 
@@ -49,7 +49,6 @@ __all__ = [
     "build_authorization",
     "choose_challenges",
     "digest_response",
-    "parse_auth_params",
     "parse_challenge",
     "parse_credentials",
 ]
@@ -104,10 +103,10 @@ def _base_algorithm(algorithm: str) -> tuple[Callable[[bytes], str], bool]:
 
 # ---------------------------------------------------------------------------- parsing
 
-def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
+def _split_auth_header(value: str) -> tuple[str, dict[str, str]]:
     """Split ``Scheme k=v, k="quoted", ...`` into the scheme and a dict of lower-cased keys.
 
-    The grammar is the SIP codec's (:class:`siplink.sip.headers.Challenge`); its
+    The grammar is the SIP codec's (:class:`siplink.sip.headers.AuthenticateHeader`); its
     :class:`~siplink.sip.errors.SipParseError` becomes :class:`DigestError` here.
     """
     if not isinstance(value, str):
@@ -115,7 +114,7 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
     if len(value) > _MAX_HEADER:
         raise DigestError("authentication header too long")
     try:
-        parsed = _HeaderChallenge.parse(value)
+        parsed = AuthenticateHeader.parse(value)
     except SipParseError as e:
         raise DigestError(f"malformed authentication header: {e}") from None
     if "" in parsed.params:
@@ -167,7 +166,7 @@ def build_challenge(ch: Challenge) -> str:
 
 def parse_challenge(value: str) -> Challenge:
     """Parse a ``WWW-Authenticate``/``Proxy-Authenticate`` Digest challenge."""
-    scheme, p = parse_auth_params(value)
+    scheme, p = _split_auth_header(value)
     if scheme.lower() != "digest":
         raise DigestError(f"unsupported authentication scheme {scheme!r}")
     if "realm" not in p:
@@ -213,7 +212,7 @@ class Credentials:
 
 def parse_credentials(value: str) -> Credentials:
     """Parse a Digest ``Authorization``/``Proxy-Authorization`` value."""
-    scheme, p = parse_auth_params(value)
+    scheme, p = _split_auth_header(value)
     if scheme.lower() != "digest":
         raise DigestError(f"unsupported authentication scheme {scheme!r}")
     for k in ("username", "realm", "nonce", "uri", "response"):

@@ -16,9 +16,9 @@ from siplink.sip.errors import SipParseError
 from siplink.sip.uri import PORT_PATTERN, QUICK_SIP_URI_PATTERN, SIP_URI_PATTERN, SipUri, check_uri
 
 __all__ = [
+    "AuthenticateHeader",
+    "AuthorizationHeader",
     "CSeq",
-    "Challenge",
-    "Credentials",
     "NameAddr",
     "SipParseError",
     "Via",
@@ -533,8 +533,11 @@ def parse_auth_params(text: str) -> dict[str, str]:
     return params
 
 
-class Challenge:
-    """A WWW-Authenticate / Proxy-Authenticate value: scheme and ordered auth params."""
+class AuthenticateHeader:
+    """A WWW-Authenticate / Proxy-Authenticate value, any scheme: scheme and ordered auth params.
+
+    The codec's view (RFC 7235 §2.1 grammar); :class:`siplink.sip.digest.Challenge` is what a
+    Digest challenge means (:func:`siplink.sip.digest.parse_challenge`)."""
 
     __slots__ = ("scheme", "params")
     _UNQUOTED: frozenset[str] = frozenset({"algorithm", "stale"})
@@ -578,15 +581,17 @@ class Challenge:
         return f"{type(self).__name__}({str(self)!r})"
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Challenge):
+        if not isinstance(other, AuthenticateHeader):
             return NotImplemented
         return self.scheme.lower() == other.scheme.lower() and self.params == other.params
 
     __hash__ = None  # type: ignore[assignment]
 
 
-class Credentials(Challenge):
-    """An Authorization / Proxy-Authorization value (same shape as a challenge)."""
+class AuthorizationHeader(AuthenticateHeader):
+    """An Authorization / Proxy-Authorization value, any scheme (same shape as a challenge).
+
+    Digest credentials are interpreted by :func:`siplink.sip.digest.parse_credentials`."""
 
     __slots__ = ()
     # RFC 3261 §25.1: in credentials qop and nc are unquoted, algorithm is a token

@@ -26,8 +26,8 @@ from siplink.sip.errors import SipParseError
 from siplink.sip.headers import (
     _MAX_PARAMS,
     _NAME_ADDR_QUICK_RE,
-    Challenge,
-    Credentials,
+    AuthenticateHeader,
+    AuthorizationHeader,
     CSeq,
     NameAddr,
     Via,
@@ -503,20 +503,20 @@ class _Message:
         return self.headers.get("content-type")
 
     @property
-    def www_authenticate(self) -> list[Challenge]:
-        return [Challenge.parse(v) for v in self.headers.get_lines("www-authenticate")]
+    def www_authenticate(self) -> list[AuthenticateHeader]:
+        return [AuthenticateHeader.parse(v) for v in self.headers.get_lines("www-authenticate")]
 
     @property
-    def proxy_authenticate(self) -> list[Challenge]:
-        return [Challenge.parse(v) for v in self.headers.get_lines("proxy-authenticate")]
+    def proxy_authenticate(self) -> list[AuthenticateHeader]:
+        return [AuthenticateHeader.parse(v) for v in self.headers.get_lines("proxy-authenticate")]
 
     @property
-    def authorization(self) -> list[Credentials]:
-        return [Credentials.parse(v) for v in self.headers.get_lines("authorization")]
+    def authorization(self) -> list[AuthorizationHeader]:
+        return [AuthorizationHeader.parse(v) for v in self.headers.get_lines("authorization")]
 
     @property
-    def proxy_authorization(self) -> list[Credentials]:
-        return [Credentials.parse(v) for v in self.headers.get_lines("proxy-authorization")]
+    def proxy_authorization(self) -> list[AuthorizationHeader]:
+        return [AuthorizationHeader.parse(v) for v in self.headers.get_lines("proxy-authorization")]
 
     # --- serialization ----------------------------------------------------------------------
     def start_line(self) -> str:
