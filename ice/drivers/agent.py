@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from ice.address import Address
 from ice.agent import Agent
 from ice.candidate import Candidate
+from ice.drivers.timer import TimerDriver
 from ice.events import (
     ApplicationData,
     Event,
@@ -68,8 +69,8 @@ class TwistedAgent:
         self.on_data = on_data
         self.events: list[tuple[float, Event]] = []
         self._ports: dict[Address, Any] = {}
-        self._timer: Any = None
-        self._timer_at: float | None = None
+        self._timer = TimerDriver(reactor, agent, self._pump,
+                                  failure="ICE agent raised in handle_timer", log=log)
         self._gathered: defer.Deferred[list[Candidate]] | None = None
         self._connected: defer.Deferred[None] | None = None
         self._closing: defer.Deferred[None] | None = None
@@ -172,9 +173,7 @@ class TwistedAgent:
         return self._closing
 
     def _shutdown(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()
         ports, self._ports = list(self._ports.values()), {}
         ds = [defer.maybeDeferred(p.stopListening) for p in ports]
         done = self._closing
@@ -187,15 +186,6 @@ class TwistedAgent:
             self.agent.receive(data, local, remote, self.now)
         except Exception:  # the agent must not raise; if it does, never kill the reactor
             log.failure("ICE agent raised on a datagram from {remote}", remote=remote)
-        self._pump()
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        try:
-            self.agent.handle_timer(self.now)
-        except Exception:
-            log.failure("ICE agent raised in handle_timer")
         self._pump()
 
     def _pump(self) -> None:
@@ -215,19 +205,10 @@ class TwistedAgent:
             if port is not None:
                 defer.maybeDeferred(port.stopListening).addErrback(
                     lambda f: log.failure("closing a removed component's socket", f))
-        t = self.agent.get_timer()
-        if t is None or not self._ports:
-            if self._timer is not None and self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-            self._timer_at = None
-            return
-        if self._timer_at == t and self._timer is not None and self._timer.active():
-            return
-        if self._timer is not None and self._timer.active():
+        if self._ports:
+            self._timer.rearm(now)
+        else:
             self._timer.cancel()
-        self._timer_at = t
-        self._timer = self.reactor.callLater(max(0.0, t - now), self._on_timer)
 
     def _drain(self, now: float) -> None:
         while (ev := self.agent.next_event()) is not None:

@@ -13,6 +13,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from ice.address import Address
+from ice.drivers.timer import TimerDriver
 from ice.stun import (
     Attr,
     Class,
@@ -66,7 +67,7 @@ class BindingClient(DatagramProtocol):
         self.software = software
         self.txn: StunClientTransaction | None = None
         self._deferred: Deferred[Message] | None = None
-        self._call: Any = None  # IDelayedCall
+        self._timer: TimerDriver | None = None
         self.received: list[bytes] = []   # raw responses, for tests and -v output
 
     def request(self) -> Deferred[Message]:
@@ -78,8 +79,13 @@ class BindingClient(DatagramProtocol):
             msg.attributes[Attr.SOFTWARE] = self.software
         self.txn = StunClientTransaction(encode(msg), tid, self.server, self.clock.seconds(),
                                          rto=self.rto, rc=self.rc, rm=self.rm)
+        if self._timer is None:
+            self._timer = TimerDriver(self.clock, self.txn, self._flush)
+        self._timer.core = self.txn
         self._deferred = Deferred(canceller=lambda _d: self._stop())
-        self._pump()
+        if self._transport() is not None:
+            self.txn.handle_timer(self.clock.seconds())
+            self._flush()
         return self._deferred
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802 - Twisted API
@@ -111,28 +117,24 @@ class BindingClient(DatagramProtocol):
     def _transport(self) -> Any:
         return self.transport
 
-    def _pump(self) -> None:
-        self._call = None
+    def _flush(self) -> None:
+        """Send what the transaction queued (after its handle_timer), then rearm."""
         txn = self.txn
         transport = self._transport()
-        if txn is None or transport is None:
+        if txn is None or transport is None or self._timer is None:
             return
         now = self.clock.seconds()
-        txn.handle_timer(now)
         for data, addr in txn.datagrams_to_send(now):
             transport.write(data, addr)
         if txn.timed_out:
             self._finish(StunTimeout(f"no answer from {self.server[0]}:{self.server[1]} after "
                                      f"{txn.sent} requests"))
             return
-        t = txn.get_timer()
-        if t is not None:
-            self._call = self.clock.callLater(max(0.0, t - now), self._pump)
+        self._timer.rearm(now)
 
     def _stop(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+        if self._timer is not None:
+            self._timer.cancel()
         if self.txn is not None:
             self.txn.cancel()
 

@@ -16,6 +16,7 @@ from twisted.internet.protocol import DatagramProtocol
 
 from ice.address import Address
 from ice.drivers.stun import StunError
+from ice.drivers.timer import TimerDriver
 from ice.turn import (
     Allocation,
     AllocationFailed,
@@ -52,8 +53,7 @@ class TurnClientProtocol(DatagramProtocol):
         self.on_event: Callable[[Event], None] | None = None
         self.on_other: Callable[[bytes, Address], None] | None = None
         self._waiters: list[_Waiter] = []
-        self._call: Any = None  # IDelayedCall
-        self._timer_at: float | None = None
+        self._timer = TimerDriver(clock, allocation, self._pump)
 
     # ---- operations --------------------------------------------------------------------------
 
@@ -118,15 +118,7 @@ class TurnClientProtocol(DatagramProtocol):
         self._pump()
 
     def stopProtocol(self) -> None:  # noqa: N802 - Twisted API
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-
-    def _timer(self) -> None:
-        self._call = None
-        self._timer_at = None
-        self.allocation.handle_timer(self.clock.seconds())
-        self._pump()
+        self._timer.cancel()
 
     def _transport(self) -> Any:
         return self.transport
@@ -145,14 +137,7 @@ class TurnClientProtocol(DatagramProtocol):
         if (transport := self._transport()) is not None:
             for data, addr in self.allocation.datagrams_to_send(now):
                 transport.write(data, addr)
-        t = self.allocation.get_timer()
-        if t != self._timer_at:
-            if self._call is not None and self._call.active():
-                self._call.cancel()
-            self._call = None
-            self._timer_at = t
-            if t is not None:
-                self._call = self.clock.callLater(max(0.0, t - now), self._timer)
+        self._timer.rearm(now)
 
     def _wait(self, ok: Callable[[Event], bool],
               fail: Callable[[Event], TurnError | None]) -> Deferred[Any]:

@@ -16,6 +16,7 @@ from twisted.internet import protocol
 from twisted.logger import Logger
 
 from ice.address import Address
+from ice.drivers.timer import TimerDriver
 from siplink.media.stream import MediaEvent, MediaStream
 
 __all__ = ["MediaDriver", "RtpProtocol"]
@@ -35,7 +36,7 @@ class MediaDriver:
         self._send = send
         self._clock = clock
         self.on_event = on_event
-        self._call: Any = None  # IDelayedCall
+        self._timer = TimerDriver(clock, stream, self._service)
         self.events: list[MediaEvent] = []   # kept when no on_event is given (bounded)
 
     def start(self) -> None:
@@ -45,9 +46,7 @@ class MediaDriver:
     def stop(self, reason: str = "") -> None:
         self.stream.stop(self._clock.seconds(), reason)
         self._service()
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+        self._timer.cancel()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.stream.receive(data, self._clock.seconds(), addr=addr)
@@ -55,11 +54,6 @@ class MediaDriver:
 
     def send_dtmf(self, digits: str) -> None:
         self.stream.send_dtmf(digits)
-
-    def _fire(self) -> None:
-        self._call = None
-        self.stream.handle_timer(self._clock.seconds())
-        self._service()
 
     def _service(self) -> None:
         for data, addr in self.stream.datagrams_to_send(self._clock.seconds()):
@@ -75,17 +69,7 @@ class MediaDriver:
                     log.failure("media event handler failed")
             elif len(self.events) < 10_000:
                 self.events.append(ev)
-        t = self.stream.get_timer()
-        if t is None:
-            if self._call is not None and self._call.active():
-                self._call.cancel()
-            self._call = None
-            return
-        delay = max(0.0, t - self._clock.seconds())
-        if self._call is not None and self._call.active():
-            self._call.reset(delay)
-        else:
-            self._call = self._clock.callLater(delay, self._fire)
+        self._timer.rearm()
 
 
 class RtpProtocol(protocol.DatagramProtocol):

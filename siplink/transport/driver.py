@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ice.address import Address
+from ice.drivers.timer import TimerDriver
 from siplink.core.transaction import Event, Target, TransactionLayer
 from siplink.sip.message import SipParseError, StreamParser
 
@@ -212,8 +213,8 @@ class SipTransport:
         # ssl.Certificate of a CA); None: the platform's CAs.  Verification is always on
         # unless a client context given to listen_tls/set_tls_client_context says otherwise.
         self.tls_trust_root: Any = None
-        self._timer: Any = None
-        self._timer_at: float | None = None
+        self._timer = TimerDriver(reactor, layer, self.pump, failure="timer handling failed",
+                                  log=log)
         self._pumping = False
         self.local: dict[str, Target] = {}       # transport name -> our bound address
         self._udp_local: dict[str, Address] = {}   # family -> UDP socket address
@@ -256,9 +257,7 @@ class SipTransport:
         self._tls_client_ctx = ctx
 
     def close(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()
         for p in self._listening.values():
             p.stopListening()
         self._listening.clear()
@@ -364,22 +363,4 @@ class SipTransport:
                                 target.host)
 
     def _arm(self) -> None:
-        deadline = self.layer.get_timer()
-        if deadline == self._timer_at and self._timer is not None and self._timer.active():
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            delay = max(0.0, deadline - self.reactor.seconds())
-            self._timer = self.reactor.callLater(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        try:
-            self.layer.handle_timer(self.reactor.seconds())
-        except Exception:
-            log.failure("timer handling failed")
-        self.pump()
+        self._timer.rearm()
