@@ -42,8 +42,7 @@ def test_one_call_armed_at_the_deadline_and_moved_when_it_changes() -> None:
     assert clock.getDelayedCalls() == first and len(first) == 1 and timer.deadline == 2.0
     core.deadline = 1.5
     timer.rearm()
-    (call,) = clock.getDelayedCalls()
-    assert call.getTime() == 1.5
+    assert len(clock.getDelayedCalls()) == 1 and timer.deadline == 1.5
     clock.advance(1.4)
     assert core.fired == []
     clock.advance(0.1)
