@@ -77,7 +77,7 @@ def run_ours(sizes: list[int], rounds: int, variants: list[Variant]
     from twisted.internet import defer, reactor
 
     from ice.agent import Agent
-    from ice.twisted_agent import TwistedAgent
+    from ice.drivers.agent import TwistedAgent
 
     results: dict[tuple[Variant, int], list[float]] = {}
 

@@ -1,7 +1,7 @@
 """The ICE agent (RFC 8445, with RFC 5245 aggressive nomination), as a sans-I/O state machine.
 
-The agent never opens a socket or reads the clock.  Its driver (``ice.twisted_agent`` on real
-UDP sockets, ``ice.simnet`` in virtual time) binds one socket per component per stream on the
+The agent never opens a socket or reads the clock.  Its driver (``ice.drivers.agent`` on real
+UDP sockets, ``ice.sim.simnet`` in virtual time) binds one socket per component per stream on the
 addresses :meth:`Agent.addresses_to_bind` names, reports them with
 :meth:`Agent.add_host_socket`, then feeds datagrams to :meth:`Agent.receive`, sends what
 :meth:`Agent.datagrams_to_send` returns, and calls :meth:`Agent.handle_timer` at
@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 
 from ice import stun
+from ice.address import Address
 from ice.candidate import (
     TYPE_PREFERENCE,
     Candidate,
@@ -101,7 +102,6 @@ from ice.turn import (
 
 log = Logger(namespace="ice.agent")
 
-Address = tuple[str, int]
 Datagram = tuple[bytes, Address, Address]   # (data, local address, remote address)
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ice.address import Address
 from ice.candidate import (
     TYPE_PREFERENCE,
     Candidate,
@@ -18,8 +19,6 @@ from ice.candidate import (
     candidate_priority,
     compute_foundation,
 )
-
-Address = tuple[str, int]
 
 
 class GatheringError(ValueError):

@@ -1,7 +1,7 @@
 """TURN client (RFC 8656) over UDP as a sans-I/O :class:`Allocation`.
 
 The allocation never owns a socket: whoever owns the socket (the ICE agent's host candidate,
-or :mod:`ice.turn_twisted` for the command line) passes every datagram from the server to
+or :mod:`ice.drivers.turn` for the command line) passes every datagram from the server to
 :meth:`Allocation.receive`, sends what :meth:`Allocation.datagrams_to_send` returns to the
 server, and calls :meth:`Allocation.handle_timer` at :meth:`Allocation.get_timer`.
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.stun import (
     Attr,
     Class,
@@ -38,8 +39,6 @@ from ice.stun_transaction import StunClientTransaction, TransactionState
 from ice.trace import Direction, Trace, TraceRecord
 
 log = Logger(namespace="ice.turn")
-
-Address = tuple[str, int]
 
 UDP = 17
 PERMISSION_LIFETIME = 300.0       # RFC 8656 §9

@@ -4,11 +4,11 @@ Shared by ``tests/test_natlab_calls.py`` and ``bench/natlab.py``.
 
 One *case* builds a :class:`tests.peers.natlab.NatLab` (public namespace with coturn and
 Kamailio on 203.0.113.1, two private sites each a NAT namespace plus a host namespace), puts
-one :class:`siplink.useragent.UserAgent` in each site's host namespace (its SIP socket and its
+one :class:`siplink.ua.useragent.UserAgent` in each site's host namespace (its SIP socket and its
 ICE sockets are bound there with ``NetNs.entered()``; both agents share this process's
 reactor), registers ``alice`` (site a) and ``bob`` (site b) with the proxy, and alice calls
 ``sip:bob@203.0.113.1:5080``.  The media of each call is an
-:class:`siplink.icesession.IceMediaSession` gathering host candidates on the site's private
+:class:`siplink.media.icesession.IceMediaSession` gathering host candidates on the site's private
 address, server-reflexive ones from coturn (STUN) and relayed ones from coturn (TURN,
 alice/secret).  Each side plays its own tone (alice 1000 Hz, bob 440 Hz) for
 ``media_seconds`` after both sides are connected; then alice hangs up.
@@ -41,8 +41,8 @@ from twisted.internet import defer, task, threads
 
 from ice.gathering import TurnServer
 from ice.trace import Trace
-from siplink.icesession import IceMediaSession, IceSessionError, PairInfo
-from siplink.useragent import Account, Call, UserAgent
+from siplink.media.icesession import IceMediaSession, IceSessionError, PairInfo
+from siplink.ua.useragent import Account, Call, UserAgent
 from tests.peers.natlab import PUBLIC_IP, SIP_PORT, NatLab, Site, SiteSpec
 from tests.peers.netns import list_namespaces
 

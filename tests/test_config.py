@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from siplink.config import Config, ConfigError, load, loads, override
+from siplink.ua.config import Config, ConfigError, load, loads, override
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -33,8 +33,8 @@ import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task, threads
 from twisted.logger import ILogObserver, globalLogPublisher
 
-from siplink.message import MAX_HEADER_BYTES, SipParseError, parse_message
-from siplink.useragent import UserAgent
+from siplink.sip.message import MAX_HEADER_BYTES, SipParseError, parse_message
+from siplink.ua.useragent import UserAgent
 from tests.peers.sipp import run_uac
 
 DATA = Path(__file__).resolve().parent / "data" / "sipp"

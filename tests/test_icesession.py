@@ -19,11 +19,11 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from sdp import parse
-from siplink.icesession import IceMediaSession, IceSessionError, ice_info
-from siplink.media import wav_bytes
-from siplink.message import Request
-from siplink.tone import detect_frequency, sine
-from siplink.useragent import Call, CallState, SipError, UserAgent
+from siplink.media.icesession import IceMediaSession, IceSessionError, ice_info
+from siplink.media.stream import wav_bytes
+from siplink.media.tone import detect_frequency, sine
+from siplink.sip.message import Request
+from siplink.ua.useragent import Call, CallState, SipError, UserAgent
 from tests.peers.process import free_port
 
 pytestmark = pytest.mark.timeout(60)

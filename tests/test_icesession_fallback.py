@@ -19,8 +19,8 @@ import pytest_twisted
 from twisted.internet import reactor, task, threads
 
 from sdp import parse
-from siplink.icesession import IceMediaSession, IceSessionError
-from siplink.useragent import Call, CallState, EndCause, UserAgent
+from siplink.media.icesession import IceMediaSession, IceSessionError
+from siplink.ua.useragent import Call, CallState, EndCause, UserAgent
 from tests.peers.sipp import SippUas, run_uac
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(60)]

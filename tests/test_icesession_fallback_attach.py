@@ -10,8 +10,8 @@ import pytest_twisted
 from twisted.internet import reactor
 
 import tests.test_icesession as ti
-from siplink.icesession import IceMediaSession
-from siplink.useragent import Call, StaticMedia, UserAgent
+from siplink.media.icesession import IceMediaSession
+from siplink.ua.useragent import Call, StaticMedia, UserAgent
 
 pytestmark = pytest.mark.timeout(60)
 

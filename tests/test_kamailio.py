@@ -15,10 +15,10 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from ice.trace import Trace
-from siplink.message import Request
-from siplink.registration import RegistrationState
-from siplink.transaction import Target
-from siplink.useragent import Account, Call, CallState, SipError, UserAgent
+from siplink.core.transaction import Target
+from siplink.sip.message import Request
+from siplink.ua.registration import RegistrationState
+from siplink.ua.useragent import Account, Call, CallState, SipError, UserAgent
 from tests.peers.kamailio import Kamailio
 
 pytestmark = pytest.mark.peer

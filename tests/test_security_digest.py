@@ -21,10 +21,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task
 
-from siplink.account import Account
-from siplink.digest import DigestClient, DigestServer, parse_challenge
-from siplink.message import Request, Response, parse_message
-from siplink.useragent import UserAgent
+from siplink.core.account import Account
+from siplink.sip.digest import DigestClient, DigestServer, parse_challenge
+from siplink.sip.message import Request, Response, parse_message
+from siplink.ua.useragent import UserAgent
 
 PASSWORD = "s3cret-Pa55"
 REALM = "lab.test"

@@ -20,10 +20,10 @@ from twisted.internet import reactor
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from ice.trace import Trace
-from siplink.account import Account
-from siplink.digest import DigestServer
-from siplink.failures import SipError
-from siplink.useragent import UserAgent
+from siplink.core.account import Account
+from siplink.core.errors import SipError
+from siplink.sip.digest import DigestServer
+from siplink.ua.useragent import UserAgent
 from tests.peers.kamailio import Kamailio
 
 KAMAILIO_PASSWORD = "secret"               # tests/data/kamailio/proxy.cfg: every user

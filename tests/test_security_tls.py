@@ -19,9 +19,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, ssl, task
 
-from siplink import transport
-from siplink.message import Request
-from siplink.useragent import UserAgent
+from siplink.sip.message import Request
+from siplink.transport import driver as transport
+from siplink.ua.useragent import UserAgent
 
 
 @pytest.fixture
@@ -77,13 +77,13 @@ def bob_on_tls(cert: ssl.PrivateCertificate) -> tuple[UserAgent, list[Request]]:
     bob = UserAgent(reactor, user="bob", transport="tls")
     bob.listen(("tls",), tls_context=cert.options())
     seen: list[Request] = []
-    original = bob._on_request
+    original = bob.core._on_request
 
     def spy(req: Request, source: Any, key: Any) -> None:
         seen.append(req)
         original(req, source, key)
 
-    bob._on_request = spy  # type: ignore[method-assign]
+    bob.core._on_request = spy  # type: ignore[method-assign]
     return bob, seen
 
 

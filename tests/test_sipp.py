@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.useragent import CallState, EndCause, UserAgent
+from siplink.ua.useragent import CallState, EndCause, UserAgent
 from tests.peers.process import PeerProcess, free_port
 from tests.peers.sipp import SippUas, message_times, run_uac
 

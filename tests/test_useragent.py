@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from siplink.useragent import (
+from siplink.ua.useragent import (
     Call,
     CallEvent,
     CallState,

@@ -22,7 +22,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from siplink.useragent import Call, StaticMedia, UserAgent
+from siplink.ua.useragent import Call, StaticMedia, UserAgent
 from tests.peers.sipp import run_uac
 
 pytestmark = pytest.mark.peer

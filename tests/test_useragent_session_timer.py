@@ -9,15 +9,15 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.message import Request, make_request, parse_message
-from siplink.session_timer import (
+from siplink.core.session_timer import (
     SessionTimer,
     TooSmall,
     expire_delay,
     parse_session_expires,
     uas_negotiate,
 )
-from siplink.useragent import Call, CallState, UserAgent
+from siplink.sip.message import Request, make_request, parse_message
+from siplink.ua.useragent import Call, CallState, UserAgent
 from tests.test_sip_transport import ClockReactor
 
 
