@@ -233,21 +233,28 @@ def test_callee_never_answers_exit_3(uas: SipPeer, start_call: StartCall,
     sends only 100 Trying: `siplink call --timeout 2.5` exits 3. Silent: the INVITE is
     retransmitted over UDP (§17.1.1.2 timer A: after T1 = 0.5 s, then 1 s), identical, and
     §9.1 "If no provisional response has been received, the CANCEL request MUST NOT be
-    sent". (Timer B = 64*T1 = 32 s: siplink has no way to shorten T1 from the command line,
-    so the transaction-timeout variant is not tested here.)"""
+    sent". Trying-only: a provisional response (the 100) has been received, so giving up
+    means CANCELling the INVITE (§9.1, as for the ringing case), with the INVITE's branch
+    and CSeq number; the UAS answers nothing more, and siplink still exits 3.
+    (Timer B = 64*T1 = 32 s: siplink has no way to shorten T1 from the command line, so the
+    transaction-timeout variant is not tested here; see the report.)"""
     c = start_call("--timeout", "2.5", "--duration", "0")
     inv = uas.request_in("INVITE", timeout=10)
     if behaviour == "trying-only":
         uas.reply(inv, 100)
-    seen = uas.collect(lambda m: not m.is_response, 3.5)    # the first 3.5 s of requests
+    seen = uas.collect(lambda m: not m.is_response, 4.0)    # the first 4 s of requests
     rc = c.wait(45)
+    assert rc == 3, c.log()
+    cancels = [m for m in seen if m.method == "CANCEL"]
     if behaviour == "silent":
-        assert not [m for m in seen if m.method == "CANCEL"], \
-            "CANCEL sent without any provisional response"
+        assert not cancels, "CANCEL sent without any provisional response"
         again = [m for m in seen if m.method == "INVITE"]
         assert len(again) >= 2 and all(m.raw == inv.raw for m in again), \
             f"{len(again)} INVITE retransmissions in 2.5 s"
-    assert rc == 3, c.log()
+    else:
+        assert cancels, "gave up after a 100 Trying without CANCELling the INVITE"
+        assert cancels[0].branch == inv.branch, cancels[0].text()
+        assert cancels[0].cseq == (inv.cseq[0], "CANCEL"), cancels[0].text()
     clean(c)
 
 
@@ -290,4 +297,27 @@ def test_busy_486_is_acked_and_exit_1(uas: SipPeer, start_call: StartCall) -> No
     assert ack.cseq == (inv.cseq[0], "ACK"), ack.text()
     assert c.wait(20) == 1, c.log()
     assert "486" in c.out, c.log()
+    clean(c)
+
+
+def test_record_route_becomes_the_route_set(uas: SipPeer, start_call: StartCall) -> None:
+    """RFC 3261 §12.1.2: "The route set MUST be set to the list of URIs in the Record-Route
+    header field from the response, taken in reverse order and preserving all URI
+    parameters"; §12.2.1.1: with a loose router (;lr) first, the Request-URI is the remote
+    target and the route set goes into Route header fields, in order; the request goes to
+    the first Route (§8.1.2). Both Record-Route entries point at the test's socket, so the
+    ACK and BYE must arrive here with Route: proxy2, proxy1."""
+    c = start_call("--duration", "0.5", "--timeout", "10")
+    inv = uas.request_in("INVITE", timeout=10)
+    tag = new_tag()
+    p1, p2 = f"<sip:proxy1@{HOST}:{uas.port};lr>", f"<sip:proxy2@{HOST}:{uas.port};lr>"
+    answer(uas, inv, tag, headers=[("Record-Route", f"{p1}, {p2}")])
+    ack = uas.request_in("ACK")
+    assert ack.all("route") == [p2, p1], ack.text()
+    check_2xx_ack(ack, inv, tag, uas)
+    bye = uas.request_in("BYE", timeout=10)
+    uas.reply(bye, 200)
+    assert bye.all("route") == [p2, p1], bye.text()
+    assert bye.uri == uri_of(uas.contact()), bye.text()
+    assert c.wait(20) == 0, c.log()
     clean(c)
