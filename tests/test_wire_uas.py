@@ -512,6 +512,33 @@ def test_late_offer_then_reinvites(answerer: StartAnswerer, udp: SipPeer, media:
     assert udp.response_to("BYE").status == 200
 
 
+@pytest.mark.parametrize("media", ["static", "ice"])
+def test_late_offer_reinvite_in_established_call(answerer: StartAnswerer, udp: SipPeer,
+                                                 media: str) -> None:
+    """As above, in a call set up with a normal offer (so the initial INVITE works even where
+    late offer does not): RFC 3261 §14.2 / §13.3.1.4 a re-INVITE without SDP gets a 2xx
+    with an offer, whose answer comes in the ACK (RFC 3264 §4); that completes the exchange,
+    so the next re-INVITE with an offer gets 200 with an answer, not 491 (§14.2: 491 only
+    while an INVITE transaction or offer of the UAS's own is pending)."""
+    a = answerer(media=media)
+    leg = Leg(udp, a.addr, a.uri())
+    establish(leg)
+    time.sleep(0.3)
+    reinv = leg.send("INVITE")
+    ok = udp.response_to("INVITE", reinv.cseq[0])
+    assert ok.status == 200, f"late-offer re-INVITE: {ok.text()}"
+    assert b"m=audio" in ok.body, f"2xx to a re-INVITE without offer, no offer:\n{ok.text()}"
+    leg.send_ack(ok, reinv, body=sdp(port=udp.port + 1, version=2))
+    time.sleep(0.3)
+    reinv2 = leg.send("INVITE", body=sdp(port=udp.port + 1, version=3))
+    ok2 = udp.response_to("INVITE", reinv2.cseq[0])
+    assert ok2.status == 200, f"re-INVITE with an offer after a late offer: {ok2.text()}"
+    assert b"m=audio" in ok2.body, ok2.text()
+    leg.send_ack(ok2, reinv2)
+    leg.send("BYE")
+    assert udp.response_to("BYE").status == 200
+
+
 def test_bye_in_early_dialog_ends_invite_with_487(answerer: StartAnswerer,
                                                   udp: SipPeer) -> None:
     """RFC 3261 §15: "the caller's UA MAY send a BYE for either confirmed or early
