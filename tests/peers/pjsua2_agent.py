@@ -111,7 +111,7 @@ class Agent:
         self.errors: list[str] = []
 
 
-class AgentCall(pj.Call):  # type: ignore[misc]
+class AgentCall(pj.Call):
     def __init__(self, agent: Agent, acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(acc, call_id)
         self.agent = agent
@@ -288,7 +288,7 @@ class AgentCall(pj.Call):  # type: ignore[misc]
         }
 
 
-class AgentAccount(pj.Account):  # type: ignore[misc]
+class AgentAccount(pj.Account):
     def __init__(self, agent: Agent) -> None:
         super().__init__()
         self.agent = agent
