@@ -97,6 +97,7 @@ from ice.turn import (
     DataReceived,
     PermissionFailed,
     Released,
+    StreamConnection,
 )
 
 log = Logger(namespace="ice.agent")
@@ -144,6 +145,7 @@ class _Relay:
     alloc: Allocation
     relayed: Address | None = None
     removed: bool = False            # its component was removed: released, never used
+    connection: StreamConnection | None = None   # TURN over TCP/TLS: the driver's connection
 
 
 @dataclass
@@ -295,6 +297,9 @@ class Agent:
         self._relays: list[_Relay] = []
         self._relay_by_addr: dict[Address, _Relay] = {}
         self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
+        self._relay_by_stream: dict[StreamConnection, _Relay] = {}   # TURN over TCP/TLS
+        self._streams_to_open: list[StreamConnection] = []
+        self._stream_out: list[tuple[StreamConnection, bytes]] = []
         self._retired_sockets: list[Address] = []   # of removed components, to be closed
         self.trace = Trace()
         self.dropped_data = 0
@@ -548,8 +553,43 @@ class Agent:
                 relay.alloc.send_to(item[2], item[0], now)   # Send indication / ChannelData
         for relay in self._relays:
             for data, addr in relay.alloc.datagrams_to_send(now):
-                out.append((data, relay.base, addr))
+                if relay.connection is not None:   # goes on its stream: stream_data_to_send
+                    self._stream_out.append((relay.connection, data))
+                else:
+                    out.append((data, relay.base, addr))
         return out
+
+    # ---- TURN over TCP/TLS (RFC 8656 §3.1): the driver owns the connections -------------
+    def stream_connections_to_open(self) -> list[StreamConnection]:
+        """TCP/TLS connections to TURN servers the driver must open now (each once)."""
+        out, self._streams_to_open = self._streams_to_open, []
+        return out
+
+    def stream_data_to_send(self) -> list[tuple[StreamConnection, bytes]]:
+        """Messages for the TURN stream connections (after :meth:`datagrams_to_send`)."""
+        out, self._stream_out = self._stream_out, []
+        return out
+
+    def stream_connected(self, conn: StreamConnection, local: Address, now: float) -> None:
+        """The driver's connection is up (TLS: verified), from ``local``."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None:
+            relay.alloc.local = local
+            self._trace(now, "event", f"TURN {conn.transport} connection to {relay.server} "
+                        f"from {local}")
+
+    def stream_received(self, conn: StreamConnection, message: bytes, now: float) -> None:
+        """One STUN or ChannelData message framed off the connection ``conn``."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None and relay.alloc.receive(message, relay.server, now):
+            self._drain_relay(relay, now)
+
+    def stream_lost(self, conn: StreamConnection, reason: str, now: float) -> None:
+        """The connection could not be opened or ended: its allocation is gone."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None:
+            relay.alloc.connection_lost(now, reason)
+            self._drain_relay(relay, now)
 
     def get_timer(self) -> float | None:
         times: list[float] = [t for r in self._relays if (t := r.alloc.get_timer()) is not None]
@@ -683,6 +723,7 @@ class Agent:
             self._relays.clear()
             self._relay_by_addr.clear()
             self._relay_by_path.clear()
+            self._relay_by_stream.clear()
         for p in self._pending.values():
             p.txn.cancel()
         self._pending.clear()
@@ -1303,16 +1344,23 @@ class Agent:
         """One allocation per component per TURN server, from the first host socket of the
         server's address family."""
         srv = (server.host, server.port)
-        if (":" in server.host) != (":" in base[0]) or server.transport != "udp":
+        if (":" in server.host) != (":" in base[0]):
             return
         if any(r.stream == s.index and r.component == comp and r.server == srv
-               for r in self._relays):
+               and r.alloc.transport == server.transport for r in self._relays):
             return
         alloc = Allocation(srv, server.username, server.password, rc=self.gather_rc,
-                           rm=self.gather_rm, trace=self.trace, local=base)
+                           rm=self.gather_rm, trace=self.trace, local=base,
+                           transport=server.transport)
         relay = _Relay(s.index, comp, base, srv, alloc)
         self._relays.append(relay)
-        self._relay_by_path[(base, srv)] = relay
+        if alloc.reliable:   # over TCP/TLS: the driver opens it; messages wait meanwhile
+            relay.connection = StreamConnection(s.index, comp, base[0], srv, server.transport,
+                                                server.tls_ca)
+            self._relay_by_stream[relay.connection] = relay
+            self._streams_to_open.append(relay.connection)
+        else:
+            self._relay_by_path[(base, srv)] = relay
         alloc.allocate(now)
 
     def _drain_relay(self, relay: _Relay, now: float) -> None:
@@ -1329,8 +1377,11 @@ class Agent:
                 self._relay_by_addr[ev.relayed] = relay
                 pref = self._local_pref.get(relay.base[0], 0)
                 cand = Candidate(
-                    foundation=compute_foundation(CandidateType.RELAYED, relay.base[0],
-                                                  server=f"{relay.server[0]}:{relay.server[1]}"),
+                    # RFC 8445 §5.1.1.3: the transport to the server is part of the foundation
+                    foundation=compute_foundation(
+                        CandidateType.RELAYED, relay.base[0],
+                        server=f"{relay.server[0]}:{relay.server[1]}"
+                        + ("" if relay.connection is None else f"/{relay.alloc.transport}")),
                     component=relay.component, transport="udp",
                     priority=candidate_priority(TYPE_PREFERENCE[CandidateType.RELAYED], pref,
                                                 relay.component),

@@ -743,16 +743,15 @@ def candidate_summary(c: Candidate) -> str:
 def media_options(config: Config) -> dict[str, Any]:
     """IceMediaSession keyword arguments from the configuration's [ice] and [media]."""
     import sdp
-    from ice.gathering import TurnServer, parse_server_uri
+    from ice.gathering import parse_turn_uri
 
     ice = config.ice
     codecs = [getattr(sdp, c.upper()) for c in config.media.codecs]
     if config.media.dtmf:
         codecs.append(sdp.TELEPHONE_EVENT)
     turns = []
-    for t in ice.turn_servers:
-        _scheme, host, port = parse_server_uri(t.uri)
-        turns.append(TurnServer(host, port, t.username, t.password))
+    for t in ice.turn_servers:   # turn: UDP or ?transport=tcp, turns: TLS (RFC 7065)
+        turns.append(parse_turn_uri(t.uri, t.username, t.password, tls_ca=t.tls_ca))
     return {
         "local_addresses": tuple(ice.addresses) if ice.addresses or not ice.interfaces else None,
         "interfaces": tuple(ice.interfaces) if ice.interfaces else None,
