@@ -106,8 +106,9 @@ class _VerifyingClientTLS:
         def verify(conn: Any, cert: Any, err: int, depth: int, ok: int) -> bool:
             if not ok:
                 reason = _X509_ERRORS.get(err, f"X509 error {err}")
-                self.failure = (f"certificate verify failed at depth {depth} "
-                                f"({cert.get_subject().CN or 'no CN'}): {reason}")
+                subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
+                self.failure = (f"certificate verify failed at depth {depth} ({subject}): "
+                                f"{reason}")
                 return False
             if depth != 0:
                 return True
