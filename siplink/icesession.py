@@ -451,9 +451,10 @@ class IceMediaSession:
         self.driver = TwistedAgent(agent, self.reactor, on_event=self._on_ice_event,
                                    on_data=self._on_data)
         ctx = self.bind_context() if self.bind_context is not None else contextlib.nullcontext()
-        with ctx:
+        with ctx:   # gathering opens TURN's TCP/TLS connections: their sockets too
             self.driver.bind()
-        cands = await self.driver.gather()
+            gathered = self.driver.gather()
+        cands = await gathered
         if not cands:
             raise IceSessionError("no candidate gathered")
         self._event(f"gathered {len(cands)} candidates: " + "; ".join(str(c) for c in cands))
