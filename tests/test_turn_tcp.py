@@ -270,3 +270,33 @@ def test_udp_and_tcp_to_the_same_server_are_two_allocations() -> None:
     udp = [r for _, _, r in agent.datagrams_to_send(0.0) if r == ("192.0.2.10", 3478)]
     assert len(udp) == 1
     assert len(agent.stream_data_to_send()) == 1
+
+
+# ---- configuration: [[ice.turn_servers]] ------------------------------------------------------
+
+def test_config_turn_servers_become_udp_tcp_and_tls_servers() -> None:
+    from siplink.config import loads
+    from siplink.icesession import media_options
+
+    cfg = loads('[[ice.turn_servers]]\nuri = "turn:192.0.2.1"\nusername = "u"\n'
+                'password = "p"\n\n[[ice.turn_servers]]\n'
+                'uri = "turn:192.0.2.1:3479?transport=tcp"\n\n[[ice.turn_servers]]\n'
+                'uri = "turns:turn.test"\ntls_ca = "/etc/ca.pem"\n')
+    assert media_options(cfg)["turn_servers"] == (
+        TurnServer("192.0.2.1", 3478, "u", "p", "udp"),
+        TurnServer("192.0.2.1", 3479, "", "", "tcp"),
+        TurnServer("turn.test", 5349, "", "", "tls", "/etc/ca.pem"))
+
+
+@pytest.mark.parametrize(("body", "key", "words"), [
+    ('uri = "turns:turn.test?transport=udp"', "ice.turn_servers.uri", "DTLS"),
+    ('uri = "turn:turn.test?transport=sctp"', "ice.turn_servers.uri", "udp or tcp"),
+    ('uri = "turn:turn.test"\ntls_ca = "ca.pem"', "ice.turn_servers.tls_ca", "turns:"),
+])
+def test_config_bad_turn_server_names_the_key(body: str, key: str, words: str) -> None:
+    from siplink.config import ConfigError, loads
+
+    with pytest.raises(ConfigError) as e:
+        loads(f"[[ice.turn_servers]]\n{body}\n", path="x.toml")
+    assert e.value.key == key and words in str(e.value)
+    assert e.value.line is not None
