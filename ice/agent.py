@@ -1349,9 +1349,10 @@ class Agent:
         if any(r.stream == s.index and r.component == comp and r.server == srv
                and r.alloc.transport == server.transport for r in self._relays):
             return
+        stream = server.transport != "udp"   # TCP/TLS: its local address comes on connect
         alloc = Allocation(srv, server.username, server.password, rc=self.gather_rc,
-                           rm=self.gather_rm, trace=self.trace, local=base,
-                           transport=server.transport)
+                           rm=self.gather_rm, trace=self.trace,
+                           local=None if stream else base, transport=server.transport)
         relay = _Relay(s.index, comp, base, srv, alloc)
         self._relays.append(relay)
         if alloc.reliable:   # over TCP/TLS: the driver opens it; messages wait meanwhile

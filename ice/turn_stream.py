@@ -204,6 +204,7 @@ class TurnStream:
         self._pending: list[bytes] = []
         self._tls: _VerifyingClientTLS | None = None
         self._connector: Any = None
+        self._closing = False                  # close() was called: the end is ours
         self._closed: defer.Deferred[None] = defer.Deferred()
 
     @property
@@ -243,7 +244,9 @@ class TurnStream:
             self._pending.append(data)
 
     def close(self) -> defer.Deferred[None]:
-        """Close the connection; fires once it is closed."""
+        """Close the connection; fires once it is closed.  ``on_lost`` is not called for a
+        close we asked for."""
+        self._closing = True
         transport: Any = self._proto.transport if self._proto is not None else None
         if transport is not None and self.lost is None:
             transport.loseConnection()
@@ -277,6 +280,8 @@ class TurnStream:
             self.on_message(message)
 
     def _down(self, reason: Failure) -> None:
+        if self.lost is None and self._closing:
+            self.lost = "closed"
         if self.lost is None:
             if self._tls is not None and not self._connected:
                 why = self._tls.failure or reason.getErrorMessage()
@@ -292,6 +297,11 @@ class TurnStream:
 
     def _lose(self, reason: str) -> None:
         if self.lost is not None:
+            return
+        if self._closing:              # the connect we cancelled in close()
+            self.lost = "closed"
+            if not self._closed.called:
+                self._closed.callback(None)
             return
         self.lost = reason
         self._pending.clear()

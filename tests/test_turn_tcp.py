@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ice.agent import Agent
-from ice.events import GatheringComplete, GatheringFailed
+from ice.events import GatheringComplete, GatheringFailed, RelayError
 from ice.gathering import GatheringError, TurnServer, parse_turn_uri
 from ice.stream_framing import FramingError, StreamFramer, frame
 from ice.stun import Attr, Class, Message, Method, decode, encode, new_transaction_id
@@ -242,6 +242,13 @@ def test_agent_asks_for_a_stream_and_relays_through_it() -> None:
     while (ev := agent.next_event()) is not None:
         events.append(ev)
     assert GatheringComplete(0) in events
+    # the server closes the connection: the allocation is gone with it (RFC 8656 §3.1)
+    agent.stream_lost(conn, "TURN server 192.0.2.10:443 closed the TLS connection", 5.0)
+    errors = [e for e in iter(agent.next_event, None) if isinstance(e, RelayError)]
+    assert errors and "closed the TLS connection" in errors[0].reason
+    agent.handle_timer(600.0)        # past the refresh time: no Refresh on a dead connection
+    agent.datagrams_to_send(600.0)
+    assert agent.stream_data_to_send() == []
 
 
 def test_agent_reports_a_stream_that_could_not_open() -> None:

@@ -250,9 +250,21 @@ def test_cli_refused_connection_is_a_clear_error():
     assert f"cannot connect to TURN server 127.0.0.1:{port} over TCP" in r.stderr
 
 
-def test_cli_contradicting_transport_is_a_usage_error():
-    r = siplink("turn", "turns:127.0.0.1", "--transport", "udp", "-u", "a", "-w", "b")
-    assert r.returncode == 2 and "contradicts" in r.stderr
+@pytest.mark.parametrize(("argv", "words"), [
+    (["turns:127.0.0.1", "--transport", "udp"], "contradicts"),
+    (["turn:127.0.0.1?transport=tcp", "--tls-ca", "ca.pem"], "--tls-ca is for TLS"),
+    (["turns:127.0.0.1?transport=udp"], "DTLS"),
+])
+def test_cli_bad_transport_is_a_usage_error(argv, words):
+    r = siplink("turn", *argv, "-u", "a", "-w", "b")
+    assert r.returncode == 2 and words in r.stderr, r.stderr
+
+
+def test_cli_unreadable_ca_file_is_a_clear_error(coturn):
+    r = siplink("turn", f"turns:127.0.0.1:{coturn.tls_port}", "-u", USER, "-w", PASSWORD,
+                "--tls-ca", "/nonexistent/ca.pem")
+    assert r.returncode == 1
+    assert "cannot read TLS CA file /nonexistent/ca.pem" in r.stderr
 
 
 # ---- the ICE agent: relayed candidates over TCP and TLS ------------------------------------

@@ -94,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as e:
         print(f"siplink turn: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.tls_ca is not None and transport != "tls":
+        print(f"siplink turn: --tls-ca is for TLS (turns: or --transport tls), not "
+              f"{transport}", file=sys.stderr)
+        return EXIT_USAGE
     if peer is not None and peer[1] == 0:
         print("siplink turn: --peer needs ADDR:PORT", file=sys.stderr)
         return EXIT_USAGE
