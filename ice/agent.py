@@ -88,6 +88,7 @@ from ice.gathering import (
 from ice.stun import Attr, Class, Method
 from ice.stun_transaction import StunClientTransaction
 from ice.trace import Trace, TraceRecord
+from ice.turn import TRANSPORTS as TURN_TRANSPORTS
 from ice.turn import (
     Allocation,
     AllocationFailed,
@@ -267,6 +268,10 @@ class Agent:
             else StunServer(s[0], s[1])
             for s in stun_servers]
         self.turn_servers = list(turn_servers)
+        for t in self.turn_servers:
+            if t.transport not in TURN_TRANSPORTS:
+                raise IceError(f"TURN server {t.host}:{t.port}: transport must be one of "
+                               f"{', '.join(TURN_TRANSPORTS)}, not {t.transport!r}")
         if local_addresses is None and interfaces is None:
             local_addresses = ("127.0.0.1",)     # never the machine's real addresses by default
         self.local_addresses = select_local_addresses(local_addresses, interfaces)

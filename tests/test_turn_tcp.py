@@ -307,3 +307,10 @@ def test_config_bad_turn_server_names_the_key(body: str, key: str, words: str) -
         loads(f"[[ice.turn_servers]]\n{body}\n", path="x.toml")
     assert e.value.key == key and words in str(e.value)
     assert e.value.line is not None
+
+
+def test_agent_refuses_an_unknown_turn_transport() -> None:
+    from ice.agent import IceError
+
+    with pytest.raises(IceError, match="transport must be one of udp, tcp, tls"):
+        Agent(True, turn_servers=[TurnServer("192.0.2.10", 3478, "u", "p", "sctp")])
