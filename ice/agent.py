@@ -89,6 +89,7 @@ from ice.gathering import (
 from ice.stun import Attr, Class, Method
 from ice.stun_transaction import StunClientTransaction
 from ice.trace import Trace, TraceRecord
+from ice.turn import TRANSPORTS as TURN_TRANSPORTS
 from ice.turn import (
     Allocation,
     AllocationFailed,
@@ -98,6 +99,7 @@ from ice.turn import (
     DataReceived,
     PermissionFailed,
     Released,
+    StreamConnection,
 )
 
 log = Logger(namespace="ice.agent")
@@ -144,6 +146,7 @@ class _Relay:
     alloc: Allocation
     relayed: Address | None = None
     removed: bool = False            # its component was removed: released, never used
+    connection: StreamConnection | None = None   # TURN over TCP/TLS: the driver's connection
 
 
 @dataclass
@@ -265,6 +268,10 @@ class Agent:
             else StunServer(s[0], s[1])
             for s in stun_servers]
         self.turn_servers = list(turn_servers)
+        for t in self.turn_servers:
+            if t.transport not in TURN_TRANSPORTS:
+                raise IceError(f"TURN server {t.host}:{t.port}: transport must be one of "
+                               f"{', '.join(TURN_TRANSPORTS)}, not {t.transport!r}")
         if local_addresses is None and interfaces is None:
             local_addresses = ("127.0.0.1",)     # never the machine's real addresses by default
         self.local_addresses = select_local_addresses(local_addresses, interfaces)
@@ -295,6 +302,9 @@ class Agent:
         self._relays: list[_Relay] = []
         self._relay_by_addr: dict[Address, _Relay] = {}
         self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
+        self._relay_by_stream: dict[StreamConnection, _Relay] = {}   # TURN over TCP/TLS
+        self._streams_to_open: list[StreamConnection] = []
+        self._stream_out: list[tuple[StreamConnection, bytes]] = []
         self._retired_sockets: list[Address] = []   # of removed components, to be closed
         self.trace = Trace()
         self.dropped_data = 0
@@ -548,8 +558,43 @@ class Agent:
                 relay.alloc.send_to(item[2], item[0], now)   # Send indication / ChannelData
         for relay in self._relays:
             for data, addr in relay.alloc.datagrams_to_send(now):
-                out.append((data, relay.base, addr))
+                if relay.connection is not None:   # goes on its stream: stream_data_to_send
+                    self._stream_out.append((relay.connection, data))
+                else:
+                    out.append((data, relay.base, addr))
         return out
+
+    # ---- TURN over TCP/TLS (RFC 8656 §3.1): the driver owns the connections -------------
+    def stream_connections_to_open(self) -> list[StreamConnection]:
+        """TCP/TLS connections to TURN servers the driver must open now (each once)."""
+        out, self._streams_to_open = self._streams_to_open, []
+        return out
+
+    def stream_data_to_send(self) -> list[tuple[StreamConnection, bytes]]:
+        """Messages for the TURN stream connections (after :meth:`datagrams_to_send`)."""
+        out, self._stream_out = self._stream_out, []
+        return out
+
+    def stream_connected(self, conn: StreamConnection, local: Address, now: float) -> None:
+        """The driver's connection is up (TLS: verified), from ``local``."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None:
+            relay.alloc.local = local
+            self._trace(now, "event", f"TURN {conn.transport} connection to {relay.server} "
+                        f"from {local}")
+
+    def stream_received(self, conn: StreamConnection, message: bytes, now: float) -> None:
+        """One STUN or ChannelData message framed off the connection ``conn``."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None and relay.alloc.receive(message, relay.server, now):
+            self._drain_relay(relay, now)
+
+    def stream_lost(self, conn: StreamConnection, reason: str, now: float) -> None:
+        """The connection could not be opened or ended: its allocation is gone."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None:
+            relay.alloc.connection_lost(now, reason)
+            self._drain_relay(relay, now)
 
     def get_timer(self) -> float | None:
         times: list[float] = [t for r in self._relays if (t := r.alloc.get_timer()) is not None]
@@ -683,6 +728,7 @@ class Agent:
             self._relays.clear()
             self._relay_by_addr.clear()
             self._relay_by_path.clear()
+            self._relay_by_stream.clear()
         for p in self._pending.values():
             p.txn.cancel()
         self._pending.clear()
@@ -1303,16 +1349,24 @@ class Agent:
         """One allocation per component per TURN server, from the first host socket of the
         server's address family."""
         srv = (server.host, server.port)
-        if (":" in server.host) != (":" in base[0]) or server.transport != "udp":
+        if (":" in server.host) != (":" in base[0]):
             return
         if any(r.stream == s.index and r.component == comp and r.server == srv
-               for r in self._relays):
+               and r.alloc.transport == server.transport for r in self._relays):
             return
+        stream = server.transport != "udp"   # TCP/TLS: its local address comes on connect
         alloc = Allocation(srv, server.username, server.password, rc=self.gather_rc,
-                           rm=self.gather_rm, trace=self.trace, local=base)
+                           rm=self.gather_rm, trace=self.trace,
+                           local=None if stream else base, transport=server.transport)
         relay = _Relay(s.index, comp, base, srv, alloc)
         self._relays.append(relay)
-        self._relay_by_path[(base, srv)] = relay
+        if alloc.reliable:   # over TCP/TLS: the driver opens it; messages wait meanwhile
+            relay.connection = StreamConnection(s.index, comp, base[0], srv, server.transport,
+                                                server.tls_ca)
+            self._relay_by_stream[relay.connection] = relay
+            self._streams_to_open.append(relay.connection)
+        else:
+            self._relay_by_path[(base, srv)] = relay
         alloc.allocate(now)
 
     def _drain_relay(self, relay: _Relay, now: float) -> None:
@@ -1329,8 +1383,11 @@ class Agent:
                 self._relay_by_addr[ev.relayed] = relay
                 pref = self._local_pref.get(relay.base[0], 0)
                 cand = Candidate(
-                    foundation=compute_foundation(CandidateType.RELAYED, relay.base[0],
-                                                  server=f"{relay.server[0]}:{relay.server[1]}"),
+                    # RFC 8445 §5.1.1.3: the transport to the server is part of the foundation
+                    foundation=compute_foundation(
+                        CandidateType.RELAYED, relay.base[0],
+                        server=f"{relay.server[0]}:{relay.server[1]}"
+                        + ("" if relay.connection is None else f"/{relay.alloc.transport}")),
                     component=relay.component, transport="udp",
                     priority=candidate_priority(TYPE_PREFERENCE[CandidateType.RELAYED], pref,
                                                 relay.component),

@@ -20,6 +20,7 @@ from ice.address import Address
 from ice.agent import Agent
 from ice.candidate import Candidate
 from ice.drivers.timer import TimerDriver
+from ice.drivers.turn_stream import AgentRelayStreams
 from ice.events import (
     ApplicationData,
     Event,
@@ -76,6 +77,7 @@ class TwistedAgent:
         self._closing: defer.Deferred[None] | None = None
         self._pending_streams: set[int] = set()
         self._gather_left: set[int] = set()
+        self._relay_streams = AgentRelayStreams(agent, reactor, self._pump)   # TURN TCP/TLS
 
     # ---- sockets -------------------------------------------------------------------------
     def bind(self) -> list[Address]:
@@ -176,6 +178,7 @@ class TwistedAgent:
         self._timer.cancel()
         ports, self._ports = list(self._ports.values()), {}
         ds = [defer.maybeDeferred(p.stopListening) for p in ports]
+        ds += self._relay_streams.close()
         done = self._closing
         assert done is not None
         defer.gatherResults(ds, consumeErrors=True).addBoth(lambda _: done.callback(None))
@@ -199,6 +202,7 @@ class TwistedAgent:
                     port.write(data, remote)
                 except OSError as e:
                     log.info("send to {remote} failed: {e}", remote=remote, e=e)
+            self._relay_streams.pump()
             self._drain(now)
         for local in self.agent.sockets_to_close():   # of a removed component
             port = self._ports.pop(local, None)

@@ -458,9 +458,10 @@ class IceMediaSession:
         self.driver = TwistedAgent(agent, self.reactor, on_event=self._on_ice_event,
                                    on_data=self._on_data)
         ctx = self.bind_context() if self.bind_context is not None else contextlib.nullcontext()
-        with ctx:
+        with ctx:   # gathering opens TURN's TCP/TLS connections: their sockets too
             self.driver.bind()
-        cands = await self.driver.gather()
+            gathered = self.driver.gather()
+        cands = await gathered
         if not cands:
             raise IceSessionError("no candidate gathered")
         self._event(f"gathered {len(cands)} candidates: " + "; ".join(str(c) for c in cands))
@@ -762,16 +763,15 @@ def candidate_summary(c: Candidate) -> str:
 def media_options(config: Config) -> dict[str, Any]:
     """IceMediaSession keyword arguments from the configuration's [ice] and [media]."""
     import sdp
-    from ice.gathering import TurnServer, parse_server_uri
+    from ice.gathering import parse_turn_uri
 
     ice = config.ice
     codecs = [getattr(sdp, c.upper()) for c in config.media.codecs]
     if config.media.dtmf:
         codecs.append(sdp.TELEPHONE_EVENT)
     turns = []
-    for t in ice.turn_servers:
-        _scheme, host, port = parse_server_uri(t.uri)
-        turns.append(TurnServer(host, port, t.username, t.password))
+    for t in ice.turn_servers:   # turn: UDP or ?transport=tcp, turns: TLS (RFC 7065)
+        turns.append(parse_turn_uri(t.uri, t.username, t.password, tls_ca=t.tls_ca))
     return {
         "local_addresses": tuple(ice.addresses) if ice.addresses or not ice.interfaces else None,
         "interfaces": tuple(ice.interfaces) if ice.interfaces else None,

@@ -40,9 +40,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class TurnServerConfig:
-    uri: str = ""                # "turn:HOST:PORT" (UDP)
+    uri: str = ""                # "turn:HOST:PORT" (UDP), "...?transport=tcp", "turns:HOST:PORT"
     username: str = ""
     password: str = ""
+    tls_ca: str = ""             # turns: trust these CA certificates (PEM; empty: system's)
 
     def __repr__(self) -> str:
         return f"TurnServerConfig(uri={self.uri!r}, username={self.username!r})"
@@ -229,10 +230,21 @@ def _validate(config: Config, locate: KeyLocator, path: str | None) -> None:
         raise ConfigError("policy 'relay' needs at least one [[ice.turn_servers]]", path=path,
                           key="ice.policy", line=locate.line_of("ice.policy"))
     for turn in config.ice.turn_servers:
+        from ice.gathering import GatheringError, parse_turn_uri
+
         if not turn.uri.startswith(("turn:", "turns:")):
             raise ConfigError(f"TURN server uri must start with turn: ({turn.uri!r})", path=path,
                               key="ice.turn_servers.uri",
                               line=locate.line_of("ice.turn_servers.uri"))
+        try:
+            server = parse_turn_uri(turn.uri)
+        except GatheringError as e:
+            raise ConfigError(str(e), path=path, key="ice.turn_servers.uri",
+                              line=locate.line_of("ice.turn_servers.uri")) from None
+        if turn.tls_ca and server.transport != "tls":
+            raise ConfigError(f"tls_ca is for turns: servers only ({turn.uri!r})", path=path,
+                              key="ice.turn_servers.tls_ca",
+                              line=locate.line_of("ice.turn_servers.tls_ca"))
     seen: set[str] = set()
     for acc in config.accounts:
         if acc.name in seen:

@@ -1,5 +1,6 @@
 """``siplink turn HOST[:PORT] --user U --password P [--peer ADDR:PORT]``: allocate a TURN
-relay, print it, refresh it, optionally send a test datagram through it, release it."""
+relay, print it, refresh it, optionally send a test datagram through it, release it.  The
+server is reached over UDP, TCP or TLS (``--transport``, or a ``turn:``/``turns:`` URI)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,21 @@ TEST_PAYLOAD = b"siplink turn test"
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "turn", help="allocate a TURN relay, print it, refresh and release it",
-        description="Allocate a relayed address on a TURN server (RFC 8656, UDP, long-term "
-                    "credentials), print it, refresh it and release it. With --peer, also "
-                    "send a test datagram through the relay and report any reply.",
+        description="Allocate a relayed address on a TURN server (RFC 8656, long-term "
+                    "credentials; to the server over UDP, TCP or TLS), print it, refresh it "
+                    "and release it. With --peer, also send a test datagram through the "
+                    "relay and report any reply.",
     )
     p.add_argument("server", metavar="HOST[:PORT]", nargs="?", default=None,
-                   help="TURN server (port 3478); default: the first [[ice.turn_servers]] of "
-                        "the configuration, with its username and password")
+                   help="TURN server (port 3478, 5349 for TLS), or a TURN URI "
+                        "(turn:HOST:PORT?transport=tcp, turns:HOST:PORT); default: the first "
+                        "[[ice.turn_servers]] of the configuration, with its credentials")
+    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default=None,
+                   help="how to reach the server (default udp, or what the URI says); the "
+                        "relay to the peer is UDP in every case")
+    p.add_argument("--tls-ca", default=None, metavar="FILE",
+                   help="with TLS: trust the CA certificates of this PEM file (default: the "
+                        "system's, or the server's tls_ca in the configuration)")
     p.add_argument("--user", "-u", default=None, help="long-term credential user name")
     p.add_argument("--password", "-w", default=None, help="long-term credential password")
     p.add_argument("--peer", metavar="ADDR:PORT", default=None,
@@ -61,6 +70,7 @@ def _fmt(addr: Address | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     text, user, password = args.server, args.user, args.password
+    tls_ca = args.tls_ca
     if text is None or user is None or password is None:
         from siplink.cli import load_config
 
@@ -70,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 text = turns[0].uri
                 user = user if user is not None else turns[0].username or None
                 password = password if password is not None else turns[0].password or None
+                tls_ca = tls_ca if tls_ca is not None else turns[0].tls_ca
     if text is None:
         print("siplink turn: no server given and no [[ice.turn_servers]] in the configuration",
               file=sys.stderr)
@@ -79,10 +90,14 @@ def run(args: argparse.Namespace) -> int:
               "the configuration's [[ice.turn_servers]])", file=sys.stderr)
         return EXIT_USAGE
     try:
-        server = parse_hostport(text.removeprefix("turn:").split("?")[0])
+        transport, server = _server(text, args.transport)
         peer = parse_hostport(args.peer, 0) if args.peer else None
     except UsageError as e:
         print(f"siplink turn: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.tls_ca is not None and transport != "tls":
+        print(f"siplink turn: --tls-ca is for TLS (turns: or --transport tls), not "
+              f"{transport}", file=sys.stderr)
         return EXIT_USAGE
     if peer is not None and peer[1] == 0:
         print("siplink turn: --peer needs ADDR:PORT", file=sys.stderr)
@@ -93,22 +108,37 @@ def run(args: argparse.Namespace) -> int:
         from twisted.internet import defer
 
         from ice.drivers.turn import TurnClientProtocol, TurnError
+        from ice.drivers.turn_stream import TurnStreamClient
         from ice.trace import Trace
         from ice.turn import Allocation
 
         trace = Trace() if verbose else None
         allocation = Allocation(server, user, password, lifetime=args.lifetime,
-                                family=int(args.family) if args.family else None, trace=trace)
-        proto = TurnClientProtocol(allocation, reactor)
-        bind = args.bind or ("::" if ":" in server[0] else "0.0.0.0")
-        try:
-            port = reactor.listenUDP(0, proto, interface=bind)
-        except Exception as e:  # noqa: BLE001 - CannotListenError and friends
-            print(f"siplink turn: cannot bind {bind}: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        host = port.getHost()
-        allocation.local = (host.host, host.port)     # named in the trace records
-        where = f"{server[0]}:{server[1]}"
+                                family=int(args.family) if args.family else None, trace=trace,
+                                transport=transport)
+        where = _fmt(server)
+        stream: TurnStreamClient | None = None
+        port: Any = None
+        if allocation.reliable:
+            stream = TurnStreamClient(allocation, reactor, bind=args.bind, tls_ca=tls_ca or "",
+                                      connect_timeout=args.timeout)
+            proto: TurnClientProtocol = stream
+            try:
+                local = await stream.connect()
+            except TurnError as e:
+                print(f"siplink turn: {e.reason}", file=sys.stderr)
+                return EXIT_TIMEOUT if "timeout" in e.reason.lower() else EXIT_FAILED
+            print(f"connected over {transport.upper()} from {_fmt(local)} to {where}")
+        else:
+            proto = TurnClientProtocol(allocation, reactor)
+            bind = args.bind or ("::" if ":" in server[0] else "0.0.0.0")
+            try:
+                port = reactor.listenUDP(0, proto, interface=bind)
+            except Exception as e:  # noqa: BLE001 - CannotListenError and friends
+                print(f"siplink turn: cannot bind {bind}: {e}", file=sys.stderr)
+                return EXIT_USAGE
+            host = port.getHost()
+            allocation.local = (host.host, host.port)     # named in the trace records
 
         async def step(d: defer.Deferred[Any], what: str) -> Any:
             d.addTimeout(args.timeout, reactor)
@@ -149,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             code = EXIT_TIMEOUT
         except TurnError as e:
-            if e.code is None:
+            if e.code is None and stream is not None and stream.stream.lost is not None:
+                print(f"siplink turn: {e.during}: {e.reason}", file=sys.stderr)
+                code = EXIT_FAILED
+            elif e.code is None:
                 print(f"siplink turn: {e.during}: no answer from {where}", file=sys.stderr)
                 code = EXIT_TIMEOUT
             elif e.code == 0:
@@ -169,10 +202,38 @@ def run(args: argparse.Namespace) -> int:
                     print(f"siplink turn: release: no answer from {where}", file=sys.stderr)
                     code = code or EXIT_TIMEOUT
         finally:
-            await port.stopListening()
+            if stream is not None:
+                await stream.close()
+            else:
+                await port.stopListening()
             if trace is not None:
                 for rec in trace:
                     print(f"{rec.time:.3f} {rec.direction:5} {rec.summary}", file=sys.stderr)
         return code
 
     return run_in_reactor(main)
+
+
+def _server(text: str, transport: str | None) -> tuple[str, tuple[str, int]]:
+    """(transport, server address) from HOST[:PORT] or a TURN URI and ``--transport``.  Over
+    UDP the host is resolved here; over TCP/TLS it is kept as written (TLS checks the
+    certificate against it; the connection resolves it)."""
+    from ice.gathering import GatheringError, parse_server_uri, parse_turn_uri
+
+    try:
+        if text.lower().startswith(("turn:", "turns:")):
+            uri = parse_turn_uri(text)
+            if transport is not None and transport != uri.transport:
+                raise UsageError(f"--transport {transport} contradicts {text!r} "
+                                 f"({uri.transport})")
+            transport, host, port = uri.transport, uri.host, uri.port
+        else:
+            transport = transport or "udp"
+            # bare HOST[:PORT]: the default port of turns: (5349) for TLS, else 3478
+            _scheme, host, port = parse_server_uri(
+                ("turns:" if transport == "tls" else "turn:") + text)
+    except GatheringError as e:
+        raise UsageError(str(e)) from None
+    if transport == "udp":
+        return transport, parse_hostport(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return transport, (host, port)
