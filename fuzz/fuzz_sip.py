@@ -214,12 +214,22 @@ def build() -> Target:
 
         def on_event(ev: Any) -> None:   # the transport would log and swallow: keep it
             try:
-                ua._on_event(ev)
+                ua._on_layer_event(ev)
             except Exception as e:
                 failures.append(e)
                 raise
 
         ua.transport.on_event = on_event
+        dispatch = ua._dispatch
+
+        def on_core_event(ev: Any) -> None:   # so would the UA for its core's events
+            try:
+                dispatch(ev)
+            except Exception as e:
+                failures.append(e)
+                raise
+
+        ua._dispatch = on_core_event  # type: ignore[method-assign]
 
         def incoming(call: Any) -> None:    # an application that turns every call down
             call.reject(486)

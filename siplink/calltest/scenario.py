@@ -739,6 +739,8 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
                 rec.error = e.reason
             else:
                 rec.status, rec.reason = e.status, e.reason
+                if e.status is not None and 200 <= e.status < 300:
+                    rec.error = e.reason     # answered, yet the call failed (bad Contact)
         except defer.TimeoutError:
             rec.error = f"no final response in {timeout:g} s"
             # §9.1: give up on the INVITE: CANCEL it (once a provisional came; before that
@@ -746,7 +748,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
             call.hangup()
         rec.setup_ms = ((reactor.seconds() - t0) * 1000) if rec.status is not None else None
         rec.call_id = call.call_id
-        if rec.status is not None and 200 <= rec.status < 300:
+        if rec.status is not None and 200 <= rec.status < 300 and not rec.error:
             answered_at = reactor.seconds()
             start = answered_at
             if isinstance(media, IceMediaSession):

@@ -288,14 +288,14 @@ class Call:
         """Send 180 Ringing (creates the early dialog on our side)."""
         self.ua._do(lambda now: self.ua.core.ring(self.session, now))
 
-    def answer(self) -> defer.Deferred[Call]:
+    def answer(self) -> None:
         """Answer with 200 OK and the media session's answer (or, for an INVITE without SDP,
-        its offer: the answer comes in the ACK); fires with the call."""
+        its offer: the answer comes in the ACK). ``await call.answered`` to wait for it: a
+        media session that refuses the offer rejects the call (488) and fails ``answered``."""
         s = self.session
         if s.direction is CallDirection.INCOMING and not s.final_sent:
             d = defer.ensureDeferred(self.ua._answer(self))
             d.addErrback(lambda f: log.failure("answer failed", f))
-        return self.answered
 
     def reject(self, status: int = 486, reason: str | None = None,
                headers: list[tuple[str, str]] | None = None) -> None:
@@ -375,7 +375,7 @@ class UserAgent:
         self.transport.on_idle = self._drain
         # host name -> address, or a Deferred of it (raising / failing when it cannot);
         # non-blocking by default (reactor.resolve); RFC 3263 NAPTR/SRV is not done yet
-        self.resolve_host: Callable[[str], Any] = reactor.resolve
+        self.resolve_host: Callable[[str], Any] = self._resolve_with_reactor
         self.resolve_timeout = 10.0
         self.accounts: list[Account] = []
         self.calls: dict[str, Call] = {}                     # Call-ID -> call
@@ -582,6 +582,12 @@ class UserAgent:
                 self.on_request(ev.request)
         elif isinstance(ev, ResolveHost):
             self._resolve(ev.name)
+
+    def _resolve_with_reactor(self, name: str) -> Any:
+        # RFC 6761 §6.4: ".invalid" never resolves: answer at once, ask nobody
+        if name.lower().rstrip(".").endswith(".invalid") or name.lower() == "invalid":
+            raise OSError(f"{name} is an .invalid name (RFC 6761)")
+        return self.reactor.resolve(name)
 
     def _resolve(self, name: str) -> None:
         d = defer.maybeDeferred(self.resolve_host, name)
