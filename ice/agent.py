@@ -702,6 +702,17 @@ class Agent:
     def selected_pair(self, stream: int, component: int = 1) -> CandidatePair | None:
         return self._stream(stream).selected.get(component)
 
+    def is_valid(self, stream: int, component: int, remote: Address,
+                 local: Address | None = None) -> bool:
+        """Whether ``remote`` (with ``local``: from the local socket or relayed address
+        ``local``) is the remote end of a valid pair of ``component`` -- a check on it
+        succeeded (RFC 8445 §7.2.5.3.2).  Media from it may be taken before nomination
+        (§12.1: the peer MAY send on any valid pair; §12.2: be prepared to receive it)."""
+        s = self._stream(stream)
+        return any(p.valid and p.component == component and p.remote_addr == remote
+                   and (local is None or p.local_base == local)
+                   for p in (*s.checklist.pairs, *s.checklist.valid_extra))
+
     def send_data(self, stream: int, component: int, data: bytes) -> bool:
         """Queue ``data`` on the selected pair; False when there is none or consent expired."""
         s = self._stream(stream)
