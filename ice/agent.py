@@ -36,9 +36,9 @@ Timing, all configurable (``now`` is seconds, any epoch):
   seen)``.  Settling for a relayed pair while a direct pair is unanswered is costlier, so
   then the direct pair gets its first retransmission too (RTO, 500 ms, plus the patience;
   ``relay_after_retransmission=False`` drops this), and only ``nomination_delay`` ends the
-  wait once loss was seen (an answer that needed a retransmission, from the peer, a STUN or
-  a TURN server, or the peer's check arriving twice) or the peer's own check came in on that
-  direct pair.  The nominating check is paced like any other (one Ta).  Why: the old rule
+  wait once loss was seen (a STUN or TURN server answered only a retransmission, or the
+  peer's check arrived twice: not a check answered late, which NAT filtering and TURN
+  permissions cause on a clean path) or the peer's own check came in on that direct pair.  The nominating check is paced like any other (one Ta).  Why: the old rule
   (wait ``nomination_delay`` whenever a better pair was pending) made every NATed call take
   over 1 s, because behind NATs the best pair (host-host) can never answer.  libnice's
   regular mode (nominate once a host pair is valid, two pairs are valid, or nothing is left)
@@ -713,6 +713,10 @@ class Agent:
                    and (local is None or p.local_base == local)
                    for p in (*s.checklist.pairs, *s.checklist.valid_extra))
 
+    def first_valid_at(self, stream: int = 0) -> float | None:
+        """When the stream's first valid pair appeared (None: not yet)."""
+        return self._stream(stream).first_valid_at
+
     def send_data(self, stream: int, component: int, data: bytes) -> bool:
         """Queue ``data`` on the selected pair; False when there is none or consent expired."""
         s = self._stream(stream)
@@ -984,8 +988,11 @@ class Agent:
                         data)
             return
         del self._pending[msg.transaction_id]
-        if p.txn.sent > 1 and p.listen_until is None:
-            self.loss_seen = True    # answered only after a retransmission: the path loses
+        if p.txn.sent > 1 and p.kind == "gather":
+            # a STUN server answered only a retransmission: the path loses packets.  (A check
+            # answered late proves nothing: the peer's NAT may have filtered the first copy
+            # until its own check opened it, or its relay lacked the permission yet.)
+            self.loss_seen = True
 
         p.txn.receive_response(msg, now)
         what = {"check": "check response", "consent": "consent response",
@@ -1129,6 +1136,7 @@ class Agent:
             return
         s.reconsider_at = None
         later: list[float] = []
+        groups: dict[tuple[str, str], list[CandidatePair]] | None = None
         for comp in range(1, s.components + 1):
             if any(p.nominated or p.extra.get("nominating") for p in self._valid_list(s, comp)):
                 continue
@@ -1137,11 +1145,17 @@ class Agent:
                 continue
             best = valid[0]
             if not force:
-                waits = [self._hopeless_at(s, best, p, now) for p in s.checklist.pairs
-                         if p.component == comp and p.priority > best.priority
-                         and p.state in (PairState.FROZEN, PairState.WAITING,
-                                         PairState.IN_PROGRESS)
-                         and "removed" not in p.extra]
+                rivals = [p for p in s.checklist.pairs
+                          if p.component == comp and p.priority > best.priority
+                          and p.state in (PairState.FROZEN, PairState.WAITING,
+                                          PairState.IN_PROGRESS)
+                          and "removed" not in p.extra]
+                if groups is None and any(p.state is PairState.FROZEN for p in rivals):
+                    groups = {}
+                    for cl in self._set:
+                        for q in cl.pairs:
+                            groups.setdefault(q.foundation, []).append(q)
+                waits = [self._hopeless_at(s, best, p, now, groups or {}) for p in rivals]
                 due = max(waits, default=now)
                 if due > now:
                     later.append(due)
@@ -1160,8 +1174,8 @@ class Agent:
         times the slowest answer seen on this stream, at least ``nomination_patience``."""
         return max(self.nomination_patience, 4 * s.rtt)
 
-    def _hopeless_at(self, s: _Stream, best: CandidatePair, rival: CandidatePair, now: float
-                     ) -> float:
+    def _hopeless_at(self, s: _Stream, best: CandidatePair, rival: CandidatePair, now: float,
+                     groups: dict[tuple[str, str], list[CandidatePair]]) -> float:
         """When ``rival`` (better than the valid ``best``, not yet answered) stops being worth
         waiting for (the policy of the module docstring).  Waiting: it is checked within a
         few Ta, ask again one Ta after the next check.  Frozen: it follows its foundation,
@@ -1174,14 +1188,13 @@ class Agent:
         if rival.state is PairState.WAITING:
             return soon
         if rival.state is PairState.FROZEN:
-            same = [q for cl in self._set for q in cl.pairs
-                    if q.foundation == rival.foundation and q is not rival]
+            same = [q for q in groups.get(rival.foundation, ()) if q is not rival]
             if any(q.state is PairState.SUCCEEDED for q in same):
                 return soon
             busy = [q for q in same if q.state is PairState.IN_PROGRESS]
             if not busy and not any(q.state is PairState.FAILED for q in same):
                 return soon
-            return max((self._hopeless_at(s, best, q, now) for q in busy), default=now)
+            return max((self._hopeless_at(s, best, q, now, groups) for q in busy), default=now)
         sent_at = rival.extra.get("sent_at")
         if not isinstance(sent_at, (int, float)):
             return soon
