@@ -17,8 +17,10 @@ alice/secret).  Each side plays its own tone (alice 1000 Hz, bob 440 Hz) for
 sockets, TURN allocations, Kamailio, coturn and namespaces are closed in a ``finally`` (and
 ``CaseResult.leaks`` says what would still exist: the lab's namespaces, reactor sockets bound
 to its host addresses).  Per side it has the selected pair, the time to connected (from the
-offer/answer being built, so gathering included, to ICE completed; regular nomination adds
-up to ``nomination_delay`` = 1 s), checks sent, RTP sent/received while both sides were
+offer/answer being built, so gathering included, to ICE completed; regular nomination waits
+for better pairs as the agent's policy says, at most ``nomination_delay`` = 1 s) and to the
+first valid pair, RTP kept that came on a valid pair before completion, checks sent, RTP
+sent/received while both sides were
 connected, the tone heard, SIP datagrams resent and retransmissions of answered STUN
 requests; per case also coturn's allocations and permissions (from its log), what the lab's
 loss rules dropped, INVITE -> 200, and how each side's call ended.  A case that cannot
