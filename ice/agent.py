@@ -1078,8 +1078,10 @@ class Agent:
         pair from the valid list and fails the check list at once; so does the controlled
         agent's triggered check for a pair the peer nominated.  (A timeout is retried: see
         the module docstring.)"""
-        nominating = p.use_candidate or (not p.controlling and pair.remote_nominated
-                                         and p.triggered)
+        # (with RFC 5245 aggressive nomination every check carries USE-CANDIDATE: one
+        # refused check there is just a failed pair)
+        nominating = (p.use_candidate and self.nomination == "regular") or (
+            not p.controlling and pair.remote_nominated and p.triggered)
         if not nominating or s.completed or s.failed or p.pair is None:
             return False
         if s.checklist.find(pair.component, pair.local_base, pair.remote_addr) is not pair \
@@ -1173,8 +1175,9 @@ class Agent:
             self._trace(now, "event", f"nominating {best.describe()}"
                         + (" (nomination_delay reached)" if force else ""))
             self._pace(now)
-        if later:
-            s.reconsider_at = min(later)
+        finite = [t for t in later if t != float("inf")]   # inf: nomination_delay decides
+        if finite:
+            s.reconsider_at = min(finite)
 
     def _patience(self, s: _Stream) -> float:
         """How long a check may stay unanswered before its pair is deemed hopeless: four
