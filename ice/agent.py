@@ -50,8 +50,8 @@ Timing, all configurable (``now`` is seconds, any epoch):
   evidence asks: a few RTTs for a pair that plainly does not answer, one retransmission
   before settling for the relay, the full delay when loss is known.  Measured (NAT lab,
   bench/natlab.py, offer/answer built -> connected): EIM/EIM ~0.2 s (was ~1.07 s), relayed
-  cases ~0.7 s (was ~1.1 s; ~0.3 s without the retransmission wait), 10 % loss median
-  ~1.2 s / 0.6 s (was ~2.8 s / 1.6 s); in simnet (bench/bench_ice.py --pair-choice) the
+  cases ~0.7 s (was ~1.1 s; ~0.3 s without the retransmission wait), 10 % loss median of
+  20 calls ~1.4 s caller / 0.65 s callee, SIP losses included (was ~2.8 s / 1.6 s); in simnet (bench/bench_ice.py --pair-choice) the
   relay wins where a direct pair works no more often than before (5/10/20 % loss: 10, 23,
   63 of 1000 runs; before 10, 26, 67; without the retransmission wait 16, 43, 64);
 * a nominating check refused with an error response fails the check list at once (RFC 8445
