@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from twisted.internet import defer, task  # noqa: E402
 
 from ice.trace import Trace  # noqa: E402
-from siplink.icesession import IceMediaSession  # noqa: E402
-from siplink.useragent import Call, UserAgent  # noqa: E402
+from siplink.media.icesession import IceMediaSession  # noqa: E402
+from siplink.ua.useragent import Call, UserAgent  # noqa: E402
 
 
 def percentile(xs: list[float], p: float) -> float:

@@ -12,7 +12,7 @@ the ratio ours/aioice.
 
     python bench/bench_ice.py [--rounds 20] [--sizes 1,4,16]
 
-``--pair-choice [--seeds 100]`` measures instead, in virtual time (ice.simnet), how the
+``--pair-choice [--seeds 100]`` measures instead, in virtual time (ice.sim.simnet), how the
 regular nomination policy chooses under loss: for every pair of NAT kinds where a direct
 (non-relayed) pair works (found by a lossless run without TURN), seeded runs with a STUN and a
 TURN server at 0, 5, 10 and 20 % loss per datagram (latency 20 ms, jitter 5 ms); it prints how
@@ -85,7 +85,7 @@ def run_ours(sizes: list[int], rounds: int, variants: list[Variant]
     from twisted.internet import defer, reactor
 
     from ice.agent import Agent
-    from ice.twisted_agent import TwistedAgent
+    from ice.drivers.agent import TwistedAgent
 
     results: dict[tuple[Variant, int], list[float]] = {}
 
@@ -138,10 +138,11 @@ SIM_SERVER = "203.0.113.10"
 def sim_once(seed: int, a_nat: str, b_nat: str, loss: float, *, turn: bool = True,
              agent_kw: dict[str, object] | None = None) -> tuple[float | None, bool]:
     """(time until both completed or None, whether the selected pair is relayed)."""
+    from ice.sim.simnet import Nat, SimNet, StunServer, TurnServer
+
     from ice.candidate import CandidateType
     from ice.events import IceCompleted
     from ice.gathering import TurnServer as TurnConfig
-    from ice.simnet import Nat, SimNet, StunServer, TurnServer
     from tests.ice_support import connect, pair_on_net, run_until_done
 
     net = SimNet(seed=seed, latency=0.02, jitter=0.005, loss=loss)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from siplink import g711  # noqa: E402
-from siplink.digest import DigestClient, DigestServer  # noqa: E402
-from siplink.media import MediaStream  # noqa: E402
-from siplink.rtp import RtpPacket, SourceStatistics  # noqa: E402
-from siplink.tone import ToneGenerator, detect_frequency, sine  # noqa: E402
+from siplink.media import g711  # noqa: E402
+from siplink.media.rtp import RtpPacket, SourceStatistics  # noqa: E402
+from siplink.media.stream import MediaStream  # noqa: E402
+from siplink.media.tone import ToneGenerator, detect_frequency, sine  # noqa: E402
+from siplink.sip.digest import DigestClient, DigestServer  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

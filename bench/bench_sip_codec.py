@@ -77,7 +77,7 @@ Work = Callable[[bytes], Fields]
 
 
 def siplink_work() -> tuple[Work, Callable[[bytes], Callable[[], bytes]]]:
-    from siplink.message import Request, parse_message
+    from siplink.sip.message import Request, parse_message
 
     def work(raw: bytes) -> Fields:
         m = parse_message(raw)

@@ -21,17 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from siplink.digest import (  # noqa: E402
-    DigestError,
-    DigestServer,
-    build_authorization,
-    parse_challenge,
-    parse_credentials,
-)
-from siplink.dtmf import DtmfError, TelephoneEvent, event_series  # noqa: E402
-from siplink.media import MediaStream  # noqa: E402
-from siplink.pcap import PcapError, PcapWriter, read_pcap  # noqa: E402
-from siplink.rtp import (  # noqa: E402
+from siplink.calltest.pcap import PcapError, PcapWriter, read_pcap  # noqa: E402
+from siplink.media.dtmf import DtmfError, TelephoneEvent, event_series  # noqa: E402
+from siplink.media.rtp import (  # noqa: E402
     SDES_CNAME,
     Bye,
     ReceiverReport,
@@ -43,6 +35,14 @@ from siplink.rtp import (  # noqa: E402
     SourceDescription,
     decode_rtcp,
     encode_rtcp,
+)
+from siplink.media.stream import MediaStream  # noqa: E402
+from siplink.sip.digest import (  # noqa: E402
+    DigestError,
+    DigestServer,
+    build_authorization,
+    parse_challenge,
+    parse_credentials,
 )
 
 SIPP_SHARE = Path("/usr/share/sip-tester")

@@ -14,7 +14,7 @@ Each input goes through
 2. ``StreamParser`` in 1-300 octet reads (framing errors: ``SipParseError`` only; its buffer
    never holds more than was fed), and the transaction layer's ``reject_malformed`` for what
    it refused;
-3. a :class:`~siplink.useragent.UserAgent` on a fake clock and a fake UDP port (no socket, no
+3. a :class:`~siplink.ua.useragent.UserAgent` on a fake clock and a fake UDP port (no socket, no
    traffic): ``TransactionLayer.receive`` then the UA's event handling, which must raise
    nothing at all; the fake port refuses what Twisted's UDP ``write`` refuses (hostnames,
    ports out of range), so a response the UA cannot address shows up as a finding too.
@@ -191,15 +191,15 @@ class _NullPort:
 def build() -> Target:
     from twisted.internet.task import Clock
 
-    from siplink.message import (
+    from siplink.core.transaction import Target as SipTarget
+    from siplink.core.transaction import TransactionLayer
+    from siplink.sip.message import (
         SipParseError,
         StreamParser,
         error_response,
         parse_message,
     )
-    from siplink.transaction import Target as SipTarget
-    from siplink.transaction import TransactionLayer
-    from siplink.useragent import UserAgent
+    from siplink.ua.useragent import UserAgent
 
     udp_source = SipTarget("udp", "127.0.0.1", 5099)
     tcp_source = SipTarget("tcp", "127.0.0.1", 5098)
@@ -222,7 +222,6 @@ def build() -> Target:
         ua.transport.on_event = on_event
 
         def incoming(call: Any) -> None:    # an application that turns every call down
-            call.answered.addErrback(lambda f: None)
             call.reject(486)
 
         ua.on_incoming_call = incoming

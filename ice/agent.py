@@ -1,7 +1,7 @@
 """The ICE agent (RFC 8445, with RFC 5245 aggressive nomination), as a sans-I/O state machine.
 
-The agent never opens a socket or reads the clock.  Its driver (``ice.twisted_agent`` on real
-UDP sockets, ``ice.simnet`` in virtual time) binds one socket per component per stream on the
+The agent never opens a socket or reads the clock.  Its driver (``ice.drivers.agent`` on real
+UDP sockets, ``ice.sim.simnet`` in virtual time) binds one socket per component per stream on the
 addresses :meth:`Agent.addresses_to_bind` names, reports them with
 :meth:`Agent.add_host_socket`, then feeds datagrams to :meth:`Agent.receive`, sends what
 :meth:`Agent.datagrams_to_send` returns, and calls :meth:`Agent.handle_timer` at
@@ -80,6 +80,7 @@ from dataclasses import dataclass, field
 from twisted.logger import Logger
 
 from ice import stun
+from ice.address import Address
 from ice.candidate import (
     TYPE_PREFERENCE,
     Candidate,
@@ -124,6 +125,7 @@ from ice.gathering import (
 from ice.stun import Attr, Class, Method
 from ice.stun_transaction import StunClientTransaction
 from ice.trace import Trace, TraceRecord
+from ice.turn import TRANSPORTS as TURN_TRANSPORTS
 from ice.turn import (
     Allocation,
     AllocationFailed,
@@ -133,11 +135,11 @@ from ice.turn import (
     DataReceived,
     PermissionFailed,
     Released,
+    StreamConnection,
 )
 
 log = Logger(namespace="ice.agent")
 
-Address = tuple[str, int]
 Datagram = tuple[bytes, Address, Address]   # (data, local address, remote address)
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
@@ -182,6 +184,7 @@ class _Relay:
     index: int = 0                   # the server's place in turn_servers (local preference)
     relayed: Address | None = None
     removed: bool = False            # its component was removed: released, never used
+    connection: StreamConnection | None = None   # TURN over TCP/TLS: the driver's connection
 
 
 @dataclass
@@ -310,6 +313,10 @@ class Agent:
             else StunServer(s[0], s[1])
             for s in stun_servers]
         self.turn_servers = list(turn_servers)
+        for t in self.turn_servers:
+            if t.transport not in TURN_TRANSPORTS:
+                raise IceError(f"TURN server {t.host}:{t.port}: transport must be one of "
+                               f"{', '.join(TURN_TRANSPORTS)}, not {t.transport!r}")
         if local_addresses is None and interfaces is None:
             local_addresses = ("127.0.0.1",)     # never the machine's real addresses by default
         self.local_addresses = select_local_addresses(local_addresses, interfaces)
@@ -340,6 +347,9 @@ class Agent:
         self._relays: list[_Relay] = []
         self._relay_by_addr: dict[Address, _Relay] = {}
         self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
+        self._relay_by_stream: dict[StreamConnection, _Relay] = {}   # TURN over TCP/TLS
+        self._streams_to_open: list[StreamConnection] = []
+        self._stream_out: list[tuple[StreamConnection, bytes]] = []
         self._retired_sockets: list[Address] = []   # of removed components, to be closed
         self.trace = Trace()
         self.dropped_data = 0
@@ -625,7 +635,10 @@ class Agent:
                 relay.alloc.send_to(item[2], item[0], now)   # Send indication / ChannelData
         for relay in self._relays:
             for data, addr in relay.alloc.datagrams_to_send(now):
-                out.append((data, relay.base, addr))
+                if relay.connection is not None:   # goes on its stream: stream_data_to_send
+                    self._stream_out.append((relay.connection, data))
+                else:
+                    out.append((data, relay.base, addr))
                 if stun.is_stun(data) and not data[0] & 0x01 and not data[1] & 0x10:
                     self._note_turn_request(data[8:20])     # a TURN request (class 0b00)
         return out
@@ -638,6 +651,38 @@ class Agent:
             self._turn_sent.append(tid)
             if len(self._turn_resent) > 256:
                 self._turn_resent.clear()
+
+    # ---- TURN over TCP/TLS (RFC 8656 §3.1): the driver owns the connections -------------
+    def stream_connections_to_open(self) -> list[StreamConnection]:
+        """TCP/TLS connections to TURN servers the driver must open now (each once)."""
+        out, self._streams_to_open = self._streams_to_open, []
+        return out
+
+    def stream_data_to_send(self) -> list[tuple[StreamConnection, bytes]]:
+        """Messages for the TURN stream connections (after :meth:`datagrams_to_send`)."""
+        out, self._stream_out = self._stream_out, []
+        return out
+
+    def stream_connected(self, conn: StreamConnection, local: Address, now: float) -> None:
+        """The driver's connection is up (TLS: verified), from ``local``."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None:
+            relay.alloc.local = local
+            self._trace(now, "event", f"TURN {conn.transport} connection to {relay.server} "
+                        f"from {local}")
+
+    def stream_received(self, conn: StreamConnection, message: bytes, now: float) -> None:
+        """One STUN or ChannelData message framed off the connection ``conn``."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None and relay.alloc.receive(message, relay.server, now):
+            self._drain_relay(relay, now)
+
+    def stream_lost(self, conn: StreamConnection, reason: str, now: float) -> None:
+        """The connection could not be opened or ended: its allocation is gone."""
+        relay = self._relay_by_stream.get(conn)
+        if relay is not None:
+            relay.alloc.connection_lost(now, reason)
+            self._drain_relay(relay, now)
 
     def get_timer(self) -> float | None:
         times: list[float] = [t for r in self._relays if (t := r.alloc.get_timer()) is not None]
@@ -793,6 +838,7 @@ class Agent:
             self._relays.clear()
             self._relay_by_addr.clear()
             self._relay_by_path.clear()
+            self._relay_by_stream.clear()
         for p in self._pending.values():
             p.txn.cancel()
         self._pending.clear()
@@ -1562,10 +1608,10 @@ class Agent:
         """One allocation per component per TURN server, from the first host socket of the
         server's address family."""
         srv = (server.host, server.port)
-        if (":" in server.host) != (":" in base[0]) or server.transport != "udp":
+        if (":" in server.host) != (":" in base[0]):
             return False
         if any(r.stream == s.index and r.component == comp and r.server == srv
-               for r in self._relays):
+               and r.alloc.transport == server.transport for r in self._relays):
             return False
         return not any(js is s and jc == comp and j is server for js, jc, _, _, j in jobs)
 
@@ -1573,11 +1619,19 @@ class Agent:
                      now: float, index: int = 0, rto: float = 0.5) -> None:
         """An allocation on ``server`` from ``base``, its Allocate first sent at ``now``."""
         srv = (server.host, server.port)
+        stream = server.transport != "udp"   # TCP/TLS: its local address comes on connect
         alloc = Allocation(srv, server.username, server.password, rto=rto, rc=self.gather_rc,
-                           rm=self.gather_rm, trace=self.trace, local=base)
+                           rm=self.gather_rm, trace=self.trace,
+                           local=None if stream else base, transport=server.transport)
         relay = _Relay(s.index, comp, base, srv, alloc, index)
         self._relays.append(relay)
-        self._relay_by_path[(base, srv)] = relay
+        if alloc.reliable:   # over TCP/TLS: the driver opens it; messages wait meanwhile
+            relay.connection = StreamConnection(s.index, comp, base[0], srv, server.transport,
+                                                server.tls_ca)
+            self._relay_by_stream[relay.connection] = relay
+            self._streams_to_open.append(relay.connection)
+        else:
+            self._relay_by_path[(base, srv)] = relay
         alloc.allocate(now)
 
     def _pref(self, base: Address, offset: int) -> int:
@@ -1598,8 +1652,12 @@ class Agent:
                 self._base_of[ev.relayed] = ev.relayed
                 self._relay_by_addr[ev.relayed] = relay
                 cand = Candidate(
-                    foundation=compute_foundation(CandidateType.RELAYED, relay.base[0],
-                                                  server=relay.server[0]),
+                    # RFC 8445 §5.1.1.3: the server's IP (not its port) and the transport
+                    # to it are part of the foundation
+                    foundation=compute_foundation(
+                        CandidateType.RELAYED, relay.base[0],
+                        server=relay.server[0]
+                        + ("" if relay.connection is None else f"/{relay.alloc.transport}")),
                     component=relay.component, transport="udp",
                     priority=candidate_priority(TYPE_PREFERENCE[CandidateType.RELAYED],
                                                 self._pref(relay.base, relay.index),

@@ -10,6 +10,8 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
+from ice.address import Address
+
 
 class CandidateType(enum.Enum):
     HOST = "host"
@@ -76,7 +78,7 @@ class Candidate:
     extensions: tuple[tuple[str, str], ...] = field(default=())  # other name/value pairs, in order
 
     @property
-    def transport_address(self) -> tuple[str, int]:
+    def transport_address(self) -> Address:
         return (self.address, self.port)
 
     def __str__(self) -> str:

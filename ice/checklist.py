@@ -14,9 +14,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ice.address import Address
 from ice.candidate import Candidate, pair_priority
-
-Address = tuple[str, int]
 
 
 class PairState(enum.Enum):

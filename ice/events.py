@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ice.address import Address
 from ice.candidate import Candidate
-
-Address = tuple[str, int]
 
 
 class Event:

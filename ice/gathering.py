@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ice.address import Address
 from ice.candidate import (
     TYPE_PREFERENCE,
     Candidate,
@@ -18,8 +19,6 @@ from ice.candidate import (
     candidate_priority,
     compute_foundation,
 )
-
-Address = tuple[str, int]
 
 
 class GatheringError(ValueError):
@@ -34,11 +33,44 @@ class StunServer:
 
 @dataclass(frozen=True, slots=True)
 class TurnServer:
+    """``transport``: how the server is reached, "udp", "tcp" or "tls" (RFC 8656 §3.1; the
+    relay to peers is UDP regardless); over TLS the certificate must name ``host`` and chain
+    to the CAs in the PEM file ``tls_ca`` (empty: the system's)."""
+
     host: str
     port: int = 3478
     username: str = ""
     password: str = ""
     transport: str = "udp"
+    tls_ca: str = ""
+
+
+def parse_turn_uri(uri: str, username: str = "", password: str = "", *,
+                   tls_ca: str = "") -> TurnServer:
+    """A TURN URI (RFC 7065) as a :class:`TurnServer`: ``turn:HOST[:PORT]`` (UDP, 3478),
+    ``turn:HOST[:PORT]?transport=tcp`` (TCP, 3478), ``turns:HOST[:PORT]`` (TLS over TCP,
+    5349).  Raises :class:`GatheringError` for anything else (``turns:...?transport=udp``
+    would be DTLS, which is not supported)."""
+    scheme, host, port = parse_server_uri(uri)
+    if not uri.strip().lower().startswith(("turn:", "turns:")):
+        raise GatheringError(f"bad TURN URI {uri!r}: must start with turn: or turns:")
+    query = uri.partition("?")[2]
+    transport = ""
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        if key.lower() != "transport":
+            raise GatheringError(f"bad TURN URI {uri!r}: unknown parameter {key!r}")
+        transport = value.lower()
+    if transport not in ("", "udp", "tcp"):
+        raise GatheringError(f"bad TURN URI {uri!r}: transport must be udp or tcp")
+    if scheme == "turns":
+        if transport == "udp":
+            raise GatheringError(f"bad TURN URI {uri!r}: turns: over UDP (DTLS) is not "
+                                 "supported; use turns: (TLS) or turn:...?transport=tcp")
+        kind = "tls"
+    else:
+        kind = transport or "udp"
+    return TurnServer(host, port, username, password, kind, tls_ca)
 
 
 def parse_server_uri(uri: str) -> tuple[str, str, int]:

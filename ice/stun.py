@@ -29,6 +29,8 @@ from typing import Any, cast
 
 from twisted.logger import Logger
 
+from ice.address import Address
+
 log = Logger(namespace="ice.stun")
 
 MAGIC_COOKIE = 0x2112A442
@@ -124,8 +126,6 @@ ERROR_REASONS: dict[int, str] = {
     500: "Server Error",
     508: "Insufficient Capacity",
 }
-
-Address = tuple[str, int]
 
 
 @dataclass(eq=True)

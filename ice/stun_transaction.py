@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import enum
 
+from ice.address import Address
 from ice.stun import Class, Message
 from ice.trace import Trace, TraceRecord
-
-Address = tuple[str, int]
 
 
 class TransactionState(enum.Enum):

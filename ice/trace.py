@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ice.address import Address
+
 Direction = Literal["in", "out", "event"]
 
 
@@ -18,8 +20,8 @@ class TraceRecord:
     direction: Direction        # "in" received, "out" sent, "event" a state change
     summary: str                # one line a person can read, e.g. "Binding request 1.2.3.4:5 -> ..."
     detail: str = ""            # longer text (a whole SIP message, decoded attributes)
-    local: tuple[str, int] | None = None   # local transport address, when a packet
-    remote: tuple[str, int] | None = None  # remote transport address, when a packet
+    local: Address | None = None   # local transport address, when a packet
+    remote: Address | None = None  # remote transport address, when a packet
     protocol: str = ""          # "sip", "stun", "turn", "rtp", "ice"
     raw: bytes = b""            # the datagram/segment itself, for pcap export
 

@@ -1,9 +1,15 @@
-"""TURN client (RFC 8656) over UDP as a sans-I/O :class:`Allocation`.
+"""TURN client (RFC 8656) as a sans-I/O :class:`Allocation`, to the server over UDP, TCP or
+TLS (RFC 8656 §3.1; the relayed transport address is UDP in every case).
 
 The allocation never owns a socket: whoever owns the socket (the ICE agent's host candidate,
-or :mod:`ice.turn_twisted` for the command line) passes every datagram from the server to
+or :mod:`ice.drivers.turn` for the command line) passes every datagram from the server to
 :meth:`Allocation.receive`, sends what :meth:`Allocation.datagrams_to_send` returns to the
-server, and calls :meth:`Allocation.handle_timer` at :meth:`Allocation.get_timer`.
+server, and calls :meth:`Allocation.handle_timer` at :meth:`Allocation.get_timer`.  Over TCP
+or TLS the owner of the connection splits the stream into messages
+(:class:`ice.stream_framing.StreamFramer`) and feeds each to :meth:`Allocation.receive`; the
+allocation then pads ChannelData (RFC 8656 §12.5), sends each request once and waits Ti
+(39.5 s, RFC 8489 §6.2.2) instead of retransmitting, and is told
+:meth:`Allocation.connection_lost` when the connection ends (the allocation dies with it).
 
 What it does: Allocate (answering the 401 challenge with REALM/NONCE and long-term
 credentials, retrying on 438 Stale Nonce), Refresh a minute before expiry, Refresh with
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 
 from twisted.logger import Logger
 
+from ice.address import Address
 from ice.stun import (
     Attr,
     Class,
@@ -39,9 +46,10 @@ from ice.trace import Direction, Trace, TraceRecord
 
 log = Logger(namespace="ice.turn")
 
-Address = tuple[str, int]
-
 UDP = 17
+STREAM_TRANSPORTS = ("tcp", "tls")
+TRANSPORTS = ("udp", *STREAM_TRANSPORTS)
+RELIABLE_TI = 39.5                # RFC 8489 §6.2.2: transaction timeout on a reliable transport
 PERMISSION_LIFETIME = 300.0       # RFC 8656 §9
 PERMISSION_REFRESH = 240.0        # refresh a minute before it lapses
 CHANNEL_LIFETIME = 600.0          # RFC 8656 §11
@@ -197,8 +205,24 @@ class _Channel:
     refresh_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StreamConnection:
+    """A TCP or TLS connection to a TURN server that one allocation runs on (RFC 8656 §3.1),
+    for the owner of the ICE agent to open: from ``bind`` (a local IP) to ``server``; over
+    TLS the server's certificate is verified against ``server[0]`` (a host name or an IP),
+    with the CA certificates in the PEM file ``tls_ca`` (empty: the system's)."""
+
+    stream: int
+    component: int
+    bind: str
+    server: Address
+    transport: str
+    tls_ca: str = ""
+
+
 class Allocation:
-    """A TURN allocation on one UDP 5-tuple (local socket <-> ``server``)."""
+    """A TURN allocation on one 5-tuple (local socket or connection <-> ``server``);
+    ``transport`` is how the server is reached: "udp", "tcp" or "tls"."""
 
     def __init__(
         self,
@@ -214,7 +238,14 @@ class Allocation:
         rm: int = 16,
         trace: Trace | None = None,
         local: Address | None = None,
+        transport: str = "udp",
+        ti: float = RELIABLE_TI,
     ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not "
+                             f"{transport!r}")
+        self.transport = transport
+        self.ti = ti
         self.server = server
         self.username = username
         self.password = password
@@ -245,6 +276,11 @@ class Allocation:
         self._next_channel = CHANNEL_MIN
         self.dropped_data = 0             # DataReceived dropped because events were not drained
         self.redirects = 0                # 300 Try Alternate followed (``server`` changed)
+
+    @property
+    def reliable(self) -> bool:
+        """The server is reached over a stream (TCP or TLS)."""
+        return self.transport in STREAM_TRANSPORTS
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -316,8 +352,9 @@ class Allocation:
         self._require_allocated("send_to")
         chan = self._channels.get(peer)
         if chan is not None and chan.bound:
-            self._out(encode_channel_data(chan.number, data), now, f"ChannelData 0x{chan.number:04x}"
-                      f" {len(data)} bytes to {peer[0]}:{peer[1]}", data)
+            self._out(encode_channel_data(chan.number, data, pad=self.reliable), now,
+                      f"ChannelData 0x{chan.number:04x} {len(data)} bytes to "
+                      f"{peer[0]}:{peer[1]}", data)
             return
         perm = self._permissions.get(peer[0])
         if perm is not None and perm.installed:
@@ -329,6 +366,24 @@ class Allocation:
         if len(perm.queue) >= MAX_QUEUED_PER_PEER:
             perm.queue.popleft()
         perm.queue.append((peer, data))
+
+    def connection_lost(self, now: float, reason: str) -> None:
+        """The TCP/TLS connection the allocation runs on ended (or never opened): the server
+        drops the allocation with it (RFC 8656 §3.1), so every request fails and so does the
+        allocation (:class:`AllocationFailed` with code None), or a release completes."""
+        if self.state in (AllocationState.RELEASED, AllocationState.FAILED):
+            return
+        self._trace("event", f"connection lost: {reason}", now)
+        if self.state is AllocationState.RELEASING:
+            self._cancel_all()
+            self.state = AllocationState.RELEASED
+            self._events.append(Released())
+            return
+        during = "allocate" if self.state in (AllocationState.IDLE,
+                                              AllocationState.ALLOCATING) else "refresh"
+        self._cancel_all()
+        self.state = AllocationState.FAILED
+        self._events.append(AllocationFailed(None, reason, during=during))
 
     def has_permission(self, peer: Address | str) -> bool:
         perm = self._permissions.get(peer if isinstance(peer, str) else peer[0])
@@ -479,8 +534,12 @@ class Allocation:
                 msg.attributes[Attr.PASSWORD_ALGORITHMS] = self._algorithms
                 msg.attributes[Attr.PASSWORD_ALGORITHM] = (int(self._algorithm), b"")
         data = encode(msg, key=self.key)
-        txn = StunClientTransaction(data, msg.transaction_id, self.server, now,
-                                    rto=self.rto, rc=self.rc, rm=self.rm)
+        if self.reliable:   # RFC 8489 §6.2.2: sent once; no answer within Ti is a timeout
+            txn = StunClientTransaction(data, msg.transaction_id, self.server, now,
+                                        rto=self.ti, rc=1, rm=1)
+        else:
+            txn = StunClientTransaction(data, msg.transaction_id, self.server, now,
+                                        rto=self.rto, rc=self.rc, rm=self.rm)
         self._pending[msg.transaction_id] = _Pending(kind, method, attrs, txn, authenticated,
                                                      retries, peer)
         self._trace("out", msg.summary(), now, data)
@@ -520,6 +579,7 @@ class Allocation:
                 return
         alternate = msg.address(Attr.ALTERNATE_SERVER)
         if (code == 300 and pending.kind is _Kind.ALLOCATE and alternate is not None
+                and not self.reliable   # a stream would need a new connection: not followed
                 and self.redirects < MAX_REDIRECTS and alternate != self.server):
             # RFC 8656 §7.3 / RFC 8489 §10: try the alternate server, same credentials
             self._trace("event", f"redirected to {alternate[0]}:{alternate[1]}", now)
@@ -676,5 +736,5 @@ __all__ = [
     "Allocation", "AllocationFailed", "AllocationRefreshed", "AllocationState",
     "AllocationSucceeded", "ChannelBindFailed", "ChannelBound", "ChannelDataError",
     "DataReceived", "Event", "PermissionCreated", "PermissionFailed", "Released",
-    "TransactionState", "decode_channel_data", "encode_channel_data",
+    "StreamConnection", "TransactionState", "decode_channel_data", "encode_channel_data",
 ]

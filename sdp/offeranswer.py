@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ice.address import Address
 from ice.candidate import Candidate
 from ice.trace import Direction, Trace, TraceRecord
 from sdp.errors import OfferPendingError, SdpError
@@ -119,8 +120,8 @@ class NegotiatedMedia:
     kind: str
     codecs: tuple[Codec, ...]           # agreed formats, with the peer's payload types
     direction: str                      # from our side: do we send / receive
-    remote_rtp: tuple[str, int] | None  # default destination (c= and m= port)
-    remote_rtcp: tuple[str, int] | None
+    remote_rtp: Address | None  # default destination (c= and m= port)
+    remote_rtcp: Address | None
     rtcp_mux: bool
     remote_ptime: float | None
     ice: RemoteIce | None               # None: no ICE on this stream (peer lacks it, mismatch)
@@ -413,7 +414,7 @@ class OfferAnswer:
         if not offer and use_ice and remote_m is not None and _ice_mismatch(remote_m):
             use_ice, mismatch = False, True
         candidates: list[Candidate] = []
-        rtp: tuple[str, int] | None = None
+        rtp: Address | None = None
         rtcp: Rtcp | None = None
         if ice is not None:
             # The default candidates are our media address even when ICE is not used on
@@ -507,7 +508,7 @@ class OfferAnswer:
         mux = om.rtcp_mux and am.rtcp_mux
         raddr = rm.connection.address.split("/", 1)[0] if rm.connection else None
         rtp = (raddr, rm.port) if raddr else None
-        rtcp: tuple[str, int] | None = None
+        rtcp: Address | None = None
         if rtp is not None:
             if mux:
                 rtcp = rtp

@@ -9,7 +9,7 @@ from typing import Any
 from ice import stun
 from ice.agent import Agent
 from ice.events import IceCompleted, IceFailed
-from ice.simnet import Nat, SimAgent, SimNet, StunServer, TurnServer, connect
+from ice.sim.simnet import Nat, SimAgent, SimNet, StunServer, TurnServer, connect
 
 __all__ = ["Nat", "SimAgent", "SimNet", "StunServer", "TurnServer", "connect", "pair_on_net",
            "run_until_done", "sent_stun", "done"]

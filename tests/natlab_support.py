@@ -4,11 +4,11 @@ Shared by ``tests/test_natlab_calls.py`` and ``bench/natlab.py``.
 
 One *case* builds a :class:`tests.peers.natlab.NatLab` (public namespace with coturn and
 Kamailio on 203.0.113.1, two private sites each a NAT namespace plus a host namespace), puts
-one :class:`siplink.useragent.UserAgent` in each site's host namespace (its SIP socket and its
+one :class:`siplink.ua.useragent.UserAgent` in each site's host namespace (its SIP socket and its
 ICE sockets are bound there with ``NetNs.entered()``; both agents share this process's
 reactor), registers ``alice`` (site a) and ``bob`` (site b) with the proxy, and alice calls
 ``sip:bob@203.0.113.1:5080``.  The media of each call is an
-:class:`siplink.icesession.IceMediaSession` gathering host candidates on the site's private
+:class:`siplink.media.icesession.IceMediaSession` gathering host candidates on the site's private
 address, server-reflexive ones from coturn (STUN) and relayed ones from coturn (TURN,
 alice/secret).  Each side plays its own tone (alice 1000 Hz, bob 440 Hz) for
 ``media_seconds`` after both sides are connected; then alice hangs up.
@@ -43,8 +43,8 @@ from twisted.internet import defer, task, threads
 
 from ice.gathering import TurnServer
 from ice.trace import Trace
-from siplink.icesession import IceMediaSession, IceSessionError, PairInfo
-from siplink.useragent import Account, Call, UserAgent
+from siplink.media.icesession import IceMediaSession, IceSessionError, PairInfo
+from siplink.ua.useragent import Account, Call, UserAgent
 from tests.peers.natlab import PUBLIC_IP, SIP_PORT, NatLab, Site, SiteSpec
 from tests.peers.netns import list_namespaces
 
@@ -67,6 +67,9 @@ class LabCase:
     ``"connected"`` (ICE completes on some pair: the loss case) or ``"failed"`` (no pair can
     work: ICE fails after ``failed_timeout`` and the call ends with ``ice-failed``).
     ``turn=False``: the agents get coturn as a STUN server only (no relayed candidates).
+    ``turn_transport``: how both agents reach coturn for TURN, "udp", "tcp" (port 3478) or
+    "tls" (5349, certificate for 203.0.113.1 from a CA the lab makes); ``sip_transport``: SIP
+    to the proxy over "udp" or "tcp" (a site that drops all UDP needs "tcp").
     """
 
     name: str
@@ -76,6 +79,8 @@ class LabCase:
     connect_timeout: float = 15.0
     turn: bool = True
     failed_timeout: float = 30.0
+    turn_transport: str = "udp"
+    sip_transport: str = "udp"
 
     @property
     def nats(self) -> str:
@@ -83,7 +88,7 @@ class LabCase:
 
 
 def _spec_text(s: SiteSpec) -> str:
-    kind = {"udp-blocked-except-turn": "blocked"}.get(s.nat, s.nat)
+    kind = {"udp-blocked-except-turn": "blocked", "udp-blocked": "no-udp"}.get(s.nat, s.nat)
     return kind + (f" {s.loss:.0%} loss" if s.loss else "")
 
 
@@ -96,6 +101,12 @@ CASES: tuple[LabCase, ...] = (
             connect_timeout=30.0),
     LabCase("apdm-apdm-noturn", SiteSpec("apdm"), SiteSpec("apdm"), "failed", turn=False,
             failed_timeout=5.0),
+    # site a drops every UDP packet leaving it (STUN to coturn times out): SIP over TCP, and
+    # the relay reached over TCP or TLS is alice's only way out (RFC 8656 §3.1)
+    LabCase("noudp-eim-turntcp", SiteSpec("udp-blocked"), SiteSpec("eim"), "relay",
+            connect_timeout=20.0, turn_transport="tcp", sip_transport="tcp"),
+    LabCase("noudp-eim-turntls", SiteSpec("udp-blocked"), SiteSpec("eim"), "relay",
+            connect_timeout=20.0, turn_transport="tls", sip_transport="tcp"),
 )
 CASES_BY_NAME = {c.name: c for c in CASES}
 
@@ -136,6 +147,7 @@ class CaseResult:
     leaks: list[str] = field(default_factory=list)   # namespaces or sockets left behind
     turn_allocations: int = 0               # coturn's log: ALLOCATE processed, success
     turn_permissions: int = 0               # ... CREATE_PERMISSION / CHANNEL_BIND successes
+    turn_stream_connections: int = 0        # ... TCP or TLS connections from clients
     error: str | None = None                # what stopped the call, if anything
     cleanup_error: str | None = None
     wall_s: float = 0.0                     # the whole case, lab build to lab deleted
@@ -203,7 +215,7 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
     """Build the lab, make the call, measure, tear everything down (see module docstring)."""
     started = time.monotonic()
     result = CaseResult(case, {k: SideResult(USERS[k], tone_sent_hz=TONES[k]) for k in "ab"})
-    lab = NatLab(case.a, case.b)
+    lab = NatLab(case.a, case.b, turn_tls=case.turn_transport == "tls")
     uas: dict[str, UserAgent] = {}
     sessions: dict[str, IceMediaSession] = {}
     sip_traces = {k: Trace() for k in "ab"}
@@ -216,7 +228,10 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
         proxy = await threads.deferToThread(lab.start_proxy)
         turn = lab.turn
         assert turn is not None, "the NAT lab started without coturn"
-        turn_servers = ([TurnServer(turn.addr[0], turn.addr[1], turn.user, turn.password)]
+        tls = case.turn_transport == "tls"
+        turn_port = turn.tls_port if tls and turn.tls_port is not None else turn.addr[1]
+        turn_servers = ([TurnServer(turn.addr[0], turn_port, turn.user, turn.password,
+                                    case.turn_transport, str(lab.turn_ca) if tls else "")]
                         if case.turn else [])
         domain = f"{PUBLIC_IP}:{SIP_PORT}"
 
@@ -231,11 +246,13 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
 
         accounts: dict[str, Account] = {}
         for k, site in (("a", lab.a), ("b", lab.b)):
-            ua = UserAgent(reactor, host=site.host_ip, user=USERS[k], trace=sip_traces[k])
+            ua = UserAgent(reactor, host=site.host_ip, user=USERS[k], trace=sip_traces[k],
+                           transport=case.sip_transport)
             uas[k] = ua
             with site.host.entered():
                 ua.listen()
-            accounts[k] = Account(USERS[k], domain, proxy=domain, expires=300)
+            accounts[k] = Account(USERS[k], domain, proxy=domain, expires=300,
+                                  transport=case.sip_transport)
         b_ua = uas["b"]
         b_ua.media_factory = lambda: session("b", lab.b, b_ua)
 
@@ -246,13 +263,17 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
             c.answer()
 
         b_ua.on_incoming_call = on_call
+        sites = {"a": lab.a, "b": lab.b}
         for k in "ab":
-            await _within(reactor, defer.ensureDeferred(
-                uas[k].register(accounts[k]).register()), 20.0, f"{USERS[k]} REGISTER")
+            # SIP over TCP connects when the first request goes out: in the site's namespace
+            with sites[k].host.entered():
+                registered = defer.ensureDeferred(uas[k].register(accounts[k]).register())
+            await _within(reactor, registered, 20.0, f"{USERS[k]} REGISTER")
 
         sa = session("a", lab.a, uas["a"])
         t0 = reactor.seconds()
-        call = uas["a"].call(f"sip:bob@{domain}", account=accounts["a"], media=sa)
+        with lab.a.host.entered():
+            call = uas["a"].call(f"sip:bob@{domain}", account=accounts["a"], media=sa)
         sa.attach(call)
         await _within(reactor, call.answered, case.connect_timeout, "call answered")
         sent = [r.time for r in sip_traces["a"].records
@@ -281,6 +302,7 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
         result.turn_allocations = len(re.findall(r"ALLOCATE processed, success", tlog))
         result.turn_permissions = len(re.findall(
             r"(?:CREATE_PERMISSION|CHANNEL_BIND) processed, success", tlog))
+        result.turn_stream_connections = len(re.findall(r"tcp or tls connected to: ", tlog))
     except Exception as e:  # reported in the result; check_case turns it into a failure
         result.error = f"{type(e).__name__}: {e}"
         _collect(result, sessions, 1.0)
@@ -413,6 +435,8 @@ def check_case(r: CaseResult) -> list[str]:
             errors.append(f"{me.name}: expected a relayed pair, got {me.pair}")
     if r.case.expect == "relay" and not r.turn_permissions:
         errors.append("coturn's log shows no permission or channel installed for a peer")
+    if r.case.turn_transport != "udp" and not r.turn_stream_connections:
+        errors.append(f"coturn's log shows no TURN/{r.case.turn_transport.upper()} connection")
     for k, other in (("a", "b"), ("b", "a")):
         me, peer = r.sides[k], r.sides[other]
         # lossless: all but the packets in flight when counted; lossy: both NATs drop

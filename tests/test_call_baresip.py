@@ -29,8 +29,8 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from sdp import parse
-from siplink.icesession import IceMediaSession
-from siplink.useragent import Call, CallState, UserAgent
+from siplink.media.icesession import IceMediaSession
+from siplink.ua.useragent import Call, CallState, UserAgent
 from tests.peers.baresip import Baresip, recorded_wavs, wav_tone_hz
 from tests.peers.netns import Lab, NetNs
 

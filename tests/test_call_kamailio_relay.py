@@ -18,8 +18,8 @@ from twisted.internet import reactor, task
 
 from ice.gathering import TurnServer
 from sdp import parse
-from siplink.icesession import IceMediaSession
-from siplink.useragent import Account, Call, UserAgent
+from siplink.media.icesession import IceMediaSession
+from siplink.ua.useragent import Account, Call, UserAgent
 from tests.peers.coturn import PASSWORD, USER, Coturn
 from tests.peers.kamailio import Kamailio
 

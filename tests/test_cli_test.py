@@ -53,7 +53,7 @@ def _proxy_key() -> str:
     """The account's outbound-proxy key (``proxy``; ``outbound_proxy`` in older configs)."""
     import dataclasses
 
-    from siplink import config
+    from siplink.ua import config
 
     names = {f.name for f in dataclasses.fields(config.Account)}
     return "proxy" if "proxy" in names else "outbound_proxy"

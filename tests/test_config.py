@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from siplink.config import Config, ConfigError, load, loads, override
+from siplink.ua.config import Config, ConfigError, load, loads, override
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,7 +13,7 @@ def test_example_config_loads_with_every_section():
     assert cfg.account().user == "alice" and cfg.account("alice").proxy.endswith(":25060")
     assert cfg.ice.ta_ms == 50 and cfg.ice.nomination == "regular"
     assert cfg.media.codecs == ["PCMU", "PCMA"] and cfg.media.ptime == 20
-    assert cfg.logging.level == "info"
+    assert cfg.logging.level == "warn"
 
 
 def test_defaults_without_a_file():

@@ -8,8 +8,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from siplink.config import ConfigError, loads
-from siplink.useragent import UserAgent
+from siplink.ua.config import ConfigError, loads
+from siplink.ua.useragent import UserAgent
 from tests.test_security_tls import self_signed
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from siplink.demo import check_summary
+from siplink.calltest.demo import check_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,11 +111,11 @@ def test_check_summary_flags_every_missing_or_wrong_field() -> None:
 
 def test_run_demo_exit_code_when_a_check_fails() -> None:
     # run in a subprocess (the reactor runs once per process): make bob's DTMF go missing
-    code = ("import sys; from siplink import icesession as m\n"
+    code = ("import sys; from siplink.media import icesession as m\n"
             "orig = m.IceMediaSession.send_dtmf\n"
             "m.IceMediaSession.send_dtmf = lambda self, d: orig(self, d) "
             "if self.controlling else None\n"
-            "from siplink.demo import run_demo\n"
+            "from siplink.calltest.demo import run_demo\n"
             "sys.exit(run_demo(json=True, seconds=2))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=ROOT, timeout=50)

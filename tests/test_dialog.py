@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from siplink.dialog import Dialog, DialogState
-from siplink.message import make_request, make_response, parse_message
+from siplink.core.dialog import Dialog, DialogState
+from siplink.sip.message import make_request, make_response, parse_message
 
 
 def invite(record_route: list[str] | None = None) -> object:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siplink.digest import (
+from siplink.sip.digest import (
     AuthResult,
     Challenge,
     DigestClient,
@@ -12,7 +12,6 @@ from siplink.digest import (
     DigestServer,
     build_authorization,
     digest_response,
-    parse_auth_params,
     parse_challenge,
     parse_credentials,
 )
@@ -109,9 +108,9 @@ def test_auth_int_hashes_the_body():
 
 
 def test_parse_quoted_escapes_and_tokens():
-    scheme, p = parse_auth_params('Digest realm="a \\"b\\" c", nonce=xyz, stale=TRUE')
-    assert scheme == "Digest"
-    assert p == {"realm": 'a "b" c', "nonce": "xyz", "stale": "TRUE"}
+    ch = parse_challenge('Digest realm="a \\"b\\" c", nonce=xyz, stale=TRUE')
+    assert (ch.realm, ch.nonce, ch.stale) == ('a "b" c', "xyz", True)
+    assert ch.params == (("realm", 'a "b" c'), ("nonce", "xyz"), ("stale", "TRUE"))
     ch = parse_challenge('Digest realm="r", nonce="n", stale=TRUE, algorithm=sha-256-sess')
     assert ch.stale is True
     assert ch.algorithm == "sha-256-sess"

@@ -1,7 +1,7 @@
 """Interop: SIPp's digest client (``-au``/``-ap``) against our DigestServer.
 
 A tiny UDP responder in the test answers SIPp's REGISTER with a 401 challenge from
-:class:`siplink.digest.DigestServer`, then verifies the credentials SIPp computes and answers
+:class:`siplink.sip.digest.DigestServer`, then verifies the credentials SIPp computes and answers
 200 (or 403 when they are wrong). SIP is parsed with a few local lines: only the headers
 needed to build a response are read.
 """
@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
 
-from siplink.digest import AuthResult, DigestServer
+from siplink.sip.digest import AuthResult, DigestServer
 from tests.peers.process import PeerProcess, free_port, require_binary
 
 SCENARIO = Path(__file__).resolve().parent.parent.parent / "shared" / "lab" / "sipp-register.xml"

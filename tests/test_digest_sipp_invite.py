@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
 
-from siplink.digest import AuthDecision, DigestServer
+from siplink.sip.digest import AuthDecision, DigestServer
 from tests.peers.process import PeerProcess, free_port, require_binary
 
 HDR = """      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siplink.dtmf import (
+from siplink.media.dtmf import (
     DtmfError,
     DtmfReceiver,
     DtmfSender,

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siplink.dtmf import DtmfReceiver, TelephoneEvent
-from siplink.g711 import PCMA
-from siplink.media import MediaStream
-from siplink.pcap import PcapError, read_pcap
-from siplink.rtp import RtpPacket
+from siplink.calltest.pcap import PcapError, read_pcap
+from siplink.media.dtmf import DtmfReceiver, TelephoneEvent
+from siplink.media.g711 import PCMA
+from siplink.media.rtp import RtpPacket
+from siplink.media.stream import MediaStream
 from tests.peers.process import require_binary
 
 with warnings.catch_warnings():

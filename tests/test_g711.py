@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from siplink.g711 import (
+from siplink.media.g711 import (
     PCMA,
     PCMU,
     G711Error,

@@ -26,9 +26,9 @@ from ice import stun
 from ice.agent import Agent
 from ice.candidate import Candidate, CandidateType
 from ice.checklist import PairState
+from ice.drivers.agent import TwistedAgent
 from ice.events import IceCompleted, SelectedPairChanged
 from ice.stun import Attr, Class, Method
-from ice.twisted_agent import TwistedAgent
 
 PEER_UFRAG, PEER_PWD = "peerufrag", "peerpassword0123456789zz"
 

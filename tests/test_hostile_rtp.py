@@ -19,7 +19,7 @@ from twisted.internet import protocol, reactor, task
 
 from ice import stun
 from sdp import parse
-from siplink.icesession import IceMediaSession
+from siplink.media.icesession import IceMediaSession
 
 
 class Silent(protocol.DatagramProtocol):

@@ -33,8 +33,8 @@ import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task, threads
 from twisted.logger import ILogObserver, globalLogPublisher
 
-from siplink.message import MAX_HEADER_BYTES, SipParseError, parse_message
-from siplink.useragent import UserAgent
+from siplink.sip.message import MAX_HEADER_BYTES, SipParseError, parse_message
+from siplink.ua.useragent import UserAgent
 from tests.peers.sipp import run_uac
 
 DATA = Path(__file__).resolve().parent / "data" / "sipp"
@@ -230,7 +230,8 @@ async def test_invite_burst_without_a_call_handler_logs_no_error(
         me = port.getHost().port
         for i in range(200):
             port.write(options(f"SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bKinv{i};rport",
-                               f"inv{i}", cseq="1 INVITE").replace(b"OPTIONS sip:", b"INVITE sip:"),
+                               f"inv{i}", f"Contact: <sip:eve@127.0.0.1:{me}>\r\n",
+                               cseq="1 INVITE").replace(b"OPTIONS sip:", b"INVITE sip:"),
                        ("127.0.0.1", ua.port))
             if i % 50 == 49:
                 await task.deferLater(reactor, 0.02, lambda: None)

@@ -1,5 +1,5 @@
 """The RFC 8445 / RFC 8838 points of the ICE audit (siplink issue 14 §4), one test each, written
-from the RFCs' words.  Deterministic: agents on a seeded simulated network (ice.simnet) or fed
+from the RFCs' words.  Deterministic: agents on a seeded simulated network (ice.sim.simnet) or fed
 datagrams directly; every time is virtual.
 """
 
@@ -15,8 +15,8 @@ from ice.candidate import Candidate, CandidateType, pair_priority
 from ice.checklist import CheckListState, PairState, form_pairs
 from ice.events import CheckSent, IceCompleted, IceFailed, RoleChanged, SelectedPairChanged
 from ice.gathering import GatheringError, TurnServer, host_candidate, select_local_addresses
-from ice.simnet import Nat, SimAgent, SimNet, StunServer
-from ice.simnet import TurnServer as SimTurn
+from ice.sim.simnet import Nat, SimAgent, SimNet, StunServer
+from ice.sim.simnet import TurnServer as SimTurn
 from tests.ice_support import connect, pair_on_net, run_until_done, sent_stun
 
 EIM = "endpoint-independent"

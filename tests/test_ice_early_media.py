@@ -22,9 +22,9 @@ from twisted.internet import protocol, reactor, task
 
 from ice import stun
 from ice.agent import Agent
-from siplink.icesession import IceMediaSession
-from siplink.rtp import RtpPacket
-from siplink.useragent import Call, UserAgent
+from siplink.media.icesession import IceMediaSession
+from siplink.media.rtp import RtpPacket
+from siplink.ua.useragent import Call, UserAgent
 
 pytestmark = pytest.mark.timeout(60)
 

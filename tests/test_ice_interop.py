@@ -12,9 +12,9 @@ from twisted.internet import defer, reactor, task, threads
 
 from ice.agent import Agent
 from ice.candidate import CandidateType
+from ice.drivers.agent import IceFailedError, TwistedAgent
 from ice.events import RoleChanged
 from ice.gathering import TurnServer
-from ice.twisted_agent import IceFailedError, TwistedAgent
 from tests.peers.aioice_peer import AioicePeer
 
 pytestmark = pytest.mark.peer
@@ -61,7 +61,7 @@ async def test_two_of_our_agents_on_loopback_rtp_and_rtcp():
         assert sorted(got["b"]) == [b"\x80rtp-a", b"\x80\xc8rtcp-a"]
     finally:
         await defer.gatherResults([a.close(), b.close()])
-    assert a.agent.get_timer() is None and not a._ports and a._timer is None
+    assert a.agent.get_timer() is None and not a._ports and not a._timer.armed
 
 
 @pytest_twisted.ensureDeferred

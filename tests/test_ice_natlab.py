@@ -15,8 +15,8 @@ from twisted.internet import defer, reactor, task, threads
 
 from ice.agent import Agent
 from ice.candidate import CandidateType
+from ice.drivers.agent import TwistedAgent
 from ice.gathering import TurnServer
-from ice.twisted_agent import TwistedAgent
 from tests.peers.natlab import NatLab, SiteSpec
 
 pytestmark = [pytest.mark.netns, pytest.mark.peer, pytest.mark.timeout(90)]

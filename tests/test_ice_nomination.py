@@ -12,8 +12,8 @@ import pytest
 from ice.candidate import CandidateType
 from ice.events import IceCompleted
 from ice.gathering import TurnServer
-from ice.simnet import SimNet
-from ice.simnet import TurnServer as SimTurn
+from ice.sim.simnet import SimNet
+from ice.sim.simnet import TurnServer as SimTurn
 from tests.ice_support import pair_on_net, run_until_done, sent_stun
 
 SERVER = "203.0.113.10"
@@ -27,7 +27,7 @@ def run(drop, **a_kw):
     kw = {"turn_servers": [TurnServer(SERVER, 3479, "alice", "secret")]}
     a, b = pair_on_net(net, A, B, a_kw={**kw, **a_kw}, b_kw=dict(kw), start=False)
     sent_stun(net, predicate=lambda d, s, dst: not drop(s, dst))
-    from ice.simnet import connect
+    from ice.sim.simnet import connect
     t0 = net.now
     connect(a, b)
     run_until_done(net, a, b)

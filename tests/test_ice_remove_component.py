@@ -18,9 +18,9 @@ from twisted.internet import reactor, task
 from ice import stun
 from ice.agent import Agent, IceError
 from ice.candidate import CandidateType
+from ice.drivers.agent import TwistedAgent
 from ice.events import IceCompleted
 from ice.gathering import TurnServer as TurnConfig
-from ice.twisted_agent import TwistedAgent
 from tests.ice_support import SimNet, TurnServer, connect, pair_on_net, run_until_done, sent_stun
 
 

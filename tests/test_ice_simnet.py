@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ice.candidate import CandidateType
 from ice.events import ApplicationData, IceCompleted, IceFailed
 from ice.gathering import TurnServer as TurnConfig
-from ice.simnet import Nat, SimNet, StunServer, TurnServer
+from ice.sim.simnet import Nat, SimNet, StunServer, TurnServer
 from tests.ice_support import pair_on_net, run_until_done
 
 EIM = "endpoint-independent"
@@ -41,7 +41,7 @@ def world(seed: int, *, a_nat: dict | None, b_nat: dict | None, loss: float = 0.
     kw = {"stun_servers": [stun_srv.addr],
           "turn_servers": [TurnConfig(SERVER, 3479, "alice", "secret")]}
     a, b = pair_on_net(net, "10.0.0.1", "10.1.0.1", a_kw=dict(kw), b_kw=dict(kw), start=False)
-    from ice.simnet import connect
+    from ice.sim.simnet import connect
     connect(a, b)
     return net, a, b, turn_srv
 

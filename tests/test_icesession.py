@@ -19,11 +19,11 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from sdp import parse
-from siplink.icesession import IceMediaSession, IceSessionError, ice_info
-from siplink.media import wav_bytes
-from siplink.message import Request
-from siplink.tone import detect_frequency, sine
-from siplink.useragent import Call, CallFailed, CallState, UserAgent
+from siplink.media.icesession import IceMediaSession, IceSessionError, ice_info
+from siplink.media.stream import wav_bytes
+from siplink.media.tone import detect_frequency, sine
+from siplink.sip.message import Request
+from siplink.ua.useragent import Call, CallState, SipError, UserAgent
 from tests.peers.process import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -238,7 +238,7 @@ async def test_offer_without_ice_gets_488() -> None:
     b.on_incoming_call = lambda call: call.answer()
     try:
         call = a.call(f"sip:bob@127.0.0.1:{b.port}")      # StaticMedia: plain SDP, no ICE
-        with pytest.raises(CallFailed) as exc:
+        with pytest.raises(SipError) as exc:
             await call.answered
         assert exc.value.status == 488 and "ICE" in exc.value.reason
     finally:

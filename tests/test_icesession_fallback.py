@@ -19,8 +19,8 @@ import pytest_twisted
 from twisted.internet import reactor, task, threads
 
 from sdp import parse
-from siplink.icesession import IceMediaSession, IceSessionError
-from siplink.useragent import Call, CallState, UserAgent
+from siplink.media.icesession import IceMediaSession, IceSessionError
+from siplink.ua.useragent import Call, CallState, EndCause, UserAgent
 from tests.peers.sipp import SippUas, run_uac
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(60)]
@@ -93,7 +93,8 @@ async def test_require_ice_ends_the_call_to_a_peer_without_ice() -> None:
             await s.wait_connected()
         assert exc.value.cause == "ice-required: peer answered without ICE"
         await wait_for(lambda: call.state is CallState.ENDED, 5, "call ended")
-        assert call.cause == exc.value.cause and s.stream is None
+        assert call.cause is EndCause.ICE_REQUIRED and s.stream is None
+        assert call.end_reason == exc.value.cause
     finally:
         ua.close()
         sipp.stop()

@@ -10,8 +10,8 @@ import pytest_twisted
 from twisted.internet import reactor
 
 import tests.test_icesession as ti
-from siplink.icesession import IceMediaSession
-from siplink.useragent import Call, StaticMedia, UserAgent
+from siplink.media.icesession import IceMediaSession
+from siplink.ua.useragent import Call, StaticMedia, UserAgent
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,5 +53,8 @@ async def test_sessions_are_attached_by_the_ua_and_call_ice_reports_ice() -> Non
 
 def test_call_ice_is_none_for_media_without_ice() -> None:
     ua = UserAgent(reactor, user="alice")
-    call = Call(ua, "out", StaticMedia(), None)
-    assert call.ice is None
+    try:
+        call = ua.call("sip:nobody@127.0.0.1:9", media=StaticMedia())
+        assert call.ice is None
+    finally:
+        ua.close()

@@ -19,8 +19,8 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from ice.gathering import TurnServer
-from siplink.icesession import IceMediaSession
-from siplink.useragent import Account, Call, UserAgent
+from siplink.media.icesession import IceMediaSession
+from siplink.ua.useragent import Account, Call, UserAgent
 from tests.peers.natlab import PUBLIC_IP, SIP_PORT, NatLab, Site
 
 pytestmark = [pytest.mark.netns, pytest.mark.peer, pytest.mark.timeout(90)]

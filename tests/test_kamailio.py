@@ -15,10 +15,10 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from ice.trace import Trace
-from siplink.message import Request
-from siplink.registration import RegistrationState
-from siplink.transaction import Target
-from siplink.useragent import Account, Call, CallFailed, CallState, UserAgent
+from siplink.core.transaction import Target
+from siplink.sip.message import Request
+from siplink.ua.registration import RegistrationState
+from siplink.ua.useragent import Account, Call, CallState, SipError, UserAgent
 from tests.peers.kamailio import Kamailio
 
 pytestmark = pytest.mark.peer
@@ -91,7 +91,7 @@ async def test_register_call_through_the_proxy_and_unregister(kamailio: Kamailio
         assert reg_b.state is RegistrationState.UNREGISTERED
         kamailio.proc.wait_for(r"REGISTERED sip:bob@\S+ expires=0", timeout=5)
         again = a.call(f"sip:bob@{kamailio.address}", account=acc_a)
-        with pytest.raises(CallFailed) as e:
+        with pytest.raises(SipError) as e:
             await again.answered
         assert e.value.status == 404
         resp = await reg_a.unregister()

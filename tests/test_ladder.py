@@ -1,5 +1,5 @@
-"""siplink.ladder: text and HTML ladders from trace records made by the real codecs (SIP
-messages from siplink.message, STUN checks from ice.stun), and cutting one call out of a
+"""siplink.calltest.ladder: text and HTML ladders from trace records made by the real codecs (SIP
+messages from siplink.sip.message, STUN checks from ice.stun), and cutting one call out of a
 trace shared by several calls."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 from ice import stun
 from ice.trace import TraceRecord
-from siplink.ladder import call_records, ladder_entries, render_html, render_text
-from siplink.message import make_request, make_response, trace_record
+from siplink.calltest.ladder import call_records, ladder_entries, render_html, render_text
+from siplink.sip.message import make_request, make_response, trace_record
 
 ME = ("127.0.0.1", 5070)
 BOB = ("127.0.0.1", 5080)
@@ -28,7 +28,7 @@ def _invite(call_id: str) -> bytes:
 
 
 def _call(call_id: str, t0: float) -> list[TraceRecord]:
-    from siplink.message import parse_message
+    from siplink.sip.message import parse_message
 
     inv = parse_message(_invite(call_id))
     ok = make_response(inv, 200, to_tag="b1")  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ def test_call_records_cuts_one_call_out() -> None:
 
 
 def test_sip_label_comes_from_the_message_itself() -> None:
-    from siplink.ladder import sip_label
+    from siplink.calltest.ladder import sip_label
 
     ack = _invite("c3").replace(b"INVITE sip:", b"ACK sip:", 1).replace(b"1 INVITE", b"1 ACK")
     # the transaction layer summarises the ACK of a non-2xx with its INVITE

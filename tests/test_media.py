@@ -12,8 +12,10 @@ import pytest
 from twisted.internet import task
 
 from ice.trace import Trace
-from siplink.g711 import PCMA, PCMU
-from siplink.media import (
+from siplink.calltest.pcap import PcapWriter
+from siplink.media.g711 import PCMA, PCMU
+from siplink.media.rtp import RtpPacket, decode_rtcp, is_rtcp
+from siplink.media.stream import (
     ByeReceived,
     DtmfReceived,
     MediaError,
@@ -22,9 +24,7 @@ from siplink.media import (
     WavSource,
     wav_bytes,
 )
-from siplink.pcap import PcapWriter
-from siplink.rtp import RtpPacket, decode_rtcp, is_rtcp
-from siplink.tone import ToneGenerator, detect_frequency, sine
+from siplink.media.tone import ToneGenerator, detect_frequency, sine
 from tests.peers.process import require_binary
 
 A_ADDR = ("127.0.0.1", 40000)
@@ -384,7 +384,7 @@ def test_playout_follows_a_new_source_after_the_old_one_goes_quiet():
 
 
 def test_dtmf_event_without_end_is_reported_after_a_timeout_and_on_stop():
-    from siplink.dtmf import event_series
+    from siplink.media.dtmf import event_series
 
     b = MediaStream(remote=A_ADDR, rng=random.Random(13))
     b.start(0.0)
@@ -432,7 +432,7 @@ def test_plays_either_g711_law_from_the_peer():
 
 
 def test_flood_keeps_memory_bounded():
-    from siplink.dtmf import event_series
+    from siplink.media.dtmf import event_series
 
     b = MediaStream(remote=A_ADDR, rng=random.Random(16), max_record_seconds=1.0)
     b.start(0.0)

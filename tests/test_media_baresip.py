@@ -23,10 +23,10 @@ import pytest_twisted
 from twisted.internet import protocol, reactor, task
 
 from ice.trace import Trace
-from siplink.media import MediaStream, RemoteReport
-from siplink.media_twisted import RtpProtocol
-from siplink.rtp import decode_rtcp, is_rtcp
-from siplink.tone import ToneGenerator, detect_frequency
+from siplink.media.driver import RtpProtocol
+from siplink.media.rtp import decode_rtcp, is_rtcp
+from siplink.media.stream import MediaStream, RemoteReport
+from siplink.media.tone import ToneGenerator, detect_frequency
 from tests.peers.process import PeerProcess, free_port, require_binary
 from tests.test_digest_sipp_invite import parse
 

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from siplink.calltest.pcap import PcapWriter
 from siplink.cli import main
-from siplink.media import MediaStream
-from siplink.pcap import PcapWriter
-from siplink.rtp import is_rtcp
-from siplink.tone import ToneGenerator
+from siplink.media.rtp import is_rtcp
+from siplink.media.stream import MediaStream
+from siplink.media.tone import ToneGenerator
 from tests.peers.process import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent

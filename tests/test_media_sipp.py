@@ -16,9 +16,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.media import ByeReceived, DtmfReceived, MediaStream
-from siplink.media_twisted import MediaDriver, RtpProtocol
-from siplink.tone import ToneGenerator
+from siplink.media.driver import MediaDriver, RtpProtocol
+from siplink.media.stream import ByeReceived, DtmfReceived, MediaStream
+from siplink.media.tone import ToneGenerator
 from tests.peers.process import PeerProcess, free_port, require_binary
 
 

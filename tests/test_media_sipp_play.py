@@ -15,9 +15,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
 
-from siplink.g711 import PCMA
-from siplink.media import MediaStream
-from siplink.media_twisted import RtpProtocol
+from siplink.media.driver import RtpProtocol
+from siplink.media.g711 import PCMA
+from siplink.media.stream import MediaStream
 from tests.peers.process import PeerProcess, free_port, require_binary
 from tests.test_digest_sipp import parse_request
 

@@ -14,6 +14,8 @@ What RFC 8445 predicts, asserted per case:
 - one or both NATs address-and-port-dependent (MASQUERADE --random-fully): no direct path
   exists between the sites, the selected pair goes through a TURN relay;
 - site a drops all UDP except to TURN (and to the SIP proxy): alice's side is relayed;
+- site a drops all UDP (SIP over TCP): alice's relay is reached over TURN/TCP, or TURN/TLS
+  (RFC 8656 §3.1), and the call connects through it with media both ways;
 - 10 % loss at both NATs: SIP and STUN retransmissions carry the call set-up; ICE completes
   and media flows (with loss counted by RTP);
 - both NATs address-and-port-dependent and no TURN server: no pair can work, ICE fails and
@@ -128,6 +130,21 @@ async def test_site_with_udp_blocked_except_turn_uses_the_relay(
     assert r.b.pair.remote_type == RELAY, r.b.pair
     assert r.b.pair.remote_address == r.a.pair.local_address
     assert r.turn_allocations >= 2 and r.turn_permissions >= 1, r
+
+
+@pytest.mark.parametrize("name", ["noudp-eim-turntcp", "noudp-eim-turntls"])
+@pytest_twisted.ensureDeferred
+async def test_site_without_udp_connects_through_turn_over_tcp_or_tls(
+        lab_results: list[CaseResult], name: str) -> None:
+    r = await _run(lab_results, name)
+    assert r.a.pair is not None and r.b.pair is not None
+    assert r.a.pair.local_type == RELAY, r.a.pair          # alice's only way out: the relay
+    assert r.a.pair.local_address[0] == "203.0.113.1", r.a.pair
+    assert r.b.pair.remote_address == r.a.pair.local_address
+    assert "srflx" not in r.a.candidates, r.a.candidates  # STUN over UDP could not get out
+    assert r.turn_allocations >= 2 and r.turn_permissions >= 1, r
+    assert r.turn_stream_connections >= 2, r             # coturn saw the allocations on streams
+    assert r.a.packets_received > 50 and r.b.packets_received > 50
 
 
 @pytest_twisted.ensureDeferred

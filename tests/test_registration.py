@@ -1,5 +1,5 @@
 """Registration against a registrar built here on the stack's own server transactions and
-:class:`siplink.digest.DigestServer`: 401 (SHA-256 preferred over MD5), 423 Min-Expires,
+:class:`siplink.sip.digest.DigestServer`: 401 (SHA-256 preferred over MD5), 423 Min-Expires,
 granted expiry, refresh with the same Call-ID and a higher CSeq, unregister on shutdown."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.digest import DigestServer
-from siplink.message import Request, make_response
-from siplink.registration import RegistrationFailed, RegistrationState, refresh_delay
-from siplink.transaction import RequestReceived, TransactionLayer
-from siplink.transport import SipTransport
-from siplink.useragent import Account, UserAgent
+from siplink.core.errors import SipError
+from siplink.core.transaction import RequestReceived, TransactionLayer
+from siplink.sip.digest import DigestServer
+from siplink.sip.message import Request, make_response
+from siplink.transport.driver import SipTransport
+from siplink.ua.registration import RegistrationState, refresh_delay
+from siplink.ua.useragent import Account, UserAgent
 
 
 class Registrar:
@@ -106,7 +107,7 @@ async def test_wrong_password_fails_with_the_final_status() -> None:
         failure: Any = None
         try:
             await reg.register()
-        except RegistrationFailed as e:
+        except SipError as e:
             failure = e
         assert failure is not None and failure.status == 403
         assert reg.state is RegistrationState.FAILED

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siplink.rtp import (
+from siplink.media.rtp import (
     SDES_CNAME,
     Bye,
     HeaderExtension,
@@ -222,7 +222,7 @@ def test_lsr_dlsr_and_rtt():
 
 
 def test_rtcp_interval_rfc3550_a7():
-    from siplink.rtp import rtcp_interval
+    from siplink.media.rtp import rtcp_interval
 
     e_comp = 2.71828 - 1.5
     # two members, small reports: the minimum dominates (2.5 s initially, 5 s after)

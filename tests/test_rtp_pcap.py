@@ -16,10 +16,10 @@ import subprocess
 import pytest
 
 from ice.trace import TraceRecord
-from siplink.media import MediaStream
-from siplink.pcap import LINKTYPE_RAW, PcapWriter, udp_packet, write_trace
-from siplink.rtp import RtpPacket, is_rtcp
-from siplink.tone import ToneGenerator
+from siplink.calltest.pcap import LINKTYPE_RAW, PcapWriter, udp_packet, write_trace
+from siplink.media.rtp import RtpPacket, is_rtcp
+from siplink.media.stream import MediaStream
+from siplink.media.tone import ToneGenerator
 from tests.peers.process import require_binary
 
 

@@ -1,4 +1,4 @@
-"""siplink.scenario without the network: the file format's errors (key and line), the checks
+"""siplink.calltest.scenario without the network: the file format's errors (key and line), the checks
 of one call record, the summary table and the JUnit XML report."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from siplink.scenario import (
+from siplink.calltest.scenario import (
     CallRecord,
     CallSpec,
     Expect,

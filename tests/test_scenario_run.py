@@ -1,4 +1,4 @@
-"""siplink.scenario.run_scenario in-process (pytest-twisted, loopback): calls are started at the
+"""siplink.calltest.scenario.run_scenario in-process (pytest-twisted, loopback): calls are started at the
 asked rate and never more than the asked concurrency are up at once."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from siplink.config import Config
-from siplink.scenario import loads_scenario, run_scenario
+from siplink.calltest.scenario import loads_scenario, run_scenario
+from siplink.ua.config import Config
 
 pytestmark = pytest.mark.timeout(60)
 

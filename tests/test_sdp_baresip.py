@@ -19,7 +19,7 @@ import pytest
 from ice.candidate import Candidate, CandidateType
 from sdp import IceParams, OfferAnswer, SessionDescription, parse
 from sdp.ice import default_destination_in_candidates
-from siplink.message import (
+from siplink.sip.message import (
     Request,
     Response,
     make_request,

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from sdp import OfferAnswer, parse
-from siplink.message import (
+from siplink.sip.message import (
     make_request,
     make_response,
     new_branch,

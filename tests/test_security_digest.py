@@ -21,10 +21,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task
 
-from siplink.account import Account
-from siplink.digest import DigestClient, DigestServer, parse_challenge
-from siplink.message import Request, Response, parse_message
-from siplink.useragent import UserAgent
+from siplink.core.account import Account
+from siplink.sip.digest import DigestClient, DigestServer, parse_challenge
+from siplink.sip.message import Request, Response, parse_message
+from siplink.ua.useragent import UserAgent
 
 PASSWORD = "s3cret-Pa55"
 REALM = "lab.test"
@@ -44,13 +44,13 @@ def bob_with_auth(lifetime: float = 300.0) -> tuple[UserAgent, list[Request]]:
                                      else None, nonce_lifetime=lifetime)
     bob.listen(("udp",))
     seen: list[Request] = []
-    original = bob._on_request
+    original = bob.core._on_request
 
     def spy(req: Request, source: Any, key: Any) -> None:
         seen.append(req)
         original(req, source, key)
 
-    bob._on_request = spy  # type: ignore[method-assign]
+    bob.core._on_request = spy  # type: ignore[method-assign]
     return bob, seen
 
 

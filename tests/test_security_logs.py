@@ -20,10 +20,10 @@ from twisted.internet import reactor
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from ice.trace import Trace
-from siplink.account import Account
-from siplink.digest import DigestServer
-from siplink.registration import RegistrationFailed
-from siplink.useragent import UserAgent
+from siplink.core.account import Account
+from siplink.core.errors import SipError
+from siplink.sip.digest import DigestServer
+from siplink.ua.useragent import UserAgent
 from tests.peers.kamailio import Kamailio
 
 KAMAILIO_PASSWORD = "secret"               # tests/data/kamailio/proxy.cfg: every user
@@ -72,7 +72,7 @@ async def test_no_password_in_logs_or_trace(logged: list[dict[str, Any]]) -> Non
         good = Account("alice", k.address, password=KAMAILIO_PASSWORD, proxy=k.address)
         assert await ua.register(good).register() == 3600
         bad = Account("mallory", k.address, password=WRONG_PASSWORD, proxy=k.address)
-        with pytest.raises(RegistrationFailed):
+        with pytest.raises(SipError):
             await ua.register(bad).register()
         uri = f"sip:bob@127.0.0.1:{uas.port}"
         for password, status in ((WRONG_PASSWORD, 403), (UAS_PASSWORD, 200)):

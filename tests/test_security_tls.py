@@ -19,9 +19,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, ssl, task
 
-from siplink import transport
-from siplink.message import Request
-from siplink.useragent import UserAgent
+from siplink.sip.message import Request
+from siplink.transport import driver as transport
+from siplink.ua.useragent import UserAgent
 
 
 @pytest.fixture
@@ -77,13 +77,13 @@ def bob_on_tls(cert: ssl.PrivateCertificate) -> tuple[UserAgent, list[Request]]:
     bob = UserAgent(reactor, user="bob", transport="tls")
     bob.listen(("tls",), tls_context=cert.options())
     seen: list[Request] = []
-    original = bob._on_request
+    original = bob.core._on_request
 
     def spy(req: Request, source: Any, key: Any) -> None:
         seen.append(req)
         original(req, source, key)
 
-    bob._on_request = spy  # type: ignore[method-assign]
+    bob.core._on_request = spy  # type: ignore[method-assign]
     return bob, seen
 
 
@@ -145,6 +145,47 @@ async def test_trusted_certificate_for_another_name_is_refused(lost: list[str],
         assert not seen and not d.called
         assert any(e in r for r in lost for e in ("VerificationError", "Mismatch",
                                                   "CertificateError")), lost
+    finally:
+        a.close()
+        bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_named_by_a_host_name_is_checked_against_the_name() -> None:
+    """RFC 5922 §7.1: the certificate must match the host of the URI we were given, not the
+    address it resolved to. bob's certificate names only ``sip.example.test``; alice calls
+    ``sip:bob@sip.example.test`` (her resolver maps the name to 127.0.0.1, no DNS asked)."""
+    cert = self_signed("sip.example.test")
+    bob, seen = bob_on_tls(cert)
+    a = alice()
+    a.resolve_host = lambda name: {"sip.example.test": "127.0.0.1"}[name]
+    a.transport.tls_trust_root = ssl.Certificate(cert.original)
+    try:
+        resp = await a.request("OPTIONS", f"sip:bob@sip.example.test:{bob.port};transport=tls"
+                               ).addTimeout(10, reactor)
+        assert resp.status == 200
+        assert [r.method for r in seen] == ["OPTIONS"]
+    finally:
+        a.close()
+        bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_certificate_for_the_address_is_refused_when_the_uri_names_a_host(
+        lost: list[str]) -> None:
+    """The converse: a certificate for 127.0.0.1 does not prove ``sip.example.test``."""
+    cert = self_signed("127.0.0.1")
+    bob, seen = bob_on_tls(cert)
+    a = alice()
+    a.resolve_host = lambda name: {"sip.example.test": "127.0.0.1"}[name]
+    a.transport.tls_trust_root = ssl.Certificate(cert.original)
+    try:
+        d = a.request("OPTIONS", f"sip:bob@sip.example.test:{bob.port};transport=tls")
+        d.addTimeout(10, reactor)
+        with pytest.raises(Exception):  # noqa: B017 - the transport error or the timeout
+            await d
+        assert seen == []
+        assert lost, "the TLS connection should have been refused"
     finally:
         a.close()
         bob.close()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from siplink.headers import Via
-from siplink.message import (
+from siplink.sip.headers import Via
+from siplink.sip.message import (
     COMPACT_FORMS,
     MAX_BODY,
     MAX_HEADERS,
@@ -24,7 +24,7 @@ from siplink.message import (
     new_tag,
     parse_message,
 )
-from siplink.uri import SipUri
+from siplink.sip.uri import SipUri
 
 SIP = Path(__file__).resolve().parent / "data" / "sip"
 
@@ -313,7 +313,7 @@ def test_via_helpers() -> None:
 
 
 def test_trace_record() -> None:
-    from siplink.message import trace_record
+    from siplink.sip.message import trace_record
 
     req = parse_message(INVITE)
     rec = trace_record(req, "in", 12.5, local=("127.0.0.1", 5060), remote=("127.0.0.1", 5062), raw=INVITE)

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import siplink.headers as headers_mod
-import siplink.message as message_mod
-from siplink.headers import NameAddr, Via
-from siplink.message import Request, SipParseError, StreamParser, parse_message
+import siplink.sip.headers as headers_mod
+import siplink.sip.message as message_mod
+from siplink.sip.headers import NameAddr, Via
+from siplink.sip.message import Request, SipParseError, StreamParser, parse_message
 
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = [p.read_bytes() for p in sorted((DATA / "rfc4475").glob("*.dat"))] + [

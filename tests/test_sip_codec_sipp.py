@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from siplink.message import (
+from siplink.sip.message import (
     Request,
     Response,
     make_request,

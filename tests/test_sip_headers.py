@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from siplink.headers import (
-    Challenge,
-    Credentials,
+from siplink.sip.headers import (
+    AuthenticateHeader,
+    AuthorizationHeader,
     CSeq,
     NameAddr,
     SipParseError,
@@ -92,26 +92,26 @@ def test_cseq() -> None:
 
 
 def test_challenge_and_credentials() -> None:
-    c = Challenge.parse('Digest realm="atlanta.example.com", domain="sip:ss1.example.com", '
+    c = AuthenticateHeader.parse('Digest realm="atlanta.example.com", domain="sip:ss1.example.com", '
                         'qop="auth,auth-int", nonce="f84f1cec41e6cbe5aea9c8e88d359", '
                         'opaque="", stale=FALSE, algorithm=MD5')
     assert c.scheme == "Digest"
     assert c.params == {"realm": "atlanta.example.com", "domain": "sip:ss1.example.com",
                         "qop": "auth,auth-int", "nonce": "f84f1cec41e6cbe5aea9c8e88d359",
                         "opaque": "", "stale": "FALSE", "algorithm": "MD5"}
-    assert Challenge.parse(str(c)) == c and c.get("REALM") == "atlanta.example.com"
+    assert AuthenticateHeader.parse(str(c)) == c and c.get("REALM") == "atlanta.example.com"
     assert 'qop="auth,auth-int"' in str(c)
-    cr = Credentials.parse('Digest username="bob", realm="biloxi.com", nonce="dcd98b", '
+    cr = AuthorizationHeader.parse('Digest username="bob", realm="biloxi.com", nonce="dcd98b", '
                            'uri="sip:bob@biloxi.com", qop=auth, nc=00000001, cnonce="0a4f113b", '
                            'response="6629fae49393a05397450978507c4ef1"')
-    assert isinstance(cr, Credentials) and cr.params["nc"] == "00000001"
+    assert isinstance(cr, AuthorizationHeader) and cr.params["nc"] == "00000001"
     assert "qop=auth," in str(cr) and "nc=00000001" in str(cr)
-    assert Credentials.parse(str(cr)) == cr
-    assert Challenge.parse("NoOneKnowsThisScheme opaque-data=here").params == {"opaque-data": "here"}
-    assert Challenge.parse("Basic dXNlcjpwYXNz").params == {"": "dXNlcjpwYXNz"}
+    assert AuthorizationHeader.parse(str(cr)) == cr
+    assert AuthenticateHeader.parse("NoOneKnowsThisScheme opaque-data=here").params == {"opaque-data": "here"}
+    assert AuthenticateHeader.parse("Basic dXNlcjpwYXNz").params == {"": "dXNlcjpwYXNz"}
     for bad in ('Digest realm="x', "Digest realm=x,,", "", "Digest =x"):
         with pytest.raises(SipParseError):
-            Challenge.parse(bad)
+            AuthenticateHeader.parse(bad)
     assert parse_auth_params('a="x\\"y", b=2') == {"a": 'x"y', "b": "2"}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from siplink.message import (
+from siplink.sip.message import (
     Message,
     Request,
     Response,
@@ -110,7 +110,7 @@ def test_stream_any_split(req: Request, cuts: list[int]) -> None:
 def exercise(m: Message) -> None:
     """Touch every structured accessor; each may only raise SipParseError (digest
     credentials: DigestError). Also the oracle of fuzz/fuzz_sip.py."""
-    from siplink.digest import DigestError, parse_credentials
+    from siplink.sip.digest import DigestError, parse_credentials
 
     for name in ("via", "call_id", "cseq", "from_", "to", "contact", "max_forwards", "expires",
                  "content_type", "record_route", "route", "www_authenticate", "authorization",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from siplink.message import (
+from siplink.sip.message import (
     Message,
     Request,
     Response,

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from siplink.message import MAX_HEADER_BYTES, Request, SipParseError, StreamParser, parse_message
+from siplink.sip.message import (
+    MAX_HEADER_BYTES,
+    Request,
+    SipParseError,
+    StreamParser,
+    parse_message,
+)
 
 SIP = Path(__file__).resolve().parent / "data" / "sip"
 RFC = Path(__file__).resolve().parent / "data" / "rfc4475"

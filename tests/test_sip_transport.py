@@ -8,10 +8,10 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import defer, reactor, ssl, task
 
-from siplink.message import make_request, parse_message
-from siplink.transaction import Target, TransactionLayer
-from siplink.transport import SipTransport
-from siplink.useragent import CallState, UserAgent
+from siplink.core.transaction import Target, TransactionLayer
+from siplink.sip.message import make_request, parse_message
+from siplink.transport.driver import SipTransport
+from siplink.ua.useragent import CallState, UserAgent
 
 
 class ClockReactor:

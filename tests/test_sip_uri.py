@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from siplink.uri import SipParseError, SipUri, check_uri
+from siplink.sip.uri import SipParseError, SipUri, check_uri
 
 
 def test_full_sip_uri() -> None:

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.useragent import CallState, UserAgent
+from siplink.ua.useragent import CallState, EndCause, UserAgent
 from tests.peers.process import PeerProcess, free_port
 from tests.peers.sipp import SippUas, message_times, run_uac
 
@@ -113,8 +113,8 @@ async def test_client_timers_against_a_slow_sipp_uas() -> None:
     try:
         call = ua.call(f"sip:service@{sipp.address}")
         await call.answered
-        bye = await ua._in_dialog(call, "BYE")
-        call._end("local-bye")
+        bye = await call.request("BYE")
+        ua.core.end(call.session, EndCause.LOCAL_BYE, ua.now())   # the BYE went by hand
         assert bye.status == 200
         await task.deferLater(reactor, 0.8, lambda: None)
     finally:

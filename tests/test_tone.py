@@ -7,8 +7,15 @@ import time
 
 import pytest
 
-from siplink.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from siplink.tone import ToneGenerator, detect_frequency, goertzel_power, pcm_samples, rms, sine
+from siplink.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from siplink.media.tone import (
+    ToneGenerator,
+    detect_frequency,
+    goertzel_power,
+    pcm_samples,
+    rms,
+    sine,
+)
 
 
 def test_generator_is_phase_continuous():

@@ -12,8 +12,8 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from ice.trace import Trace, TraceRecord
-from siplink.trace_export import export_pcap
-from siplink.useragent import Call, CallFailed, UserAgent
+from siplink.calltest.trace_export import export_pcap
+from siplink.ua.useragent import Call, SipError, UserAgent
 from tests.peers.process import require_binary
 
 
@@ -83,7 +83,7 @@ async def test_ack_of_a_non_2xx_is_summarised_as_ack(transport: str) -> None:
         b.on_incoming_call = handler
         tp = "" if transport == "udp" else f";transport={transport}"
         call = a.call(f"sip:bob@127.0.0.1:{b.port}{tp}")
-        with pytest.raises(CallFailed):
+        with pytest.raises(SipError):
             await call.answered
         await sleep(0.05)
     finally:
@@ -93,7 +93,7 @@ async def test_ack_of_a_non_2xx_is_summarised_as_ack(transport: str) -> None:
     assert [r.summary.split()[0] for r in out] == ["INVITE", "ACK"]
     ack = out[1]
     assert ack.detail.startswith("ACK ") and ack.local is not None
-    from siplink.ladder import render_text
+    from siplink.calltest.ladder import render_text
     assert "ACK sip:bob" in render_text(ta)
 
 
@@ -111,7 +111,7 @@ def _tshark_stun(path: Path) -> list[list[str]]:
 
 def test_check_retransmissions_are_traced_copy_by_copy(tmp_path: Path) -> None:
     from ice import stun
-    from siplink.pcap import read_pcap
+    from siplink.calltest.pcap import read_pcap
     from tests.ice_support import SimNet, pair_on_net, sent_stun
 
     net = SimNet(seed=5, latency=0.01)
@@ -177,8 +177,8 @@ async def test_relay_call_pcap_shows_the_turn_exchange(tmp_path: Path) -> None:
 
     from ice.agent import Agent
     from ice.candidate import CandidateType
+    from ice.drivers.agent import TwistedAgent
     from ice.gathering import TurnServer
-    from ice.twisted_agent import TwistedAgent
     from tests.peers.coturn import PASSWORD, USER, Coturn
     from tests.test_ice_interop import exchange, wait_for
 

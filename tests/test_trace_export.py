@@ -1,13 +1,13 @@
-"""siplink.trace_export: a trace's SIP and STUN packets as a pcap that tshark decodes, read
-back with siplink.pcap too; RTP and events left out unless asked."""
+"""siplink.calltest.trace_export: a trace's SIP and STUN packets as a pcap that tshark decodes, read
+back with siplink.calltest.pcap too; RTP and events left out unless asked."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from siplink.pcap import read_pcap
-from siplink.trace_export import export_pcap
+from siplink.calltest.pcap import read_pcap
+from siplink.calltest.trace_export import export_pcap
 from tests.peers.process import require_binary
 from tests.test_ladder import BOB, ME, _call
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from siplink.message import Request, Response, make_request, make_response, parse_message
-from siplink.transaction import (
+from siplink.core.transaction import (
     T1,
     T2,
     T4,
@@ -25,6 +24,7 @@ from siplink.transaction import (
     TransactionTimeout,
     response_target,
 )
+from siplink.sip.message import Request, Response, make_request, make_response, parse_message
 
 PEER = Target("udp", "127.0.0.1", 5099)
 TCP_PEER = Target("tcp", "127.0.0.1", 5099)

@@ -9,6 +9,8 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
 
+from ice.drivers.stun import BindingClient
+from ice.drivers.turn import TurnClientProtocol, TurnError
 from ice.stun import (
     Attr,
     Class,
@@ -21,9 +23,7 @@ from ice.stun import (
     long_term_key,
     new_transaction_id,
 )
-from ice.stun_twisted import BindingClient
 from ice.turn import Allocation, DataReceived, PermissionCreated
-from ice.turn_twisted import TurnClientProtocol, TurnError
 from tests.peers.coturn import PASSWORD, REALM, USER, Coturn
 
 pytestmark = pytest.mark.peer

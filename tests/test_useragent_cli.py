@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from siplink.cli import main
-from siplink.message import Request, make_response, parse_message
+from siplink.sip.message import Request, make_response, parse_message
 from tests.peers.process import PeerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def test_options_against_answer_and_answer_prints_one_line_per_call() -> None:
 
 _CALL = """
 from twisted.internet import defer, task
-from siplink.useragent import UserAgent
+from siplink.ua.useragent import UserAgent
 async def run(reactor):
     ua = UserAgent(reactor, user="alice"); ua.listen()
     call = ua.call("sip:bob@127.0.0.1:{port}")

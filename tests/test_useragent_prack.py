@@ -8,10 +8,17 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.message import Request, SipParseError, make_request, make_response
-from siplink.prack import RSeqTracker, parse_rack, parse_rseq
-from siplink.transaction import T1, T2, PrackNotReceived, RequestReceived, Target, TransactionLayer
-from siplink.useragent import Call, CallState, UserAgent
+from siplink.core.prack import RSeqTracker, parse_rack, parse_rseq
+from siplink.core.transaction import (
+    T1,
+    T2,
+    PrackNotReceived,
+    RequestReceived,
+    Target,
+    TransactionLayer,
+)
+from siplink.sip.message import Request, SipParseError, make_request, make_response
+from siplink.ua.useragent import Call, CallState, UserAgent
 
 
 def test_rack_rseq_parsing_and_ordering() -> None:
@@ -32,7 +39,7 @@ def test_reliable_provisional_retransmits_until_prack_then_gives_up() -> None:
     inv = make_request("INVITE", "sip:bob@127.0.0.1", [
         ("Via", "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKp1"), ("From", "<sip:a@h>;tag=a"),
         ("To", "<sip:b@h>"), ("Call-ID", "p1"), ("CSeq", "1 INVITE"), ("Supported", "100rel")])
-    from siplink.message import parse_message
+    from siplink.sip.message import parse_message
     layer.receive_message(parse_message(bytes(inv)), peer, 0.0)
     ev = layer.next_event()
     assert isinstance(ev, RequestReceived) and ev.key is not None
@@ -78,7 +85,7 @@ async def test_100rel_ringing_is_pracked_and_call_answers() -> None:
         assert incoming[0].rel100
         pracks = [r for r in seen if r.method == "PRACK"]
         assert len(pracks) == 1
-        rseq = incoming[0]._rseq
+        rseq = incoming[0].session.rseq
         assert pracks[0].headers.get("RAck") == f"{rseq} 1 INVITE"
         assert not b.layer.prack_received(call.call_id, rseq)     # nothing left to stop
         assert states == [CallState.RINGING, CallState.CONFIRMED]

@@ -9,15 +9,15 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
-from siplink.message import Request, make_request, parse_message
-from siplink.session_timer import (
+from siplink.core.session_timer import (
     SessionTimer,
     TooSmall,
     expire_delay,
     parse_session_expires,
     uas_negotiate,
 )
-from siplink.useragent import Call, CallState, UserAgent
+from siplink.sip.message import Request, make_request, parse_message
+from siplink.ua.useragent import Call, CallState, UserAgent
 from tests.test_sip_transport import ClockReactor
 
 
@@ -79,7 +79,7 @@ async def test_no_refresh_ends_the_session_with_bye() -> None:
     fake = ClockReactor()
     a, b, call, incoming, _ = await connected(fake, offer=90)
     try:
-        call._st_call.cancel()                    # the refresher goes silent
+        call.session.set_timer("session-refresh", None)   # the refresher goes silent
         fake.clock.advance(61)                    # 90 - min(32, 90/3) = 60 s
         await real_sleep()
         assert incoming[0].cause == "session-expired"

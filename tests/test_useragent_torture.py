@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from twisted.internet import reactor
 
-from siplink.message import parse_message
-from siplink.transaction import Target
-from siplink.useragent import UserAgent
+from siplink.core.transaction import Target
+from siplink.sip.message import parse_message
+from siplink.ua.useragent import UserAgent
 
 CORPUS = Path(__file__).resolve().parent / "data" / "rfc4475"
 SOURCE = Target("udp", "127.0.0.1", 5099)

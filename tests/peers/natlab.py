@@ -22,6 +22,8 @@ WAN address in INPUT, before conntrack confirms an entry (see Pitfalls). Site NA
 - ``"udp-blocked-except-turn"``: EIM NAT plus a FORWARD firewall that drops every UDP packet
   from the LAN except to coturn (203.0.113.1:3478) and, unless ``sip_udp=False``, to the public
   SIP port (203.0.113.1:5080) so signalling still works; replies are let in by conntrack.
+- ``"udp-blocked"``: EIM NAT plus a FORWARD firewall that drops every UDP packet from the LAN
+  (a corporate network: TCP only; SIP over TCP, TURN over TCP or TLS).
 - ``loss=p``: ``-m statistic --mode random --probability p -j DROP`` on FORWARD for UDP, both
   directions through the NAT (so a round trip survives with (1-p)^2). ``lab.set_loss(site, p)``
   changes it while running. (No netem in this kernel: no delay.)
@@ -31,7 +33,9 @@ API::
     with NatLab(a="eim", b=SiteSpec("apdm", loss=0.1)) as lab:   # builds, starts coturn
         lab.public            # NetNs of the public side;  lab.public_ip == "203.0.113.1"
         lab.public2           # NetNs of a second public host, 203.0.113.2 (PUBLIC_IP2)
-        lab.turn              # CoturnInNs (addr, uri, user/password alice/secret), or None
+        lab.turn              # CoturnInNs (addr, uri, user/password alice/secret), or None;
+                              # NatLab(turn_tls=True): also TURN over TLS on 203.0.113.1:5349
+                              # with a certificate for that IP from lab.turn_ca (ca.pem path)
         lab.start_proxy()     # SipProxyInNs: Kamailio registrar/proxy on 203.0.113.1:5080 that
                               # handles NATed clients (received/rport, Contact fixing, RR)
         lab.a, lab.b          # Site: .host (NetNs), .nat (NetNs), .host_ip, .wan_ip, .spec
@@ -74,8 +78,8 @@ from tests.peers.turn_in_ns import TURN_PORT, CoturnInNs
 
 log = logging.getLogger(__name__)
 
-NatKind = Literal["eim", "apdm", "udp-blocked-except-turn"]
-NAT_KINDS: tuple[str, ...] = ("eim", "apdm", "udp-blocked-except-turn")
+NatKind = Literal["eim", "apdm", "udp-blocked-except-turn", "udp-blocked"]
+NAT_KINDS: tuple[str, ...] = ("eim", "apdm", "udp-blocked-except-turn", "udp-blocked")
 
 PUBLIC_NET = "203.0.113.0/24"
 PUBLIC_IP = "203.0.113.1"
@@ -220,8 +224,11 @@ class NatLab:
     """Builds the topology above on enter (or ``build()``), deletes it on exit (``close()``)."""
 
     def __init__(self, a: SiteSpec | NatKind = "eim", b: SiteSpec | NatKind = "eim", *,
-                 turn: bool = True, icmp_unreachable: bool = False) -> None:
+                 turn: bool = True, icmp_unreachable: bool = False,
+                 turn_tls: bool = False) -> None:
         self.specs = {"a": _spec(a), "b": _spec(b)}
+        self.turn_tls = turn_tls
+        self.turn_ca: Path | None = None    # with turn_tls: the CA that signed coturn's cert
         self.icmp_unreachable = icmp_unreachable
         self.with_turn = turn
         self.lab = Lab()
@@ -288,7 +295,16 @@ class NatLab:
             for ns in (pub, pub2, *(site.nat for site in self.sites.values())):
                 ns.ip("route", "add", "blackhole", "default")
         if self.with_turn:
-            self.turn = CoturnInNs(pub, PUBLIC_IP, TURN_PORT).start()
+            cert = None
+            if self.turn_tls:
+                from tests.peers.tls_ca import TestCa
+
+                ca_dir = Path(tempfile.mkdtemp(prefix="siplink-natlab-ca-"))
+                pub.cleanups.append(lambda: shutil.rmtree(ca_dir, ignore_errors=True))
+                ca = TestCa(ca_dir, "NAT lab test CA")
+                cert = ca.issue("turn", [PUBLIC_IP])
+                self.turn_ca = ca.path
+            self.turn = CoturnInNs(pub, PUBLIC_IP, TURN_PORT, tls_cert=cert).start()
 
     def _configure_nat(self, site: Site) -> None:
         nat, spec = site.nat, site.spec
@@ -307,6 +323,8 @@ class NatLab:
             for ip, port in allowed:
                 nat.iptables("-A", "FORWARD", "-i", "lan", "-p", "udp", "-d", ip,
                              "--dport", str(port), "-j", "ACCEPT")
+            nat.iptables("-A", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP")
+        if spec.nat == "udp-blocked":
             nat.iptables("-A", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP")
         if spec.loss:
             self.set_loss(site, spec.loss)
@@ -369,9 +387,11 @@ def _loss_rule(p: float) -> list[str]:
 
 
 def natlab(a: SiteSpec | NatKind = "eim", b: SiteSpec | NatKind = "eim", *,
-           turn: bool = True, icmp_unreachable: bool = False) -> Iterator[NatLab]:
+           turn: bool = True, icmp_unreachable: bool = False,
+           turn_tls: bool = False) -> Iterator[NatLab]:
     """Fixture body: ``yield from natlab("eim", "apdm")``; deleted after the test."""
-    lab = NatLab(a, b, turn=turn, icmp_unreachable=icmp_unreachable).build()
+    lab = NatLab(a, b, turn=turn, icmp_unreachable=icmp_unreachable,
+                 turn_tls=turn_tls).build()
     try:
         yield lab
     finally:

@@ -1,0 +1,3 @@
+"""The transport address every layer passes around: ``(host, port)``."""
+
+Address = tuple[str, int]

@@ -1,0 +1,1 @@
+"""Simulation: ICE agents behind simulated RFC 4787 NATs in virtual time (tests, benchmarks)."""

@@ -1,0 +1,1 @@
+"""The user agent: UserAgent and Call, registration, accounts and the TOML configuration."""
