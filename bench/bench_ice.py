@@ -11,6 +11,14 @@ default), and with aggressive nomination at 20 ms.  Prints medians over ``--roun
 the ratio ours/aioice.
 
     python bench/bench_ice.py [--rounds 20] [--sizes 1,4,16]
+
+``--pair-choice [--seeds 100]`` measures instead, in virtual time (ice.sim.simnet), how the
+regular nomination policy chooses under loss: for every pair of NAT kinds where a direct
+(non-relayed) pair works (found by a lossless run without TURN), seeded runs with a STUN and a
+TURN server at 0, 5, 10 and 20 % loss per datagram (latency 20 ms, jitter 5 ms); it prints how
+often the selected pair is relayed although a direct one exists, how many runs failed, and
+the time until both sides completed (p50/p90).  ``--no-relay-wait`` runs the agent with
+``relay_after_retransmission=False``.
 """
 
 from __future__ import annotations
@@ -117,11 +125,95 @@ def run_ours(sizes: list[int], rounds: int, variants: list[Variant]
     return results
 
 
+# ---- pair choice under loss (simnet) -------------------------------------------------------
+
+_EIM, _ADM, _APDM = ("endpoint-independent", "address-dependent", "address-and-port-dependent")
+NAT_KINDS: dict[str, dict[str, str] | None] = {
+    "none": None, "eim": {"mapping": _EIM, "filtering": _EIM},
+    "eim-apdf": {"mapping": _EIM, "filtering": _APDM},
+    "adm": {"mapping": _ADM, "filtering": _ADM}, "apdm": {"mapping": _APDM, "filtering": _APDM}}
+SIM_SERVER = "203.0.113.10"
+
+
+def sim_once(seed: int, a_nat: str, b_nat: str, loss: float, *, turn: bool = True,
+             agent_kw: dict[str, object] | None = None) -> tuple[float | None, bool]:
+    """(time until both completed or None, whether the selected pair is relayed)."""
+    from ice.sim.simnet import Nat, SimNet, StunServer, TurnServer
+
+    from ice.candidate import CandidateType
+    from ice.events import IceCompleted
+    from ice.gathering import TurnServer as TurnConfig
+    from tests.ice_support import connect, pair_on_net, run_until_done
+
+    net = SimNet(seed=seed, latency=0.02, jitter=0.005, loss=loss)
+    net.add_host(SIM_SERVER)
+    stun_srv = StunServer(net, SIM_SERVER, 3478)
+    TurnServer(net, SIM_SERVER, 3479)
+    for realm, pub, ip, kind in (("lanA", "203.0.113.1", "10.0.0.1", a_nat),
+                                 ("lanB", "203.0.113.2", "10.1.0.1", b_nat)):
+        cfg = NAT_KINDS[kind]
+        if cfg is None:
+            net.add_host(ip)
+        else:
+            net.add_nat(Nat(pub, realm, mapping=cfg["mapping"], filtering=cfg["filtering"]))
+            net.add_host(ip, realm)
+    kw: dict[str, object] = {"stun_servers": [stun_srv.addr], **(agent_kw or {})}
+    if turn:
+        kw["turn_servers"] = [TurnConfig(SIM_SERVER, 3479, "alice", "secret")]
+    a, b = pair_on_net(net, "10.0.0.1", "10.1.0.1", a_kw={**kw, "rng": random.Random(seed)},
+                       b_kw={**kw, "rng": random.Random(seed + 7)}, start=False)
+    t0 = net.now
+    connect(a, b)
+    run_until_done(net, a, b, limit=40)
+    ta, tb = a.first(IceCompleted), b.first(IceCompleted)
+    pair = a.agent.selected_pair(0, 1)
+    if ta is None or tb is None or pair is None:
+        return None, False
+    relayed = CandidateType.RELAYED in (pair.local.type, pair.remote.type)
+    return max(ta.time, tb.time) - t0, relayed
+
+
+def pair_choice(seeds: int, agent_kw: dict[str, object]) -> None:
+    kinds = list(NAT_KINDS)
+    combos = [(x, y) for i, x in enumerate(kinds) for y in kinds[i:]]
+    direct = [c for c in combos if sim_once(1, *c, 0.0, turn=False, agent_kw=agent_kw)[0]
+              is not None]
+    print("NAT pairs (a, b) where a direct pair works: "
+          + ", ".join(f"{x}/{y}" for x, y in direct))
+    print(f"{seeds} seeded runs each, STUN + TURN configured, latency 20 ms")
+    print(f"{'loss':>5} {'relay chosen':>14} {'failed':>7} {'both done p50':>14} {'p90':>8}")
+    for loss in (0.0, 0.05, 0.10, 0.20):
+        relays = total = failed = 0
+        times: list[float] = []
+        for c in direct:
+            for seed in range(seeds):
+                t, relayed = sim_once(1000 + seed, *c, loss, agent_kw=agent_kw)
+                if t is None:
+                    failed += 1
+                    continue
+                total += 1
+                relays += relayed
+                times.append(t)
+        times.sort()
+        p90 = times[int(0.9 * len(times))] if times else float("nan")
+        print(f"{loss:>5.0%} {f'{relays}/{total}':>14} {failed:>7} "
+              f"{statistics.median(times) * 1000:>11.0f} ms {p90 * 1000:>5.0f} ms")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--sizes", default="1,4,16")
+    ap.add_argument("--pair-choice", action="store_true",
+                    help="simnet: how often a relay wins where a direct pair works, under loss")
+    ap.add_argument("--seeds", type=int, default=100)
+    ap.add_argument("--no-relay-wait", action="store_true",
+                    help="with --pair-choice: relay_after_retransmission=False")
     args = ap.parse_args()
+    if args.pair_choice:
+        pair_choice(args.seeds, {"relay_after_retransmission": False}
+                    if args.no_relay_wait else {})
+        return 0
     sizes = [int(x) for x in args.sizes.split(",")]
     theirs = run_aioice(sizes, args.rounds)
     variants: list[Variant] = [(0.005, "regular"), (0.02, "regular"), (0.05, "regular"),

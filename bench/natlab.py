@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,9 @@ def _as_dict(r: CaseResult) -> dict[str, Any]:
     for k, s in r.sides.items():
         sides[k] = {
             "name": s.name, "pair": s.pair.as_dict() if s.pair else None,
-            "time_to_connected_ms": s.time_to_connected_ms, "checks_sent": s.checks_sent,
+            "time_to_connected_ms": s.time_to_connected_ms,
+            "time_to_valid_ms": s.time_to_valid_ms, "kept_before_media": s.kept_before_media,
+            "checks_sent": s.checks_sent,
             "packets_sent": s.packets_sent, "packets_received": s.packets_received,
             "packets_lost": s.packets_lost, "tone_sent_hz": s.tone_sent_hz,
             "tone_heard_hz": s.tone_heard_hz, "sip_retransmissions": s.sip_retransmissions,
@@ -53,6 +56,30 @@ def _as_dict(r: CaseResult) -> dict[str, Any]:
             "turn_allocations": r.turn_allocations, "turn_permissions": r.turn_permissions,
             "proxy_routed": r.proxy_routed, "leaks": r.leaks, "wall_s": r.wall_s,
             "errors": check_case(r)}
+
+
+def timing_summary(results: list[CaseResult]) -> str:
+    """Per case: median (and, with several runs, max) time to ICE connected of each side and
+    to the first valid pair, and how often each side's selected pair was relayed."""
+    lines = ["time to ICE connected (offer/answer built -> completed), per case over its runs:"]
+    for name in dict.fromkeys(r.case.name for r in results):
+        runs = [r for r in results if r.case.name == name]
+        parts = []
+        for k in "ab":
+            ttc = [t for r in runs if (t := r.sides[k].time_to_connected_ms) is not None]
+            ttv = [t for r in runs if (t := r.sides[k].time_to_valid_ms) is not None]
+            relayed = sum(1 for r in runs if r.sides[k].pair is not None
+                          and "relay" in r.sides[k].pair_text)
+            if not ttc:
+                parts.append(f"{runs[0].sides[k].name}: not connected")
+                continue
+            parts.append(f"{runs[0].sides[k].name} p50 {statistics.median(ttc):.0f} ms"
+                         + (f" max {max(ttc):.0f}" if len(ttc) > 1 else "")
+                         + (f" (1st valid p50 {statistics.median(ttv):.0f})" if ttv else "")
+                         + f", relay {relayed}/{len(runs)}")
+        lines.append(f"  {name} ({len(runs)} run{'s' if len(runs) > 1 else ''}): "
+                     + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                           "error": failure[0] if failure else None}))
     else:
         print(format_table(results))
+        print(timing_summary(results))
         print(f"{len(results)} calls in {wall:.1f} s")
         if failure:
             print(failure[0], file=sys.stderr)

@@ -10,19 +10,55 @@ addresses :meth:`Agent.addresses_to_bind` names, reports them with
 Timing, all configurable (``now`` is seconds, any epoch):
 
 * one new check (ordinary or triggered) per ``ta`` across every stream (RFC 8445 §6.1.4.2);
-* a check's RTO is ``max(500 ms, ta * pairs Waiting or In-Progress)`` (RFC 8445 §14.3); it
-  is retransmitted ``check_rc`` times in all, doubling the interval, and fails ``check_rm * RTO``
-  after the last send: with the defaults (Rc 5, Rm 8, RTO 500 ms) a pair that never answers
-  fails 11.5 s after its first check;
+* a check's RTO is ``max(500 ms, ta * pairs Waiting or In-Progress)``.  RFC 8445 §14.3
+  suggests (SHOULD) ``max(500 ms, Ta * N * (Num-Waiting + Num-In-Progress))`` with N the
+  total number of checks, and allows other mechanisms ("Agents MAY calculate the RTO value
+  using other mechanisms ... MUST NOT use an RTO value smaller than 500 ms"): we leave N out
+  because it makes the RTO quadratic in the check list (10 pairs at Ta 50 ms: 2.5 s; 100
+  pairs: 500 s), so a lost check would in effect never be retransmitted within a call; the
+  500 ms floor is kept.  A check is sent ``check_rc`` times in all, doubling the interval,
+  and fails ``check_rm * RTO`` after the last send: with the defaults (Rc 5, Rm 8, RTO
+  500 ms) a pair that never answers fails 11.5 s after its first check;
+* gathering: one Binding (STUN server) or Allocate (TURN server) transaction per ``ta``, RTO
+  ``max(500 ms, ta * number of server-reflexive and relayed candidates)`` (RFC 8445 §5.1.1.2,
+  §14.3); an Allocate's XOR-MAPPED-ADDRESS is a server-reflexive candidate too;
 * a stream whose checks all failed, once end-of-candidates is known, fails at once; one still
   not Completed ``failed_timeout`` (30 s) after :meth:`start_checks` fails anyway;
 * consent freshness (RFC 7675): a Binding request every 5 s +-20 % on each selected pair,
   retransmitted (RTO 500 ms) so one lost packet does not matter; 30 s without any response
   expires consent (``ConsentExpired``) and :meth:`send_data` refuses that component;
-* regular nomination: once every component has a valid pair, the controlling agent nominates
-  the best one as soon as no better pair can still succeed, and at the latest
-  ``nomination_delay`` (1 s) after the first valid pair.  The nominating check is paced like
-  any other, so on an idle path it leaves one Ta after the first success.
+* regular nomination (RFC 8445 §8.1.1 leaves the stopping criterion to the agent): the
+  controlling agent nominates a component's best valid pair once every better pair (higher
+  priority, not Failed) is *hopeless*, and at the latest ``nomination_delay`` (1 s) after
+  the first valid pair; the nominating check is paced like any other (one Ta).  A better
+  pair that is Waiting, or Frozen behind a foundation still being checked, is not hopeless
+  (it is checked within a few Ta).  An In-Progress one is hopeless once its check went
+  unanswered for the *patience*, ``max(nomination_patience (100 ms), 4 * largest RTT seen)``.
+  Settling for a relayed pair while a direct one is unanswered costs more (latency, relay
+  bandwidth for the whole call), so then the direct pair also gets its first retransmission
+  (its RTO, 500 ms, plus the patience; ``relay_after_retransmission=False`` drops this), and
+  only ``nomination_delay`` ends the wait once loss was seen (a STUN or TURN server answered
+  only a retransmission, or a peer's check arrived twice; not a check answered late, which
+  NAT filtering and TURN permissions cause on a clean path) or once the peer's own check
+  came in on that direct pair (the path works at least one way).
+  Why: the old rule (wait ``nomination_delay`` while any better pair was pending) made every
+  NATed call take over 1 s, because behind NATs the best pairs (host-host) never answer.
+  libnice's regular mode (nominate once a host pair is valid, two pairs are valid or nothing
+  is left to check) settles early whatever the loss; pjnath waits a fixed 400 ms once each
+  component has a valid pair; libwebrtc nominates at once and renominates, which RFC 8445
+  §8.1.1 forbids (one nomination per component per session).  Ours waits as long as the
+  evidence asks: a few RTTs for a pair that plainly does not answer, one retransmission
+  before settling for the relay, the full delay when loss is known.  Measured (NAT lab,
+  bench/natlab.py, offer/answer built -> connected): EIM/EIM ~0.2 s (was ~1.07 s), relayed
+  cases ~0.7 s (was ~1.1 s; ~0.3 s without the retransmission wait), 10 % loss median of
+  20 calls ~1.4 s caller / 0.65 s callee, SIP losses included (was ~2.8 s / 1.6 s); in simnet (bench/bench_ice.py --pair-choice) the
+  relay wins where a direct pair works no more often than before (5/10/20 % loss: 10, 23,
+  63 of 1000 runs; before 10, 26, 67; without the retransmission wait 16, 43, 64);
+* a nominating check refused with an error response fails the check list at once (RFC 8445
+  §7.2.5.3.4); one that times out is nominated again instead (a deliberate deviation: the
+  peer may already have selected the pair, only its answers were lost, and failing would end
+  a call the peer sees connected);
+* once a component has a nominated pair, its other pairs stop being checked (§8.1.2);
 
 Choices worth knowing: a check received on an In-Progress pair stops that pair's
 retransmissions (a late answer still counts) and re-checks it as a triggered check (RFC 8445
@@ -131,6 +167,7 @@ class _Pending:
     key: bytes | None = None
     priority: int = 0
     server: Address | None = None
+    pref_offset: int = 0                # subtracted from the base's local preference (§5.1.2)
     triggered: bool = False
     listen_until: float | None = None   # retransmissions stopped; a late answer still counts
 
@@ -144,6 +181,7 @@ class _Relay:
     base: Address
     server: Address
     alloc: Allocation
+    index: int = 0                   # the server's place in turn_servers (local preference)
     relayed: Address | None = None
     removed: bool = False            # its component was removed: released, never used
     connection: StreamConnection | None = None   # TURN over TCP/TLS: the driver's connection
@@ -178,6 +216,8 @@ class _Stream:
     checks_started_at: float | None = None
     first_valid_at: float | None = None
     nominate_at: float | None = None     # regular nomination: nominate by then at the latest
+    reconsider_at: float | None = None   # regular nomination: look at the rivals again then
+    rtt: float = 0.0                     # largest check RTT seen (answers to a first send)
 
 
 def _random_string(rng: random.Random, n: int) -> str:
@@ -195,11 +235,12 @@ class Agent:
     RFC 5245 habit; at least 5 ms).  ``stun_servers``/``turn_servers``: server-reflexive and
     relayed candidates; ``policy="relay"`` keeps only relayed ones.  ``local_addresses`` or
     ``interfaces`` restrict host candidates (default: 127.0.0.1 only, never the machine's
-    real addresses unless asked).  ``max_pairs``: check-list cap per stream.  ``trickle``:
-    remote candidates may still come after :meth:`start_checks` until
-    :meth:`end_of_candidates`.  ``rng``: seed it for reproducible credentials, tie-breaker and
-    transaction ids.  Timers (``check_rc``/``check_rm``, ``failed_timeout``,
-    ``nomination_delay``, ``consent_*``) are described in the module docstring.
+    real addresses unless asked).  ``max_pairs``: cap on the pairs of all check lists
+    together (RFC 8445 §6.1.2.5).  ``trickle``: remote candidates may still come after
+    :meth:`start_checks` until :meth:`end_of_candidates`.  ``rng``: seed it for reproducible
+    credentials, tie-breaker and transaction ids.  Timers (``check_rc``/``check_rm``, ``failed_timeout``,
+    ``consent_*``) and the nomination policy (``nomination_delay``, ``nomination_patience``,
+    ``relay_after_retransmission``) are described in the module docstring.
     """
 
     def __init__(
@@ -227,6 +268,8 @@ class Agent:
         gather_rm: int = 4,
         failed_timeout: float = 30.0,
         nomination_delay: float = 1.0,
+        nomination_patience: float = 0.1,
+        relay_after_retransmission: bool = True,
         consent_interval: float = CONSENT_INTERVAL,
         consent_timeout: float = CONSENT_TIMEOUT,
         local_username: str | None = None,
@@ -260,6 +303,8 @@ class Agent:
         self.gather_rc, self.gather_rm = gather_rc, gather_rm
         self.failed_timeout = failed_timeout
         self.nomination_delay = nomination_delay
+        self.nomination_patience = nomination_patience
+        self.relay_after_retransmission = relay_after_retransmission
         self.consent_interval = consent_interval
         self.consent_timeout = consent_timeout
         self.stun_servers = [
@@ -284,7 +329,7 @@ class Agent:
         self._old_credentials: tuple[str, str] | None = None
         self._streams: list[_Stream] = [
             _Stream(i, components, CheckList(i, components, max_pairs)) for i in range(streams)]
-        self._set = CheckListSet()
+        self._set = CheckListSet(max_pairs)
         for s in self._streams:
             self._set.add(s.checklist)
         self._sockets: dict[Address, tuple[int, int]] = {}
@@ -298,7 +343,7 @@ class Agent:
         self._next_check_at = 0.0
         self._closed = False
         self._prflx_counter = 0
-        self._gather_count = 0
+        self._next_gather_at = 0.0         # gathering transactions are paced at Ta too
         self._relays: list[_Relay] = []
         self._relay_by_addr: dict[Address, _Relay] = {}
         self._relay_by_path: dict[tuple[Address, Address], _Relay] = {}
@@ -308,6 +353,10 @@ class Agent:
         self._retired_sockets: list[Address] = []   # of removed components, to be closed
         self.trace = Trace()
         self.dropped_data = 0
+        self.loss_seen = False       # a STUN answer came only after a retransmission, or a
+        self._seen_requests: deque[bytes] = deque(maxlen=256)   # peer's check came twice
+        self._turn_sent: deque[bytes] = deque(maxlen=256)
+        self._turn_resent: set[bytes] = set()
 
     # ================================================================ public: gathering
     @property
@@ -330,9 +379,9 @@ class Agent:
     def gather(self, now: float) -> None:
         """Host candidates now; server-reflexive ones as STUN servers answer (RFC 8445 §5.1.1).
         ``GatheringComplete`` follows once every server answered or gave up."""
-        for s in self._streams:
-            if s.gather_started:
-                continue
+        jobs: list[tuple[_Stream, int, Address, int, StunServer | TurnServer]] = []
+        started = [s for s in self._streams if not s.gather_started]
+        for s in started:
             s.gather_started = True
             for addr, (si, comp) in self._sockets.items():
                 if si != s.index:
@@ -344,15 +393,24 @@ class Agent:
                     self._add_local(s, cand)
                 if self.lite:
                     continue
-                for server in self.stun_servers:
+                for j, server in enumerate(self.stun_servers):
                     if (":" in server.host) != (":" in addr[0]) or self.policy == "relay":
                         continue
-                    # RFC 8445 §5.1.1.2: gathering requests are paced at Ta too
-                    self._start_gather(s, comp, addr, (server.host, server.port),
-                                       now + self.ta * self._gather_count)
-                    self._gather_count += 1
-                for t in self.turn_servers:
-                    self._start_relay(s, comp, addr, t, now)
+                    jobs.append((s, comp, addr, j, server))
+                for k, t in enumerate(self.turn_servers):
+                    if self._relay_wanted(s, comp, addr, t, jobs):
+                        jobs.append((s, comp, addr, k, t))
+        # RFC 8445 §5.1.1.2 / §14.3: one gathering transaction (Binding or Allocate) per Ta,
+        # with RTO = max(500 ms, Ta * number of server-reflexive and relayed candidates)
+        rto = max(0.5, self.ta * len(jobs))
+        for js, comp, addr, index, job in jobs:
+            at = max(now, self._next_gather_at)
+            self._next_gather_at = at + self.ta
+            if isinstance(job, StunServer):
+                self._start_gather(js, comp, addr, (job.host, job.port), at, index, rto)
+            else:
+                self._start_relay(js, comp, addr, job, at, index, rto)
+        for s in started:
             self._maybe_gathering_done(s)
 
     def local_candidates(self, stream: int = 0) -> list[Candidate]:
@@ -462,8 +520,24 @@ class Agent:
         for i, old in enumerate(s.remote_candidates):
             if (old.address, old.port, old.component) == (cand.address, cand.port,
                                                           cand.component):
-                if old.type is CandidateType.PEER_REFLEXIVE:
-                    s.remote_candidates[i] = cand   # signalled later: keep its real type
+                if old.type is CandidateType.PEER_REFLEXIVE \
+                        and cand.type is not CandidateType.PEER_REFLEXIVE:
+                    # RFC 8838 §11 (RFC 8445 §7.3.1.3): a peer-reflexive candidate signalled
+                    # later takes its real type, priority and foundation, in every pair too
+                    s.remote_candidates[i] = cand
+                    for p in [*s.checklist.pairs, *s.checklist.valid_extra]:
+                        if p.remote is old:
+                            p.remote = cand
+                            p.update_priority(self.controlling)
+                    s.checklist.sort()
+                    if not self.lite:
+                        self._pair(s, [c for c in s.local_candidates if self._pairable(c)
+                                       and c.type is not CandidateType.PEER_REFLEXIVE],
+                                   [cand])
+                    self._trace(now or 0.0, "event", f"remote peer-reflexive {cand.address}:"
+                                f"{cand.port} signalled as {cand.type.value}")
+                    if now is not None:
+                        self._pace(now)
                 return
         s.remote_candidates.append(cand)
         if cand.type is CandidateType.SERVER_REFLEXIVE and cand.related_address:
@@ -512,6 +586,9 @@ class Agent:
                 ) -> None:
         """One datagram arrived on the host socket ``local_addr`` from ``remote_addr``."""
         relay = self._relay_by_path.get((local_addr, remote_addr))
+        if relay is not None and self._turn_resent and stun.is_stun(data) \
+                and data[8:20] in self._turn_resent:
+            self.loss_seen = True     # a TURN server answered a retransmitted request
         if relay is not None and relay.alloc.receive(data, remote_addr, now):
             self._drain_relay(relay, now)
             return
@@ -562,7 +639,18 @@ class Agent:
                     self._stream_out.append((relay.connection, data))
                 else:
                     out.append((data, relay.base, addr))
+                if stun.is_stun(data) and not data[0] & 0x01 and not data[1] & 0x10:
+                    self._note_turn_request(data[8:20])     # a TURN request (class 0b00)
         return out
+
+    def _note_turn_request(self, tid: bytes) -> None:
+        """Transaction ids of TURN requests sent more than once, to tell loss from silence."""
+        if tid in self._turn_sent:
+            self._turn_resent.add(tid)
+        else:
+            self._turn_sent.append(tid)
+            if len(self._turn_resent) > 256:
+                self._turn_resent.clear()
 
     # ---- TURN over TCP/TLS (RFC 8656 §3.1): the driver owns the connections -------------
     def stream_connections_to_open(self) -> list[StreamConnection]:
@@ -615,6 +703,8 @@ class Agent:
                 times.append(s.checks_started_at + self.failed_timeout)
                 if s.nominate_at is not None:
                     times.append(s.nominate_at)
+                if s.reconsider_at is not None:
+                    times.append(s.reconsider_at)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -639,9 +729,13 @@ class Agent:
                                f"{self.failed_timeout:g} s", now)
                     continue
                 if s.nominate_at is not None and now >= s.nominate_at:
-                    s.nominate_at = None
+                    s.nominate_at = s.reconsider_at = None
                     if self.controlling and self.nomination == "regular":
                         self._maybe_nominate(s, now, force=True)
+                elif s.reconsider_at is not None and now >= s.reconsider_at:
+                    s.reconsider_at = None
+                    if self.controlling and self.nomination == "regular":
+                        self._maybe_nominate(s, now)
             self._consent_timers(s, now)
         self._pace(now)
 
@@ -659,6 +753,21 @@ class Agent:
     # ================================================================ public: media
     def selected_pair(self, stream: int, component: int = 1) -> CandidatePair | None:
         return self._stream(stream).selected.get(component)
+
+    def is_valid(self, stream: int, component: int, remote: Address,
+                 local: Address | None = None) -> bool:
+        """Whether ``remote`` (with ``local``: from the local socket or relayed address
+        ``local``) is the remote end of a valid pair of ``component`` -- a check on it
+        succeeded (RFC 8445 §7.2.5.3.2).  Media from it may be taken before nomination
+        (§12.1: the peer MAY send on any valid pair; §12.2: be prepared to receive it)."""
+        s = self._stream(stream)
+        return any(p.valid and p.component == component and p.remote_addr == remote
+                   and (local is None or p.local_base == local)
+                   for p in (*s.checklist.pairs, *s.checklist.valid_extra))
+
+    def first_valid_at(self, stream: int = 0) -> float | None:
+        """When the stream's first valid pair appeared (None: not yet)."""
+        return self._stream(stream).first_valid_at
 
     def send_data(self, stream: int, component: int, data: bytes) -> bool:
         """Queue ``data`` on the selected pair; False when there is none or consent expired."""
@@ -701,7 +810,7 @@ class Agent:
             if p.kind == "check":
                 p.txn.cancel()
                 del self._pending[tid]
-        self._set = CheckListSet()
+        self._set = CheckListSet(self.max_pairs)
         for s in self._streams:
             s.checklist = CheckList(s.index, s.components, self.max_pairs)
             self._set.add(s.checklist)
@@ -710,7 +819,8 @@ class Agent:
             s.remote_end = False
             s.completed = s.failed = False
             s.checks_started_at = None
-            s.first_valid_at = s.nominate_at = None
+            s.first_valid_at = s.nominate_at = s.reconsider_at = None
+            s.rtt = 0.0
             s.local_candidates = [c for c in s.local_candidates
                                   if c.type is not CandidateType.PEER_REFLEXIVE]
         self._running = False
@@ -794,11 +904,17 @@ class Agent:
             kept = s.checklist.add(pair)
             if kept is pair:
                 added.append(pair)
+        if added:
+            self._set.enforce_limit()      # RFC 8445 §6.1.2.5: across the checklist set
+            added = [p for p in added if s.checklist.find(p.component, p.local_base,
+                                                          p.remote_addr) is p]
         if self._running and s.checklist.state is CheckListState.RUNNING:
-            # RFC 8838 §10: a new pair is Waiting unless its foundation is being checked
+            # RFC 8838 §12: a new pair is Waiting when a pair of its foundation already
+            # succeeded (rule 2) or when no pair of its foundation is being checked; else Frozen
             busy = self._set.active_foundations()
+            succeeded = self._set.succeeded_foundations()
             for pair in added:
-                if pair.foundation not in busy:
+                if pair.foundation in succeeded or pair.foundation not in busy:
                     busy.add(pair.foundation)
                     pair.state = PairState.WAITING
                     self._emit_state(pair)
@@ -893,6 +1009,7 @@ class Agent:
                                       key, prflx_priority, triggered=triggered)
         pair.checks_sent += 1
         pair.extra["sent_at"] = now
+        pair.extra["rto"] = txn.rto
         self._events.append(CheckSent(pair.stream, pair.component, pair.local_base,
                                       pair.remote_addr, use_candidate, triggered))
         self._trace(now, "out", f"check {'triggered ' if triggered else ''}"
@@ -924,6 +1041,12 @@ class Agent:
                         data)
             return
         del self._pending[msg.transaction_id]
+        if p.txn.sent > 1 and p.kind == "gather":
+            # a STUN server answered only a retransmission: the path loses packets.  (A check
+            # answered late proves nothing: the peer's NAT may have filtered the first copy
+            # until its own check opened it, or its relay lacked the permission yet.)
+            self.loss_seen = True
+
         p.txn.receive_response(msg, now)
         what = {"check": "check response", "consent": "consent response",
                 "gather": "STUN server response"}[p.kind]
@@ -953,20 +1076,27 @@ class Agent:
         if msg.cls == Class.ERROR:
             err = msg.error_code
             if err is not None and err[0] == 487:
-                # RFC 8445 §7.2.5.1: switch to the role the request did not claim, retry
+                # RFC 8445 §7.2.5.1: switch to the role the request did not claim, retry;
+                # "The agent MUST change the tiebreaker value."
                 if p.controlling == self.controlling:
                     self._switch_role(not p.controlling, "487 Role Conflict received", now)
+                    self.tie_breaker = self._rng.getrandbits(64)
                 pair.extra["retry"] = True
                 self._set_state(pair, PairState.WAITING, now)
                 s.checklist.push_triggered(pair)
                 self._pace(now)
                 return
             self._set_state(pair, PairState.FAILED, now)
+            if self._nomination_failed(s, pair, p, f"{err[0] if err else 'error'} response",
+                                       now):
+                return
             self._check_failed(s, now)
             return
         if s.checklist.find(pair.component, pair.local_base, pair.remote_addr) is not pair \
                 and pair.extra.get("valid_only") is None:
             return   # the pair belongs to a check list replaced by a restart
+        if p.txn.sent == 1 and p.txn.send_times:
+            s.rtt = max(s.rtt, now - p.txn.send_times[0])
         self._set_state(pair, PairState.SUCCEEDED, now)
         mapped = msg.address(Attr.XOR_MAPPED_ADDRESS) or msg.address(Attr.MAPPED_ADDRESS)
         valid = self._valid_pair_for(s, pair, mapped, p.priority, now)
@@ -987,6 +1117,31 @@ class Agent:
         if self.controlling and self.nomination == "regular":
             self._maybe_nominate(s, now)
         self._pace(now)
+
+    def _nomination_failed(self, s: _Stream, pair: CandidatePair, p: _Pending, why: str,
+                           now: float) -> bool:
+        """RFC 8445 §7.2.5.3.4: a nominating check refused with an error response removes its
+        pair from the valid list and fails the check list at once; so does the controlled
+        agent's triggered check for a pair the peer nominated.  (A timeout is retried: see
+        the module docstring.)"""
+        # (with RFC 5245 aggressive nomination every check carries USE-CANDIDATE: one
+        # refused check there is just a failed pair)
+        nominating = (p.use_candidate and self.nomination == "regular") or (
+            not p.controlling and pair.remote_nominated and p.triggered)
+        if not nominating or s.completed or s.failed or p.pair is None:
+            return False
+        if s.checklist.find(pair.component, pair.local_base, pair.remote_addr) is not pair \
+                and pair not in s.checklist.valid_extra:
+            return False          # a pair of a check list replaced by a restart
+        for q in (pair, pair.extra.get("checked")):
+            if isinstance(q, CandidatePair):
+                q.valid = q.nominated = False
+                q.state = PairState.FAILED
+        if pair in s.checklist.valid_extra:
+            s.checklist.valid_extra.remove(pair)
+        self._fail(s, f"component {pair.component}: nomination of {pair.describe()} failed "
+                   f"({why})", now)
+        return True
 
     def _valid_pair_for(self, s: _Stream, pair: CandidatePair, mapped: Address | None,
                         priority: int, now: float) -> CandidatePair:
@@ -1028,11 +1183,15 @@ class Agent:
         return sorted(pairs, key=lambda p: -p.priority)
 
     def _maybe_nominate(self, s: _Stream, now: float, force: bool = False) -> None:
-        """Regular nomination (RFC 8445 §8.1.1): once each component has a valid pair and no
-        better pair can still succeed (or ``nomination_delay`` passed), check the best valid
-        pair again with USE-CANDIDATE."""
+        """Regular nomination (RFC 8445 §8.1.1), the policy of the module docstring: once
+        each component has a valid pair, check the best valid pair again with USE-CANDIDATE
+        as soon as every better pair is hopeless (:meth:`_hopeless_at`), or with ``force``
+        (``nomination_delay`` after the first valid pair)."""
         if s.completed or s.failed:
             return
+        s.reconsider_at = None
+        later: list[float] = []
+        groups: dict[tuple[str, str], list[CandidatePair]] | None = None
         for comp in range(1, s.components + 1):
             if any(p.nominated or p.extra.get("nominating") for p in self._valid_list(s, comp)):
                 continue
@@ -1040,16 +1199,98 @@ class Agent:
             if not valid:
                 continue
             best = valid[0]
-            pending_better = any(
-                p.component == comp and p.priority > best.priority
-                and p.state in (PairState.FROZEN, PairState.WAITING, PairState.IN_PROGRESS)
-                for p in s.checklist.pairs)
-            if pending_better and not force:
-                continue
+            if not force:
+                rivals = [p for p in s.checklist.pairs
+                          if p.component == comp and p.priority > best.priority
+                          and p.state in (PairState.FROZEN, PairState.WAITING,
+                                          PairState.IN_PROGRESS)
+                          and "removed" not in p.extra]
+                if groups is None and any(p.state is PairState.FROZEN for p in rivals):
+                    groups = {}
+                    for cl in self._set:
+                        for q in cl.pairs:
+                            groups.setdefault(q.foundation, []).append(q)
+                waits = [self._hopeless_at(s, best, p, now, groups or {}) for p in rivals]
+                due = max(waits, default=now)
+                if due > now:
+                    later.append(due)
+                    continue
             best.extra["nominating"] = True
             best.extra["nominate"] = True
             s.checklist.triggered.appendleft(best)   # paced like any check (§6.1.4.2)
+            self._trace(now, "event", f"nominating {best.describe()}"
+                        + (" (nomination_delay reached)" if force else ""))
             self._pace(now)
+        finite = [t for t in later if t != float("inf")]   # inf: nomination_delay decides
+        if finite:
+            s.reconsider_at = min(finite)
+
+    def _patience(self, s: _Stream) -> float:
+        """How long a check may stay unanswered before its pair is deemed hopeless: four
+        times the slowest answer seen on this stream, at least ``nomination_patience``."""
+        return max(self.nomination_patience, 4 * s.rtt)
+
+    def _hopeless_at(self, s: _Stream, best: CandidatePair, rival: CandidatePair, now: float,
+                     groups: dict[tuple[str, str], list[CandidatePair]]) -> float:
+        """When ``rival`` (better than the valid ``best``, not yet answered) stops being worth
+        waiting for (the policy of the module docstring).  Waiting: it is checked within a
+        few Ta, ask again one Ta after the next check.  Frozen: it follows its foundation,
+        hopeless once every checked pair of that foundation is (and none succeeded).
+        In-Progress: hopeless once its latest check went unanswered for the patience; but when
+        ``best`` is relayed and ``rival`` direct, only after the rival's first retransmission
+        had its patience too (``relay_after_retransmission``), and never (``nomination_delay``
+        decides) once loss was seen or the peer's check came in on the rival's addresses."""
+        soon = max(now, self._next_check_at) + self.ta
+        if rival.state is PairState.WAITING:
+            return soon
+        if rival.state is PairState.FROZEN:
+            same = [q for q in groups.get(rival.foundation, ()) if q is not rival]
+            if any(q.state is PairState.SUCCEEDED for q in same):
+                return soon
+            busy = [q for q in same if q.state is PairState.IN_PROGRESS]
+            if not busy and not any(q.state is PairState.FAILED for q in same):
+                return soon
+            return max((self._hopeless_at(s, best, q, now, groups) for q in busy), default=now)
+        sent_at = rival.extra.get("sent_at")
+        if not isinstance(sent_at, (int, float)):
+            return soon
+        if self._relayed(best) and not self._relayed(rival):
+            if self.loss_seen or rival.extra.get("heard"):
+                return float("inf")      # only nomination_delay (or the rival failing) ends this
+            if self.relay_after_retransmission:
+                rto = rival.extra.get("rto")
+                return float(sent_at) + (rto if isinstance(rto, (int, float)) else 0.5) \
+                    + self._patience(s)
+        return float(sent_at) + self._patience(s)
+
+    @staticmethod
+    def _relayed(pair: CandidatePair) -> bool:
+        return CandidateType.RELAYED in (pair.local.type, pair.remote.type)
+
+    def _conclude_component(self, s: _Stream, comp: int, keep: CandidatePair, now: float
+                            ) -> None:
+        """RFC 8445 §8.1.2: once a pair of a component is nominated (check list Running), the
+        other pairs of that component leave the check list and the triggered-check queue;
+        In-Progress ones stop retransmitting but a late answer is still taken."""
+        if s.checklist.state is not CheckListState.RUNNING:
+            return
+        if self.nomination == "aggressive" and self.controlling:
+            return      # RFC 5245 aggressive nomination keeps checking for a better pair
+        checked = keep.extra.get("checked")
+        for p in s.checklist.pairs:
+            if p.component != comp or p is keep or p is checked:
+                continue
+            if p.state in (PairState.FROZEN, PairState.WAITING):
+                p.state = PairState.FAILED
+                p.extra["removed"] = True
+                self._emit_state(p)
+            elif p.state is PairState.IN_PROGRESS:
+                self._stop_retransmitting(p, now)
+                p.extra["removed"] = True
+            try:
+                s.checklist.triggered.remove(p)
+            except ValueError:
+                pass
 
     def _update_selected(self, s: _Stream, now: float) -> None:
         for comp in range(1, s.components + 1):
@@ -1057,6 +1298,7 @@ class Agent:
             if not nominated:
                 continue
             best = nominated[0]
+            self._conclude_component(s, comp, best, now)
             if s.selected.get(comp) is not best:
                 s.selected[comp] = best
                 self._events.append(SelectedPairChanged(s.index, comp, best.local, best.remote,
@@ -1153,6 +1395,8 @@ class Agent:
         s = self._streams[pair.stream]
         if pair.state is PairState.IN_PROGRESS:
             self._set_state(pair, PairState.FAILED, now)
+        # a nominating check that timed out is nominated again (module docstring: the peer
+        # may have selected the pair already, only its answers were lost)
         pair.extra.pop("nominating", None)
         self._check_failed(s, now)
         if self.controlling and self.nomination == "regular":
@@ -1170,7 +1414,9 @@ class Agent:
         creds = [(self.local_username, self.local_password)]
         if self._old_credentials is not None:
             creds.append(self._old_credentials)
-        if not isinstance(username, str) or Attr.MESSAGE_INTEGRITY not in msg:
+        # RFC 8445 §7.3: the username is valid only as two values separated by a colon
+        if not isinstance(username, str) or ":" not in username \
+                or Attr.MESSAGE_INTEGRITY not in msg:
             self._respond(stun.error_response(msg, 400), None, local, remote, now)
             return
         pwd = next((p for u, p in creds if username.split(":", 1)[0] == u), None)
@@ -1199,6 +1445,10 @@ class Agent:
                     return
         resp = stun.success_response(msg, [(Attr.XOR_MAPPED_ADDRESS, remote)])
         self._respond(resp, key, local, remote, now)
+        if msg.transaction_id in self._seen_requests:
+            self.loss_seen = True    # the peer retransmitted a check we answered: a loss
+        else:
+            self._seen_requests.append(msg.transaction_id)
         if pwd != self.local_password:
             return   # a check (consent) on the pre-restart credentials: answered, nothing more
         if not self._running and not self.lite:
@@ -1245,9 +1495,13 @@ class Agent:
             pair.update_priority(self.controlling)
             if s.checklist.add(pair) is not pair:
                 return
+            self._set.enforce_limit()
+            if s.checklist.find(comp, local, remote) is not pair:
+                return
             self._emit_state(pair)
         if use_candidate and not self.controlling:
             pair.remote_nominated = True
+        pair.extra["heard"] = True      # the peer's check came in on this pair's addresses
         # RFC 8445 §7.3.1.4: triggered checks
         if pair.state is PairState.SUCCEEDED:
             if use_candidate and not self.controlling:
@@ -1267,7 +1521,8 @@ class Agent:
                 s.checklist.push_triggered(pair)
         elif pair.state in (PairState.FROZEN, PairState.WAITING, PairState.FAILED):
             if s.checklist.state is CheckListState.RUNNING or use_candidate:
-                if pair.extra.pop("removed", None) is None or use_candidate:
+                if "removed" not in pair.extra or use_candidate:
+                    pair.extra.pop("removed", None)
                     pair.extra["retry"] = True
                     self._set_state(pair, PairState.WAITING, now)
                     s.checklist.push_triggered(pair)
@@ -1302,13 +1557,15 @@ class Agent:
 
     # ================================================================ internals: gathering
     def _start_gather(self, s: _Stream, comp: int, base: Address, server: Address,
-                      now: float) -> None:
+                      now: float, index: int = 0, rto: float = 0.5) -> None:
+        """A Binding request to a STUN server, first sent at ``now`` (paced by the caller)."""
         tid = self._new_tid()
         msg = stun.Message(Method.BINDING, Class.REQUEST, tid)
         data = stun.encode(msg)
-        txn = StunClientTransaction(data, tid, server, now, rto=0.5, rc=self.gather_rc,
+        txn = StunClientTransaction(data, tid, server, now, rto=rto, rc=self.gather_rc,
                                     rm=self.gather_rm)
-        self._pending[tid] = _Pending("gather", txn, base, s.index, comp, server=server)
+        self._pending[tid] = _Pending("gather", txn, base, s.index, comp, server=server,
+                                      pref_offset=index)
         self._trace(now, "out", f"Binding request to STUN server {server[0]}:{server[1]}",
                     base, server, data)
 
@@ -1323,9 +1580,11 @@ class Agent:
                 f"STUN error {err[0]} {err[1]}" if err else "no mapped address"))
         else:
             self._base_of.setdefault(mapped, p.local)
-            pref = self._local_pref.get(p.local[0], 0)
+            # RFC 8445 §5.1.2.1: a distinct local preference per server on the same base;
+            # §5.1.1.3: the foundation depends on the server's IP address only
             cand = reflexive_candidate(CandidateType.SERVER_REFLEXIVE, mapped, p.local,
-                                       p.component, pref, f"{p.server[0]}:{p.server[1]}")
+                                       p.component, self._pref(p.local, p.pref_offset),
+                                       p.server[0])
             self._add_local(s, cand)
             if self._running:
                 self._pace(now)
@@ -1344,21 +1603,27 @@ class Agent:
         s.gathering_done = True
         self._events.append(GatheringComplete(s.index))
 
-    def _start_relay(self, s: _Stream, comp: int, base: Address, server: TurnServer,
-                     now: float) -> None:
+    def _relay_wanted(self, s: _Stream, comp: int, base: Address, server: TurnServer,
+                      jobs: Sequence[tuple[_Stream, int, Address, int, object]]) -> bool:
         """One allocation per component per TURN server, from the first host socket of the
         server's address family."""
         srv = (server.host, server.port)
         if (":" in server.host) != (":" in base[0]):
-            return
+            return False
         if any(r.stream == s.index and r.component == comp and r.server == srv
                and r.alloc.transport == server.transport for r in self._relays):
-            return
+            return False
+        return not any(js is s and jc == comp and j is server for js, jc, _, _, j in jobs)
+
+    def _start_relay(self, s: _Stream, comp: int, base: Address, server: TurnServer,
+                     now: float, index: int = 0, rto: float = 0.5) -> None:
+        """An allocation on ``server`` from ``base``, its Allocate first sent at ``now``."""
+        srv = (server.host, server.port)
         stream = server.transport != "udp"   # TCP/TLS: its local address comes on connect
-        alloc = Allocation(srv, server.username, server.password, rc=self.gather_rc,
+        alloc = Allocation(srv, server.username, server.password, rto=rto, rc=self.gather_rc,
                            rm=self.gather_rm, trace=self.trace,
                            local=None if stream else base, transport=server.transport)
-        relay = _Relay(s.index, comp, base, srv, alloc)
+        relay = _Relay(s.index, comp, base, srv, alloc, index)
         self._relays.append(relay)
         if alloc.reliable:   # over TCP/TLS: the driver opens it; messages wait meanwhile
             relay.connection = StreamConnection(s.index, comp, base[0], srv, server.transport,
@@ -1368,6 +1633,11 @@ class Agent:
         else:
             self._relay_by_path[(base, srv)] = relay
         alloc.allocate(now)
+
+    def _pref(self, base: Address, offset: int) -> int:
+        """The local preference of a candidate on ``base``: the base address's, less
+        ``offset`` (one step per server), so no two candidates share a priority (§5.1.2)."""
+        return max(0, self._local_pref.get(base[0], 0) - offset)
 
     def _drain_relay(self, relay: _Relay, now: float) -> None:
         s = self._streams[relay.stream]
@@ -1381,20 +1651,30 @@ class Agent:
                 self._sockets[ev.relayed] = (relay.stream, relay.component)
                 self._base_of[ev.relayed] = ev.relayed
                 self._relay_by_addr[ev.relayed] = relay
-                pref = self._local_pref.get(relay.base[0], 0)
                 cand = Candidate(
-                    # RFC 8445 §5.1.1.3: the transport to the server is part of the foundation
+                    # RFC 8445 §5.1.1.3: the server's IP (not its port) and the transport
+                    # to it are part of the foundation
                     foundation=compute_foundation(
                         CandidateType.RELAYED, relay.base[0],
-                        server=f"{relay.server[0]}:{relay.server[1]}"
+                        server=relay.server[0]
                         + ("" if relay.connection is None else f"/{relay.alloc.transport}")),
                     component=relay.component, transport="udp",
-                    priority=candidate_priority(TYPE_PREFERENCE[CandidateType.RELAYED], pref,
+                    priority=candidate_priority(TYPE_PREFERENCE[CandidateType.RELAYED],
+                                                self._pref(relay.base, relay.index),
                                                 relay.component),
                     address=ev.relayed[0], port=ev.relayed[1], type=CandidateType.RELAYED,
                     related_address=(ev.mapped or relay.base)[0],
                     related_port=(ev.mapped or relay.base)[1])
                 self._trace(now, "event", f"relayed candidate {cand}")
+                if ev.mapped is not None and self.policy == "all":
+                    # RFC 8445 §5.1.1.2: the Allocate response's XOR-MAPPED-ADDRESS is a
+                    # server-reflexive candidate (redundant when a STUN server gave it too)
+                    self._base_of.setdefault(ev.mapped, relay.base)
+                    self._add_local(s, reflexive_candidate(
+                        CandidateType.SERVER_REFLEXIVE, ev.mapped, relay.base,
+                        relay.component,
+                        self._pref(relay.base, len(self.stun_servers) + relay.index),
+                        relay.server[0]))
                 self._add_local(s, cand)
                 self._maybe_gathering_done(s)
                 self._pace(now)

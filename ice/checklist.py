@@ -9,6 +9,7 @@ algorithm spans every check list of a session (the "checklist set"), so it lives
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -90,6 +91,21 @@ def _same_family(a: str, b: str) -> bool:
     return (":" in a) == (":" in b)
 
 
+def _link_local(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip.split("%", 1)[0]).is_link_local
+    except ValueError:
+        return False
+
+
+def pairable_addresses(local: str, remote: str) -> bool:
+    """RFC 8445 §6.1.2.2: the same address family, and an IPv6 link-local address only with
+    another link-local one (a global address cannot reach fe80::/10, nor the reverse)."""
+    if not _same_family(local, remote):
+        return False
+    return ":" not in local or _link_local(local) == _link_local(remote)
+
+
 def form_pairs(
     stream: int,
     locals_: Iterable[Candidate],
@@ -106,7 +122,7 @@ def form_pairs(
             continue
         for remote in remotes:
             if (remote.component != local.component or remote.transport != "udp"
-                    or not _same_family(local.address, remote.address)):
+                    or not pairable_addresses(local.address, remote.address)):
                 continue
             pair = CandidatePair(stream, local, remote, pair_base(local, base_of))
             pair.update_priority(controlling)
@@ -207,11 +223,36 @@ class CheckList:
 
 
 class CheckListSet:
-    """Every check list of a session, with the frozen algorithm across them (RFC 8445 §6.1.2.6)."""
+    """Every check list of a session, with the frozen algorithm across them (RFC 8445 §6.1.2.6)
+    and the limit on candidate pairs across them (§6.1.2.5)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_pairs: int | None = None) -> None:
         self.lists: list[CheckList] = []
+        self.max_pairs = max_pairs
         self._rr = 0
+
+    def total_pairs(self) -> int:
+        return sum(len(cl.pairs) for cl in self.lists)
+
+    def enforce_limit(self) -> list[CandidatePair]:
+        """RFC 8445 §6.1.2.5: the agent MUST limit the pairs of the whole checklist set;
+        lowest-priority pairs are discarded, evenly across check lists (always from the
+        longest one).  Only pairs not yet checked (Frozen or Waiting) are discarded."""
+        dropped: list[CandidatePair] = []
+        if self.max_pairs is None:
+            return dropped
+        while self.total_pairs() > self.max_pairs:
+            victim: CandidatePair | None = None
+            for cl in sorted(self.lists, key=lambda c: -len(c.pairs)):
+                victim = next((p for p in reversed(cl.pairs)
+                               if p.state in (PairState.FROZEN, PairState.WAITING)), None)
+                if victim is not None:
+                    cl.remove(victim)
+                    dropped.append(victim)
+                    break
+            if victim is None:
+                break
+        return dropped
 
     def __iter__(self) -> Iterator[CheckList]:
         return iter(self.lists)
@@ -222,6 +263,10 @@ class CheckListSet:
     def active_foundations(self) -> set[tuple[str, str]]:
         return {p.foundation for cl in self.lists for p in cl.pairs
                 if p.state in (PairState.WAITING, PairState.IN_PROGRESS)}
+
+    def succeeded_foundations(self) -> set[tuple[str, str]]:
+        return {p.foundation for cl in self.lists for p in cl.pairs
+                if p.state is PairState.SUCCEEDED}
 
     def initial_unfreeze(self) -> list[CandidatePair]:
         """RFC 8445 §6.1.2.6 step 3: for each foundation, unfreeze the first pair (lowest

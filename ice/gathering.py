@@ -113,10 +113,13 @@ def _usable(ip: str, include_loopback: bool) -> bool:
         return False
     if a.is_unspecified or a.is_multicast:
         return False
-    if a.version == 6 and a.is_link_local:   # RFC 8445 §5.1.1.1: no link-local IPv6
-        return False
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        return False
+    if isinstance(a, ipaddress.IPv6Address):
+        # RFC 8445 §5.1.1.1: no link-local, site-local (fec0::/10, deprecated by RFC 3879),
+        # IPv4-mapped or IPv4-compatible (::a.b.c.d, deprecated by RFC 4291) IPv6 addresses
+        if a.is_link_local or a.is_site_local or a.ipv4_mapped is not None:
+            return False
+        if int(a) >> 32 == 0 and int(a) > 1:
+            return False
     if a.is_loopback and not include_loopback:
         return False
     return True

@@ -17,8 +17,10 @@ alice/secret).  Each side plays its own tone (alice 1000 Hz, bob 440 Hz) for
 sockets, TURN allocations, Kamailio, coturn and namespaces are closed in a ``finally`` (and
 ``CaseResult.leaks`` says what would still exist: the lab's namespaces, reactor sockets bound
 to its host addresses).  Per side it has the selected pair, the time to connected (from the
-offer/answer being built, so gathering included, to ICE completed; regular nomination adds
-up to ``nomination_delay`` = 1 s), checks sent, RTP sent/received while both sides were
+offer/answer being built, so gathering included, to ICE completed; regular nomination waits
+for better pairs as the agent's policy says, at most ``nomination_delay`` = 1 s) and to the
+first valid pair, RTP kept that came on a valid pair before completion, checks sent, RTP
+sent/received while both sides were
 connected, the tone heard, SIP datagrams resent and retransmissions of answered STUN
 requests; per case also coturn's allocations and permissions (from its log), what the lab's
 loss rules dropped, INVITE -> 200, and how each side's call ended.  A case that cannot
@@ -116,6 +118,8 @@ class SideResult:
     cause: str | None = None
     pair: PairInfo | None = None            # selected pair of component 1
     time_to_connected_ms: float | None = None
+    time_to_valid_ms: float | None = None   # ... to the first valid pair (before nomination)
+    kept_before_media: int = 0              # RTP on a valid pair before our ICE completed
     checks_sent: int = 0
     packets_sent: int = 0                   # RTP, while both sides were connected
     packets_received: int = 0               # (the media_seconds window)
@@ -346,6 +350,10 @@ def _collect(result: CaseResult, sessions: dict[str, IceMediaSession], tone_wind
         side.checks_sent = s.checks_sent
         side.stun_retransmissions = _stun_retransmissions(s.trace)
         side.dropped_before_media = s.dropped_before_media
+        side.kept_before_media = s.kept_before_media
+        fv = s.agent.first_valid_at(0) if s.agent is not None else None
+        if fv is not None and s.started_at is not None:
+            side.time_to_valid_ms = round((fv - s.started_at) * 1000, 1)
         if s.agent is not None:
             side.candidates = sorted({c.type.value for c in s.agent.local_candidates(0)})
         if s.stream is not None:
@@ -473,8 +481,8 @@ def _ms(v: float | None) -> str:
 
 def format_table(results: Sequence[CaseResult]) -> str:
     """The summary table: one line per case."""
-    head = ("case", "NATs (a / b)", "alice pair", "bob pair", "ICE ms a/b", "checks a/b",
-            "RTP a->b", "RTP b->a", "tone a/b Hz", "rtx sip/stun", "NAT drops", "TURN",
+    head = ("case", "NATs (a / b)", "alice pair", "bob pair", "valid ms a/b", "ICE ms a/b",
+            "checks a/b", "early RTP", "RTP a->b", "RTP b->a", "tone a/b Hz", "rtx sip/stun", "NAT drops", "TURN",
             "setup ms", "call end a/b", "ok")
     rows = [head]
     for r in results:
@@ -482,8 +490,10 @@ def format_table(results: Sequence[CaseResult]) -> str:
         ok = "ok" if not check_case(r) else "FAIL"
         rows.append((
             r.case.name, r.case.nats, a.pair_text, b.pair_text,
+            f"{_ms(a.time_to_valid_ms)}/{_ms(b.time_to_valid_ms)}",
             f"{_ms(a.time_to_connected_ms)}/{_ms(b.time_to_connected_ms)}",
             f"{a.checks_sent}/{b.checks_sent}",
+            f"{a.kept_before_media}/{b.kept_before_media}",
             f"{a.packets_sent}/{b.packets_received}",
             f"{b.packets_sent}/{a.packets_received}",
             f"{_ms(a.tone_heard_hz)}/{_ms(b.tone_heard_hz)}",
@@ -498,7 +508,9 @@ def format_table(results: Sequence[CaseResult]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = ["RTP x->y: packets x sent / y received while both were connected; tone a/b: "
+    notes = ["valid / ICE ms: offer or answer built -> first valid pair / ICE completed; "
+             "early RTP: packets kept that came on a valid pair before our side completed;",
+             "RTP x->y: packets x sent / y received while both were connected; tone a/b: "
              "what alice / bob heard (bob plays 440, alice 1000);",
              "rtx: SIP datagrams resent / retransmissions of answered STUN requests; "
              "NAT drops: packets the loss rules dropped at site a / b; TURN: coturn's "

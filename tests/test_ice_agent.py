@@ -291,11 +291,11 @@ def test_aggressive_nomination_every_check_carries_use_candidate():
     assert t <= 0.03 + 1e-9     # one round trip (+ the controlled side's own triggered check)
 
 
-def test_regular_nomination_waits_for_better_pair_at_most_nomination_delay():
-    """A better pair that never answers holds nomination back until nomination_delay."""
+def _ghost_run(**a_kw):
+    """A (controlling) knows a better remote candidate of B's that never answers."""
     net = SimNet(seed=13, latency=0.01)
     net.add_host("192.0.2.99")     # an address of B's that nobody listens on
-    a, b = pair_on_net(net, start=False, a_kw={"nomination_delay": 0.4})
+    a, b = pair_on_net(net, start=False, a_kw=a_kw)
     from ice.gathering import host_candidate
     real = b.agent.local_candidates(0)[0]
     ghost = dataclasses.replace(host_candidate(("192.0.2.99", 9), 1, 65535),
@@ -311,7 +311,21 @@ def test_regular_nomination_waits_for_better_pair_at_most_nomination_delay():
     a.pump()
     b.pump()
     run_until_done(net, a, b)
-    done_at = a.first(IceCompleted).time - connect_start
+    return a.first(IceCompleted).time - connect_start
+
+
+def test_regular_nomination_gives_up_on_a_silent_better_pair_after_the_patience():
+    """RFC 8445 §8.1.1 leaves the stopping criterion to the agent: ours nominates once every
+    better pair's check went unanswered for the patience (max(nomination_patience, 4 RTT))."""
+    done_at = _ghost_run(nomination_delay=1.0, nomination_patience=0.1)
+    # ghost checked at 0, real pair at Ta (0.05), valid at Ta + RTT; the ghost is hopeless at
+    # 0 + 0.1; the nominating check leaves at the next Ta tick (0.10) and is answered an RTT later
+    assert done_at == pytest.approx(0.1 + 0.02)
+
+
+def test_regular_nomination_waits_for_better_pair_at_most_nomination_delay():
+    """nomination_delay bounds the wait whatever the patience."""
+    done_at = _ghost_run(nomination_delay=0.4, nomination_patience=5.0)
     # ghost checked at 0, real pair at Ta, valid at Ta + RTT; nominated nomination_delay later
     assert done_at == pytest.approx(0.05 + 0.02 + 0.4 + 0.02)
 

@@ -273,10 +273,21 @@ def test_udp_and_tcp_to_the_same_server_are_two_allocations() -> None:
                                 TurnServer("192.0.2.10", 3478, "u", "p", "tcp")])
     agent.add_host_socket(0, 1, ("10.0.0.2", 5000))
     agent.gather(0.0)
-    assert len(agent.stream_connections_to_open()) == 1
-    udp = [r for _, _, r in agent.datagrams_to_send(0.0) if r == ("192.0.2.10", 3478)]
+    # gathering transactions are paced one per Ta (RFC 8445 §5.1.1.2): run the clock a bit
+    opened, udp, streamed = [], [], []
+    now = 0.0
+    while now < 0.3:
+        opened += agent.stream_connections_to_open()
+        udp += [r for _, _, r in agent.datagrams_to_send(now) if r == ("192.0.2.10", 3478)]
+        streamed += agent.stream_data_to_send()
+        t = agent.get_timer()
+        if t is None or t > 0.3:
+            break
+        now = max(now, t)
+        agent.handle_timer(now)
+    assert len(opened) == 1
     assert len(udp) == 1
-    assert len(agent.stream_data_to_send()) == 1
+    assert len(streamed) == 1
 
 
 # ---- configuration: [[ice.turn_servers]] ------------------------------------------------------

@@ -223,6 +223,8 @@ class IceMediaSession:
         self.selected_pairs: dict[int, PairInfo] = {}
         self.gathering_failures: list[str] = []
         self.dropped_before_media = 0     # RTP/RTCP that arrived before ICE completed
+        self.early_media: list[tuple[int, bytes, Address]] = []   # ... on a valid pair: kept
+        self.kept_before_media = 0
         self.dropped_other = 0            # non-STUN, non-RTP datagrams (DTLS, garbage)
         self.media_in: dict[str, int] = {}  # "rtp/1", "rtcp/2"...: media datagrams per
                                             # kind and component, as demultiplexed
@@ -309,6 +311,7 @@ class IceMediaSession:
                 "rtcp_sent": st.rtcp_sent, "rtcp_received": st.rtcp_received,
                 "dtmf_sent": st.dtmf_sent, "dtmf_received": st.dtmf_received,
                 "dropped_before_start": st.dropped_before_start + self.dropped_before_media,
+                "kept_before_start": self.kept_before_media,
             }
         return out
 
@@ -693,6 +696,9 @@ class IceMediaSession:
                                  on_event=self._on_media_event)
         self.media.start()
         self._apply_direction(audio)
+        early, self.early_media = self.early_media, []
+        for component, data, addr in early:
+            self._on_data(0, component, data, addr)
 
     def _point_media(self) -> None:
         if self.stream is None or self.agent is None or not self.ice_used:
@@ -726,6 +732,13 @@ class IceMediaSession:
             self.dropped_other += 1
             return
         if self.media is None:
+            # RFC 8445 §12.2: media on a valid (checked, not yet nominated) pair is kept for
+            # when media starts; from an address no check has passed it is dropped
+            if (self.agent is not None and len(self.early_media) < 100
+                    and self.agent.is_valid(stream, component, remote)):
+                self.early_media.append((component, data, remote))
+                self.kept_before_media += 1
+                return
             self.dropped_before_media += 1     # no media before ICE completes
             return
         key = f"{kind.value}/{component}"
