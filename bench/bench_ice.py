@@ -138,11 +138,10 @@ SIM_SERVER = "203.0.113.10"
 def sim_once(seed: int, a_nat: str, b_nat: str, loss: float, *, turn: bool = True,
              agent_kw: dict[str, object] | None = None) -> tuple[float | None, bool]:
     """(time until both completed or None, whether the selected pair is relayed)."""
-    from ice.sim.simnet import Nat, SimNet, StunServer, TurnServer
-
     from ice.candidate import CandidateType
     from ice.events import IceCompleted
     from ice.gathering import TurnServer as TurnConfig
+    from ice.sim.simnet import Nat, SimNet, StunServer, TurnServer
     from tests.ice_support import connect, pair_on_net, run_until_done
 
     net = SimNet(seed=seed, latency=0.02, jitter=0.005, loss=loss)
