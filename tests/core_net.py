@@ -15,16 +15,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from siplink.core.errors import CallState
+from siplink.core.events import CallStateChanged, CoreEvent, IncomingCall, ResolveHost
+from siplink.core.invite_session import InviteSession
 from siplink.core.transaction import Target, TransactionLayer
-from siplink.core.user_agent import (
-    CallState,
-    CallStateChanged,
-    CoreEvent,
-    IncomingCall,
-    InviteSession,
-    ResolveHost,
-    UserAgentCore,
-)
+from siplink.core.user_agent import UserAgentCore
 from siplink.sip.message import Request, Response, parse_message
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"

@@ -10,17 +10,16 @@ from __future__ import annotations
 import pytest
 
 from siplink.core.account import Account
-from siplink.core.errors import EndCause
-from siplink.core.transaction import Target
-from siplink.core.user_agent import (
+from siplink.core.errors import CallState, EndCause
+from siplink.core.events import (
     AnswerReceived,
-    CallState,
-    InviteSession,
     OfferRequested,
     ReofferReceived,
     RequestCompleted,
     ResolveHost,
 )
+from siplink.core.invite_session import InviteSession
+from siplink.core.transaction import Target
 from siplink.sip.digest import DigestServer
 from siplink.sip.message import Request, Response
 from tests.core_net import SDP, Net, Node, Wire

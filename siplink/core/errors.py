@@ -1,4 +1,4 @@
-"""The user-agent core's outcome types: one error type, end causes and call direction.
+"""The user-agent core's outcome types: one error type, call states, end causes, direction.
 
 Every failed request, call or registration fails its Deferred with :class:`SipError`:
 ``status`` is the final response that decided it (``None`` when none came), ``reason`` its
@@ -8,9 +8,17 @@ enums, so ``call.cause == "remote-bye"`` and f-strings keep working.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum, StrEnum
 
-__all__ = ["CallDirection", "EndCause", "SipError"]
+__all__ = ["CallDirection", "CallState", "EndCause", "SipError"]
+
+
+class CallState(Enum):
+    CALLING = "calling"       # INVITE sent / received, nothing back yet
+    RINGING = "ringing"       # 180
+    EARLY = "early"           # early dialog with a session (183 with body)
+    CONFIRMED = "confirmed"   # 2xx sent/received
+    ENDED = "ended"
 
 
 class CallDirection(StrEnum):

@@ -25,15 +25,24 @@ import ipaddress
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any
 
 from twisted.logger import Logger
 
 from siplink.core.account import Account
+from siplink.core.client_request import ClientRequest, Headers
 from siplink.core.dialog import Dialog, DialogId
-from siplink.core.errors import CallDirection, EndCause, SipError
+from siplink.core.errors import CallDirection, CallState, EndCause, SipError
+from siplink.core.events import (
+    AnswerReceived,
+    CoreEvent,
+    IncomingCall,
+    InDialogRequest,
+    OfferRequested,
+    ReofferReceived,
+    RequestCompleted,
+    ResolveHost,
+)
+from siplink.core.invite_session import InviteSession
 from siplink.core.prack import RSeqTracker, parse_rack, parse_rseq, requires, supports
 from siplink.core.session_timer import (
     SessionTimer,
@@ -72,20 +81,12 @@ from siplink.sip.uri import SipUri
 log = Logger()
 
 __all__ = [
+    "ACCEPT",
     "ALLOW",
     "SUPPORTED",
-    "AnswerReceived",
-    "CallState",
-    "CallStateChanged",
-    "ClientRequest",
-    "IncomingCall",
-    "InDialogRequest",
-    "InviteSession",
-    "OfferRequested",
-    "RequestCompleted",
-    "ReofferReceived",
-    "ResolveHost",
+    "USER_AGENT",
     "UserAgentCore",
+    "as_uri",
 ]
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK"
@@ -96,212 +97,6 @@ ACCEPT_ENCODING = "identity"
 ACCEPT_LANGUAGE = "en"
 KNOWN_NOT_ALLOWED = frozenset({"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH", "MESSAGE"})
 USER_AGENT = "siplink"
-Headers = list[tuple[str, str]]
-
-
-class CallState(Enum):
-    CALLING = "calling"       # INVITE sent / received, nothing back yet
-    RINGING = "ringing"       # 180
-    EARLY = "early"           # early dialog with a session (183 with body)
-    CONFIRMED = "confirmed"   # 2xx sent/received
-    ENDED = "ended"
-
-
-# ----------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingCall:
-    """A new INVITE passed every check; the application rings, answers or rejects it."""
-
-    session: InviteSession
-
-
-@dataclass(frozen=True, slots=True)
-class CallStateChanged:
-    session: InviteSession
-    state: CallState
-    cause: EndCause | None = None
-    status: int | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerReceived:
-    """The peer's answer to our offer (in a 2xx, a reliable 1xx, or the ACK of our 2xx)."""
-
-    session: InviteSession
-    sdp: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ReofferReceived:
-    """An offer in a re-INVITE or UPDATE: reply with ``answer_reoffer(token, answer)`` or
-    ``refuse_reoffer(token, status, ...)``."""
-
-    session: InviteSession
-    token: int
-    sdp: bytes
-    method: str
-
-
-@dataclass(frozen=True, slots=True)
-class OfferRequested:
-    """The session needs our offer: for the 2xx to an INVITE or re-INVITE without SDP
-    (``token`` then names that request), or for a re-INVITE we send (``token`` 0: glare
-    retry or ``reinvite``). Reply with ``answer_reoffer`` / ``send_reinvite``."""
-
-    session: InviteSession
-    token: int
-    method: str
-
-
-@dataclass(frozen=True, slots=True)
-class InDialogRequest:
-    session: InviteSession
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
-class RequestCompleted:
-    """A :class:`ClientRequest` ended: its final response, or ``error`` (no response)."""
-
-    request: ClientRequest
-    response: Response | None
-    error: SipError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ResolveHost:
-    """Requests wait on the address of ``name``: answer with ``host_resolved``."""
-
-    name: str
-
-
-CoreEvent = (IncomingCall | CallStateChanged | AnswerReceived | ReofferReceived
-             | OfferRequested | InDialogRequest | RequestCompleted | ResolveHost)
-
-
-# ----------------------------------------------------------------------------- requests
-
-
-class ClientRequest:
-    """One request we send, followed through auth challenges (and 422) to its final
-    response. ``build(cseq, auth_headers)`` makes each attempt; ``hop`` is the URI whose host
-    the request goes to (proxy, Route or Request-URI), ``transport`` overrides its own."""
-
-    def __init__(self, build: Callable[[int, Headers], Request], cseq: int, hop: SipUri,
-                 *, account: Account | None = None, transport: str | None = None,
-                 target: Target | None = None) -> None:
-        self.build = build
-        self.cseq = cseq
-        self.hop = hop
-        self.transport = transport
-        self.account = account
-        self.target = target                 # once resolved (or given)
-        self.preauth = False                 # send credentials for known realms up front
-        self.on_provisional: Callable[[Response], None] | None = None
-        self.on_final: Callable[[Response], None] | None = None
-        self.on_error: Callable[[SipError], None] | None = None
-        self.on_retry: Callable[[Response], bool] | None = None   # True: resend (e.g. 422)
-        self.last_auth: Headers = []
-        self.request: Request | None = None
-        self.key: ClientKey | None = None
-        self.auth_tries = 0
-        self.done = False
-        self.context: Any = None              # the driver's (its Deferred, for instance)
-
-
-# ----------------------------------------------------------------------------- sessions
-
-
-class InviteSession:
-    """One INVITE dialog usage, UAC or UAS, and everything RFC 3261/3262/3264/3311/4028 keep
-    for it. Created by :meth:`UserAgentCore.invite` or for an incoming INVITE."""
-
-    def __init__(self, core: UserAgentCore, direction: CallDirection,
-                 account: Account | None = None) -> None:
-        self.core = core
-        self.direction = direction
-        self.account = account
-        self.state = CallState.CALLING
-        self.cause: EndCause | None = None
-        self.status: int | None = None
-        self.reason = ""
-        self.dialog: Dialog | None = None
-        self.early_dialogs: dict[str, Dialog] = {}
-        self.invite: Request | None = None        # the (latest) initial INVITE
-        self.server_key: ServerKey | None = None  # UAS: the INVITE transaction
-        self.target: Target | None = None         # where the INVITE went / came from
-        self.remote_sdp = b""                     # the peer's last session description
-        self.local_tag = core.new_tag()
-        self.final_sent = False                   # UAS: the INVITE has its final response
-        self.answered = False                     # a 2xx was sent or received
-        self.cancel_requested = False
-        self.cancel_sent = False
-        self.provisional_seen = False
-        self.creq: ClientRequest | None = None    # UAC: the INVITE
-        self.rel100 = False                       # UAS: the INVITE supports 100rel
-        self.rseq = 0                             # UAS: last RSeq sent
-        self.rseq_seen: dict[str, RSeqTracker] = {}   # UAC: per early dialog
-        self.session_timer: SessionTimer | None = None
-        self.se_offer = 0                         # UAC: Session-Expires we ask for
-        self.offer_in_2xx: int | None = None      # CSeq of our 2xx that carries an offer
-        self.reinvite: ClientRequest | None = None    # our outstanding re-INVITE
-        self.reinvite_retry_at: float | None = None   # §14.1 glare retry
-        self.extra_headers: Headers = []
-        self.context: Any = None                  # the driver's Call
-        self._timers: dict[str, float] = {}       # name -> deadline
-
-    def __repr__(self) -> str:
-        return f"<InviteSession {self.direction} {self.state.value} {self.call_id}>"
-
-    @property
-    def call_id(self) -> str:
-        return self.invite.call_id if self.invite is not None else ""
-
-    @property
-    def transport(self) -> str:
-        return self.target.transport if self.target is not None else self.core.default_transport
-
-    # --------------------------------------------------------------- timers
-    def set_timer(self, name: str, deadline: float | None) -> None:
-        if deadline is None:
-            self._timers.pop(name, None)
-        else:
-            self._timers[name] = deadline
-            self.core._arm(self, deadline)
-
-    def next_deadline(self) -> float | None:
-        return min(self._timers.values(), default=None)
-
-    def fire_timers(self, now: float) -> None:
-        for name, deadline in sorted(self._timers.items(), key=lambda kv: kv[1]):
-            if deadline <= now and self._timers.get(name) == deadline:
-                del self._timers[name]
-                self.core._fire(self, name)
-
-    # --------------------------------------------------------------- state
-    def _set_state(self, state: CallState, cause: EndCause | None = None,
-                   status: int | None = None, reason: str = "") -> None:
-        if self.state is CallState.ENDED or (state is self.state and cause is None):
-            return
-        self.state = state
-        if status is not None:
-            self.status = status
-        if state is CallState.CONFIRMED:
-            self.answered = True
-            self.set_timer("no-answer", None)
-        self.core._emit(CallStateChanged(self, state, cause, status, reason))
-
-    def _end(self, cause: EndCause, status: int | None = None, reason: str = "") -> None:
-        if self.state is CallState.ENDED:
-            return
-        self.cause = cause
-        self.reason = reason or self.reason
-        self._timers.clear()
-        self.core._forget(self)
-        self._set_state(CallState.ENDED, cause, status, reason)
 
 
 # ----------------------------------------------------------------------------- the core

@@ -16,8 +16,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from siplink.core.account import Account
+from siplink.core.client_request import ClientRequest
 from siplink.core.errors import SipError
-from siplink.core.user_agent import ClientRequest, as_uri
+from siplink.core.user_agent import as_uri
 from siplink.sip.message import Request, Response, make_request
 
 if TYPE_CHECKING:

@@ -38,26 +38,24 @@ from twisted.python.failure import Failure
 
 from ice.trace import Trace
 from siplink.core.account import Account
+from siplink.core.client_request import ClientRequest
 from siplink.core.dialog import Dialog
-from siplink.core.errors import CallDirection, EndCause, SipError
-from siplink.core.session_timer import SessionTimer
-from siplink.core.transaction import Event, Target, TransactionLayer
-from siplink.core.user_agent import (
-    USER_AGENT,
+from siplink.core.errors import CallDirection, CallState, EndCause, SipError
+from siplink.core.events import (
     AnswerReceived,
-    CallState,
     CallStateChanged,
-    ClientRequest,
     CoreEvent,
     IncomingCall,
     InDialogRequest,
-    InviteSession,
     OfferRequested,
     ReofferReceived,
     RequestCompleted,
     ResolveHost,
-    UserAgentCore,
 )
+from siplink.core.invite_session import InviteSession
+from siplink.core.session_timer import SessionTimer
+from siplink.core.transaction import Event, Target, TransactionLayer
+from siplink.core.user_agent import USER_AGENT, UserAgentCore
 from siplink.sip.digest import DigestServer
 from siplink.sip.message import Request, Response
 from siplink.transport.driver import SipTransport
