@@ -1666,9 +1666,10 @@ class Agent:
                     related_address=(ev.mapped or relay.base)[0],
                     related_port=(ev.mapped or relay.base)[1])
                 self._trace(now, "event", f"relayed candidate {cand}")
-                if ev.mapped is not None and self.policy == "all":
+                if ev.mapped is not None and self.policy == "all" and relay.connection is None:
                     # RFC 8445 §5.1.1.2: the Allocate response's XOR-MAPPED-ADDRESS is a
-                    # server-reflexive candidate (redundant when a STUN server gave it too)
+                    # server-reflexive candidate (redundant when a STUN server gave it too);
+                    # over TURN/TCP or TLS it is our TCP mapping, no UDP candidate at all
                     self._base_of.setdefault(ev.mapped, relay.base)
                     self._add_local(s, reflexive_candidate(
                         CandidateType.SERVER_REFLEXIVE, ev.mapped, relay.base,

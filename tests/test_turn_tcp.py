@@ -238,6 +238,8 @@ def test_agent_asks_for_a_stream_and_relays_through_it() -> None:
     relayed = [c for c in agent.local_candidates(0) if c.type.value == "relay"]
     assert [(c.address, c.port, c.related_address) for c in relayed] == [
         ("192.0.2.10", 50000, "203.0.113.5")]
+    # RFC 8445 §5.1.1.2's srflx-from-Allocate is for UDP: this mapping is our TCP one
+    assert not [c for c in agent.local_candidates(0) if c.type.value == "srflx"]
     events = []
     while (ev := agent.next_event()) is not None:
         events.append(ev)
@@ -325,3 +327,4 @@ def test_agent_refuses_an_unknown_turn_transport() -> None:
 
     with pytest.raises(IceError, match="transport must be one of udp, tcp, tls"):
         Agent(True, turn_servers=[TurnServer("192.0.2.10", 3478, "u", "p", "sctp")])
+
