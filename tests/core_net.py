@@ -52,9 +52,10 @@ class Node:
     on_incoming: Callable[[InviteSession, float], None] | None = None
 
     def __post_init__(self) -> None:
-        self.layer = TransactionLayer()
+        rng = random.Random(self.seed)
+        self.layer = TransactionLayer(rng=rng)
         host, port = self.address
-        self.core = UserAgentCore(self.layer, rng=random.Random(self.seed), user=self.name,
+        self.core = UserAgentCore(self.layer, rng=rng, user=self.name,
                                   local=lambda tp: Target(tp, host, port),
                                   no_answer_timeout=0)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -35,7 +36,6 @@ from siplink.sip.message import (
     error_response,
     make_ack,
     make_response,
-    new_tag,
     parse_message,
 )
 
@@ -235,7 +235,10 @@ class TransactionLayer:
     def __init__(self, *, trace: Trace | None = None, auto_trying: bool = True,
                  user_agent: str | None = None,
                  encode: Callable[[Request | Response], bytes] = bytes,
-                 max_server_transactions: int = MAX_SERVER_TRANSACTIONS) -> None:
+                 max_server_transactions: int = MAX_SERVER_TRANSACTIONS,
+                 rng: random.Random | None = None) -> None:
+        # the To tags of the responses the layer makes itself (CANCEL, 482, 503)
+        self._rng = rng or random.Random()
         self._clients: dict[ClientKey, _Txn] = {}
         self._servers: dict[ServerKey, _Txn] = {}
         self._merge: dict[tuple[str, str, int, str], ServerKey] = {}
@@ -580,16 +583,19 @@ class TransactionLayer:
                  invite=False, server=True)
         self._servers[key] = t
         if inv is None:
-            self.send_response(key, make_response(req, 481, to_tag=new_tag()), now)
+            self.send_response(key, make_response(req, 481, to_tag=self._new_tag()), now)
             return
         # §9.2: the 200 to CANCEL carries the To tag of our response to the INVITE
-        self.send_response(key, make_response(req, 200, to_tag=inv.to_tag or new_tag()), now)
+        self.send_response(key, make_response(req, 200, to_tag=inv.to_tag or self._new_tag()), now)
         pending = inv.state in (State.TRYING, State.PROCEEDING)
         self._emit(CancelReceived(invite_key, req, pending))
 
+    def _new_tag(self) -> str:
+        return f"{self._rng.getrandbits(48):012x}"
+
     def _reply_stateless(self, req: Request, source: Target, status: int, reason: str,
                          now: float) -> None:
-        resp = make_response(req, status, reason, to_tag=new_tag())   # §8.2.6.2
+        resp = make_response(req, status, reason, to_tag=self._new_tag())   # §8.2.6.2
         try:
             target = response_target(req, source)
         except SipParseError:     # the Via itself is malformed: answer the source address

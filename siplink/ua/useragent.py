@@ -362,7 +362,8 @@ class UserAgent:
         self.default_transport = transport
         self.user = user
         self.media_factory = media_factory or (lambda: StaticMedia(host))
-        self.layer = TransactionLayer(trace=trace, auto_trying=auto_trying)
+        rng = rng or random.Random()
+        self.layer = TransactionLayer(trace=trace, auto_trying=auto_trying, rng=rng)
         self.transport = SipTransport(self.layer, reactor, self._on_layer_event)
         self.core = UserAgentCore(self.layer, rng=rng, user=user, user_agent=user_agent,
                                   local=self.local, default_transport=transport,
