@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from twisted.internet import defer
@@ -48,10 +47,6 @@ class Outcome(Generic[T]):
 
     def fail(self, error: BaseException) -> None:
         self._settle(None, error)
-
-    def add_listener(self, fn: Callable[[T | None, BaseException | None], None]) -> None:
-        """``fn(value, error)`` once settled (at once if it already is)."""
-        self.wait().addCallbacks(lambda v: fn(v, None), lambda f: fn(None, f.value))
 
     def _settle(self, value: Any, error: BaseException | None) -> None:
         if self._done:

@@ -609,11 +609,8 @@ class UserAgent:
     def send_request(self, creq: ClientRequest) -> defer.Deferred[Response]:
         """Send a :class:`~siplink.core.user_agent.ClientRequest` built elsewhere (registration);
         fires with its final response."""
-        d: defer.Deferred[Response] = defer.Deferred()
-        creq.context = d
         self.core.send(creq, self.now())
-        self.transport.pump()
-        return d
+        return self._track(creq)
 
     # --------------------------------------------------------------- requests
     def request(self, method: str, uri: str, *, account: Account | None = None,
