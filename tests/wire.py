@@ -255,11 +255,17 @@ REASONS = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK",
            487: "Request Terminated", 488: "Not Acceptable Here", 500: "Server Internal Error"}
 
 
+def hostport(host: str, port: int) -> str:
+    """``host:port`` with an IPv6 reference in brackets (RFC 3261 §25.1, RFC 5118)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def sdp(host: str = HOST, port: int = 40100, *, version: int = 1, ice: str = "",
         direction: str = "sendrecv", media: bool = True) -> bytes:
     """A plain audio SDP (PCMU); ``ice`` is extra attribute lines (already ``a=...\\r\\n``)."""
-    text = (f"v=0\r\no=wire 4242 {version} IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\n"
-            "t=0 0\r\n")
+    family = "IP6" if ":" in host else "IP4"   # RFC 4566 §5.7
+    text = (f"v=0\r\no=wire 4242 {version} IN {family} {host}\r\ns=-\r\n"
+            f"c=IN {family} {host}\r\nt=0 0\r\n")
     if media:
         text += (f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{ice}"
                  f"a={direction}\r\n")
@@ -298,7 +304,7 @@ class Leg:
                        else self.ruri)
         to = f"<{self.ruri}>" + (f";tag={tag}" if tag else "")
         hdrs = [("Via", self.peer.via(branch or new_branch())), ("Max-Forwards", "70"),
-                ("From", f"<sip:wire@{HOST}>;tag={self.from_tag}"), ("To", to),
+                ("From", f"<sip:wire@{self.peer.hostref}>;tag={self.from_tag}"), ("To", to),
                 ("Call-ID", self.call_id), ("CSeq", f"{cseq} {method}")]
         if contact and method not in ("ACK", "CANCEL", "BYE"):
             hdrs.append(("Contact", self.peer.contact()))
@@ -346,8 +352,10 @@ class SipPeer:
     to ``connect``, or a TCP listener (``listen=True``) that accepts one connection."""
 
     def __init__(self, transport: str = "udp", *, connect: tuple[str, int] | None = None,
-                 listen: bool = False) -> None:
+                 listen: bool = False, host: str = HOST) -> None:
         self.transport = transport
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.backlog: list[SipMessage] = []
         self.seen: list[SipMessage] = []          # every message received, in order
         self.sent: list[bytes] = []
@@ -356,12 +364,12 @@ class SipPeer:
         self._conn: socket.socket | None = None
         self.peer_addr: tuple[str, int] | None = connect
         if transport == "udp":
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind((HOST, 0))
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            self.sock.bind((host, 0))
         elif listen:
-            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._listener = socket.socket(family, socket.SOCK_STREAM)
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._listener.bind((HOST, 0))
+            self._listener.bind((host, 0))
             self._listener.listen(4)
             self.sock = self._listener
         else:
@@ -371,17 +379,23 @@ class SipPeer:
         self.port = self.sock.getsockname()[1]
 
     # addresses
+    @property
+    def hostref(self) -> str:
+        """Our host as a URI or Via writes it (an IPv6 reference in brackets)."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
     def via(self, branch: str) -> str:
-        return f"SIP/2.0/{self.transport.upper()} {HOST}:{self.port};branch={branch};rport"
+        return (f"SIP/2.0/{self.transport.upper()} {hostport(self.host, self.port)}"
+                f";branch={branch};rport")
 
     def contact(self, user: str = "wire") -> str:
         tp = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"<sip:{user}@{HOST}:{self.port}{tp}>"
+        return f"<sip:{user}@{hostport(self.host, self.port)}{tp}>"
 
     @property
     def uri(self) -> str:
         tp = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"sip:wire@{HOST}:{self.port}{tp}"
+        return f"sip:wire@{hostport(self.host, self.port)}{tp}"
 
     # I/O
     def send(self, data: bytes, to: tuple[str, int] | None = None) -> None:
@@ -520,28 +534,29 @@ class Answerer(PeerProcess):
     its stdout and stderr (the -v trace, any traceback) go to one log."""
 
     def __init__(self, *extra: str, media: str = "static", transports: Iterable[str] = ("udp",),
-                 config: str | None = None) -> None:
-        self.port = free_port()
+                 config: str | None = None, host: str = HOST) -> None:
+        self.host = host
+        self.port = free_port(host)
         argv = siplink_argv("-v", *(("-c", config) if config else ()), "answer",
-                            "--listen", f"{HOST}:{self.port}", "--media", media, *extra)
+                            "--listen", hostport(host, self.port), "--media", media, *extra)
         for t in transports:
             argv += ["--transport", t]
         super().__init__(argv, ready="listening on", cwd=ROOT, env=_env(),
                          name="siplink-answer")
-        self.addr = (HOST, self.port)
+        self.addr = (host, self.port)
 
     def uri(self, user: str = "bob", transport: str = "udp") -> str:
         tp = "" if transport == "udp" else f";transport={transport}"
-        return f"sip:{user}@{HOST}:{self.port}{tp}"
+        return f"sip:{user}@{hostport(self.host, self.port)}{tp}"
 
 
 class Caller:
     """``siplink call URI ...`` running in the background (the UAC under test)."""
 
-    def __init__(self, *args: str, command: str = "call") -> None:
+    def __init__(self, *args: str, command: str = "call", before: Sequence[str] = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="siplink-call-"))
         self.out_path, self.err_path = self.dir / "stdout", self.dir / "stderr"
-        self.argv = siplink_argv(command, *args)
+        self.argv = siplink_argv(*before, command, *args)   # before: -v, -c FILE
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=_env(), start_new_session=True,
                                      stdout=open(self.out_path, "wb"),  # noqa: SIM115
                                      stderr=open(self.err_path, "wb"))  # noqa: SIM115

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ice.address import format_address
 from ice.drivers.turn import TurnClientProtocol, TurnError
 from ice.stream_framing import FramingError, StreamFramer, frame
 from ice.turn import STREAM_TRANSPORTS, Allocation, StreamConnection
@@ -210,7 +211,7 @@ class TurnStream:
     @property
     def where(self) -> str:
         host, port = self.server
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return format_address(host, port)
 
     @property
     def connected(self) -> bool:

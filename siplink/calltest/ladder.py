@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ice.address import Address
+from ice.address import Address, format_address
 from ice.trace import TraceRecord
 
 __all__ = ["LadderEntry", "call_records", "ladder_entries", "render_html", "render_text"]
@@ -43,7 +43,7 @@ class LadderEntry:
 
 
 def _fmt(addr: Address) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+    return format_address(addr[0], addr[1])
 
 
 def _stun_label(r: TraceRecord) -> str:

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ice.address import format_address
 from ice.trace import Trace, TraceRecord
 from siplink.ua.config import (
     Config,
@@ -587,7 +588,7 @@ class _Answerer:
     @property
     def uri(self) -> str:
         loc = self.ua.local("udp")
-        return f"sip:{self.spec.name}@{loc.host}:{loc.port}"
+        return f"sip:{self.spec.name}@{format_address(loc.host, loc.port)}"
 
     def _on_call(self, call: Any) -> None:
         from siplink.media.icesession import IceMediaSession

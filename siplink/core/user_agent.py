@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from twisted.logger import Logger
 
+from ice.address import format_address, format_host
 from siplink.core.account import Account
 from siplink.core.client_request import ClientRequest, Headers
 from siplink.core.dialog import Dialog, DialogId
@@ -189,14 +190,12 @@ class UserAgentCore:
 
     def via(self, transport: str) -> str:
         loc = self.local(transport)
-        host = f"[{loc.host}]" if ":" in loc.host else loc.host
-        return f"SIP/2.0/{transport.upper()} {host}:{loc.port};branch={self.new_branch()};rport"
+        return f"SIP/2.0/{transport.upper()} {format_address(loc.host, loc.port)};branch={self.new_branch()};rport"
 
     def contact(self, transport: str, user: str | None = None) -> str:
         loc = self.local(transport)
-        host = f"[{loc.host}]" if ":" in loc.host else loc.host
         tp = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{user or self.user}@{host}:{loc.port}{tp}>"
+        return f"<sip:{user or self.user}@{format_address(loc.host, loc.port)}{tp}>"
 
     def warning(self, code: int, text: str) -> str:
         """A Warning header value (§20.43): ``code host "text"``."""
@@ -373,7 +372,7 @@ class UserAgentCore:
         tp = target.transport if target is not None else (
             transport or hop.params.get("transport") or self.default_transport).lower()
         from_value = (account.from_value if account
-                      else f"<sip:{self.user}@{self.local(tp).host}>")
+                      else f"<sip:{self.user}@{format_host(self.local(tp).host)}>")
 
         def build(n: int, auth: Headers) -> Request:
             hdrs = [("Via", self.via(tp)), ("Max-Forwards", "70"),
@@ -466,7 +465,7 @@ class UserAgentCore:
               or ("tls" if hop.scheme == "sips" else self.default_transport)).lower()
         call_id = self.new_call_id()
         from_value = (account.from_value if account
-                      else f"<sip:{self.user}@{self.local(tp).host}>")
+                      else f"<sip:{self.user}@{format_host(self.local(tp).host)}>")
         contact = self.contact(tp, account.user if account else None)
         s.se_offer = self.session_expires
         self.sessions[call_id] = s

@@ -35,11 +35,14 @@ _TOKEN_RE = re.compile(_TOKEN)
 _QUOTED = r'"(?:[^"\\\r\n]|\\[^\r\n])*"'
 _LWS = r"[ \t]*"
 # generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string
+# an IPv6 address as a parameter value, bracketed (a host) or not: RFC 3261's via-received
+# is IPv6address without brackets, and RFC 5118 §4.5 asks to accept both forms
+_V6_VALUE = r"\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*"
 _PARAM_RE = re.compile(
-    rf"{_LWS};{_LWS}({_TOKEN})(?:{_LWS}={_LWS}({_TOKEN}|\[[0-9A-Fa-f:.]+\]|{_QUOTED}))?{_LWS}"
+    rf"{_LWS};{_LWS}({_TOKEN})(?:{_LWS}={_LWS}({_TOKEN}(?![:\[])|{_V6_VALUE}|{_QUOTED}))?{_LWS}"
 )
 # parameters with no LWS and no quoted values: validated in one match, then split
-_SIMPLE_PARAMS_RE = re.compile(rf"(?:;{_TOKEN}(?:=(?:{_TOKEN}|\[[0-9A-Fa-f:.]+\]))?)+")
+_SIMPLE_PARAMS_RE = re.compile(rf"(?:;{_TOKEN}(?:=(?:{_TOKEN}(?![:\[])|{_V6_VALUE}))?)+")
 _DISPLAY_TOKENS_RE = re.compile(rf"{_TOKEN}(?:[ \t]+{_TOKEN})*")
 # the common name-addr shapes in one match: ["display" | tokens] <uri> (params follow)
 _NAME_ADDR_RE = re.compile(
@@ -276,7 +279,8 @@ class Via:
 
     @property
     def received(self) -> str | None:
-        return self.params.get("received")
+        value = self.params.get("received")   # an IPv6 address with or without brackets
+        return value.strip("[]") if value else value
 
     @received.setter
     def received(self, value: str) -> None:

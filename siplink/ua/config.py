@@ -99,6 +99,30 @@ class Config:
     ice: IceConfig = field(default_factory=IceConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # the dotted keys the file or a flag set (the others hold their defaults)
+    _explicit: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    def is_set(self, dotted: str) -> bool:
+        """Whether ``dotted`` (``"sip.listen"``) was written in the file or given as a flag."""
+        return dotted in self._explicit
+
+    def follow_destination(self, host: str) -> None:
+        """Defaults that fit a numeric destination ``host``: when ``sip.listen`` was not
+        set, listen on the local address that routes to it (``[::1]`` for ``::1``, the
+        interface's address for a non-loopback IPv6 or IPv4 host), and offer ICE candidates
+        on that address too unless ``ice.addresses``/``ice.interfaces`` were set. An IPv4
+        loopback destination keeps the defaults."""
+        from ice.address import format_address
+        from siplink.transport.route import source_address
+
+        if self.is_set("sip.listen"):
+            return
+        local = source_address(host)
+        if local is None or local == "127.0.0.1":
+            return
+        self.sip.listen = format_address(local, 0)
+        if not (self.is_set("ice.addresses") or self.is_set("ice.interfaces")):
+            self.ice.addresses = [local]
 
     def account(self, name: str | None = None) -> Account:
         """The named account, or the first one, or a default local identity."""
@@ -268,6 +292,8 @@ def loads(text: str, *, path: str | None = None) -> Config:
     """Parse configuration text; raises :class:`ConfigError`."""
     data, locate = parse_toml(text, path=path)
     config: Config = build_section(Config, data, "", locate, path)
+    config._explicit = {f"{name}.{key}" for name, table in data.items()
+                        if isinstance(table, dict) for key in table}
     _validate(config, locate, path)
     return config
 
@@ -308,3 +334,4 @@ def override(config: Config, dotted: str, value: Any) -> None:
     if name not in hints:
         raise ConfigError("unknown key", key=dotted)
     setattr(section, name, _check(value, hints[name], dotted, KeyLocator(""), None))
+    config._explicit.add(dotted)

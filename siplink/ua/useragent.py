@@ -125,8 +125,9 @@ class StaticMedia:
 
     def sdp(self) -> bytes:
         self.version += 1
-        return (f"v=0\r\no=siplink 1 {self.version} IN IP4 {self.host}\r\ns=-\r\n"
-                f"c=IN IP4 {self.host}\r\nt=0 0\r\nm=audio {self.port} RTP/AVP 0\r\n"
+        family = "IP6" if ":" in self.host else "IP4"   # RFC 4566 §5.7 addrtype
+        return (f"v=0\r\no=siplink 1 {self.version} IN {family} {self.host}\r\ns=-\r\n"
+                f"c=IN {family} {self.host}\r\nt=0 0\r\nm=audio {self.port} RTP/AVP 0\r\n"
                 "a=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n").encode()
 
     async def make_offer(self) -> bytes:

@@ -14,11 +14,16 @@ HOST = "127.0.0.1"
 class Kamailio:
     """Kamailio in the foreground (``-DD -E``), logging to a file; stop by PID."""
 
-    def __init__(self, config: Path = CONFIG, algorithm: str = "MD5") -> None:
-        self.port = free_port(HOST)
+    def __init__(self, config: Path = CONFIG, algorithm: str = "MD5", host: str = HOST) -> None:
+        self.host = host
+        self.port = free_port(host)
         self.rundir = Path(tempfile.mkdtemp(prefix="kamailio-"))
         cfg = self.rundir / "kamailio.cfg"
-        cfg.write_text(config.read_text().replace("__PORT__", str(self.port))
+        text = config.read_text()
+        if ":" in host:   # listen, alias: the IPv6 reference in brackets (RFC 5118 §3)
+            text = text.replace("127.0.0.1", f"[{host}]").replace("dns_try_ipv6=no",
+                                                                 "dns_try_ipv6=yes")
+        cfg.write_text(text.replace("__PORT__", str(self.port))
                        .replace("__ALGORITHM__", algorithm))
         binary = require_binary("kamailio")
         self.proc = PeerProcess(
@@ -29,7 +34,7 @@ class Kamailio:
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def start(self) -> Kamailio:
         self.proc.start()

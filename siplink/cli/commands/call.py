@@ -194,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     if args.account:
         config.account(args.account)   # ConfigError (exit 2) when there is no such account
+    acc = config.account(args.account) if args.account else None
+    hop = (acc.proxy if acc is not None and acc.proxy else uri)
+    config.follow_destination(
+        SipUri.parse(hop if hop.lower().startswith(("sip:", "sips:")) else f"sip:{hop}").host)
     expect = Expect(status=args.expect_status, within_ms=args.expect_within,
                     ice=args.expect_ice is not None,
                     candidate="" if args.expect_ice in (None, "any") else args.expect_ice,

@@ -14,8 +14,9 @@ from typing import Any
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("options", help="send OPTIONS to a SIP URI and print the status line")
     p.add_argument("uri", help="target, e.g. sip:bob@127.0.0.1:5060 or 127.0.0.1:5060")
-    p.add_argument("--bind", default="127.0.0.1:0", metavar="HOST:PORT",
-                   help="local address to send from (default 127.0.0.1, any port)")
+    p.add_argument("--bind", default=None, metavar="HOST:PORT",
+                   help="local address to send from (default: the one that routes to the target, "
+                        "e.g. 127.0.0.1 or ::1, any port)")
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
     p.add_argument("--timeout", type=float, default=32.0,
                    help="give up after this many seconds (default 64*T1)")
@@ -58,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
         uri = "sip:" + uri
     try:
         SipUri.parse(uri)
-        host, port = split_hostport(args.bind)
+        if args.bind is None:   # the address that routes to the target (its family)
+            from siplink.transport.route import source_address
+
+            host, port = source_address(SipUri.parse(uri).host) or "127.0.0.1", 0
+        else:
+            host, port = split_hostport(args.bind)
     except (SipParseError, ValueError) as e:
         print(f"siplink options: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Any
 
-from ice.address import Address
+from ice.address import Address, format_address
 from siplink.cli.commands.stun import (
     EXIT_FAILED,
     EXIT_OK,
@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
 def _fmt(addr: Address | None) -> str:
     if addr is None:
         return "(none)"
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+    return format_address(addr[0], addr[1])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,5 +235,5 @@ def _server(text: str, transport: str | None) -> tuple[str, tuple[str, int]]:
     except GatheringError as e:
         raise UsageError(str(e)) from None
     if transport == "udp":
-        return transport, parse_hostport(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return transport, parse_hostport(format_address(host, port))
     return transport, (host, port)
