@@ -299,3 +299,33 @@ async def test_register_options_and_call_through_kamailio_on_ipv6(
     finally:
         for ua, _ in agents:
             ua.close()
+
+
+def test_dual_stack_wildcard_listener_answers_both_families() -> None:
+    """``siplink answer --listen [::]:P`` (one dual-stack socket) answers an INVITE from an
+    IPv4 peer and one from an IPv6 peer. Each 200's Contact is the address that request
+    reached (RFC 3261 §8.1.1.8: a URI the peer can send to, never the unspecified ``::``),
+    and the answer's SDP is of the offer's family."""
+    a = Answerer(host="::")
+    a.start()
+    try:
+        for host in ("127.0.0.1", V6):
+            with SipPeer("udp", host=host) as peer:
+                dest = (host, a.port)
+                ruri = f"sip:bob@{'[::1]' if host == V6 else host}:{a.port}"
+                leg = Leg(peer, dest, ruri)
+                inv = leg.request("INVITE", body=sdp(host, 40500))
+                peer.send(inv, dest)
+                ok = peer.response_to("INVITE", timeout=10)
+                assert ok.status == 200, ok.text()
+                contact = uri_of(ok["contact"])
+                assert contact.startswith(f"sip:answer@{ruri.split('@')[1]}"), ok.text()
+                assert "[::]" not in ok.text() and "0.0.0.0" not in ok.text(), ok.text()
+                family = "IP6" if host == V6 else "IP4"
+                assert f"c=IN {family} ".encode() in ok.body, ok.body
+                assert b"IN IP6 ::\r\n" not in ok.body, ok.body
+                peer.send(leg.ack(ok, parse(inv)), dest)
+                peer.send(leg.request("BYE"), dest)
+                assert peer.response_to("BYE", timeout=10).status == 200
+    finally:
+        a.stop()

@@ -80,6 +80,8 @@ from siplink.sip.message import (
 from siplink.sip.uri import SipUri
 
 log = Logger()
+# a wildcard listen address: bound to every interface, an address nobody can send to
+_UNSPECIFIED = frozenset({"0.0.0.0", "::", ""})
 
 __all__ = [
     "ACCEPT",
@@ -192,15 +194,24 @@ class UserAgentCore:
         loc = self.local(transport)
         return f"SIP/2.0/{transport.upper()} {format_address(loc.host, loc.port)};branch={self.new_branch()};rport"
 
-    def contact(self, transport: str, user: str | None = None) -> str:
+    def contact(self, transport: str, user: str | None = None,
+                reached: SipUri | None = None) -> str:
+        """Our Contact URI on ``transport``. Listening on a wildcard (``0.0.0.0``, ``::``),
+        the address a request ``reached`` us at (its numeric Request-URI host) stands in
+        for the unspecified one, which no peer can send to."""
         loc = self.local(transport)
+        host = loc.host
+        if host in _UNSPECIFIED and reached is not None and _is_ip(reached.host.strip("[]")):
+            host = reached.host.strip("[]")
         tp = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{user or self.user}@{format_address(loc.host, loc.port)}{tp}>"
+        return f"<sip:{user or self.user}@{format_address(host, loc.port)}{tp}>"
 
     def warning(self, code: int, text: str) -> str:
         """A Warning header value (§20.43): ``code host "text"``."""
         clean = text.replace("\\", "").replace('"', "'")[:200]
-        return f'{code} {self.local(self.default_transport).host} "{clean}"'
+        host = self.local(self.default_transport).host
+        agent = "siplink" if host in _UNSPECIFIED else format_host(host)   # a pseudonym
+        return f'{code} {agent} "{clean}"'
 
     def capabilities(self) -> Headers:
         """§11.2: what an OPTIONS 200 (and our 2xx to INVITE) says we support."""
@@ -787,7 +798,7 @@ class UserAgentCore:
         if 100 < status < 300:
             # §12.1.1: the dialog-creating response carries the request's Record-Route
             hdrs += [("Record-Route", rr) for rr in s.invite.headers.get_lines("record-route")]
-            hdrs.append(("Contact", self.contact(s.transport)))
+            hdrs.append(("Contact", self.contact(s.transport, reached=s.invite.uri)))
         if 200 <= status < 300:
             hdrs += self.capabilities()
             if s.session_timer is not None:
@@ -802,7 +813,8 @@ class UserAgentCore:
             s.rseq = s.rseq + 1 if s.rseq else self.rng.randint(1, 2**30)
             hdrs += [("Require", "100rel"), ("RSeq", str(s.rseq))]
         if 100 < status < 300 and s.dialog is None:
-            s.dialog = Dialog.from_uas(s.invite, s.local_tag, self.contact(s.transport),
+            s.dialog = Dialog.from_uas(s.invite, s.local_tag,
+                                       self.contact(s.transport, reached=s.invite.uri),
                                        confirmed=status >= 200,
                                        local_seq=self.rng.randint(1, 2**16))
             self.dialogs[s.dialog.id] = s

@@ -140,6 +140,10 @@ class StaticMedia:
         if offer and b"m=" not in offer:
             raise MediaRejected("no media line")
         self.remote.append(offer)
+        if self.host in ("0.0.0.0", "::"):
+            # listening on a wildcard: answer in the offer's address family (its loopback
+            # address; StaticMedia opens no socket), never the unspecified address
+            self.host = "::1" if b"IN IP6" in offer else "127.0.0.1"
         return self.sdp()
 
     async def on_reoffer(self, offer: bytes) -> bytes:

@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
             opts["local_addresses"], opts["interfaces"] = tuple(args.ice_address), None
         elif host not in ("0.0.0.0", "::", ""):
             opts["local_addresses"], opts["interfaces"] = (host,), None
+        elif host == "::" and not (config.is_set("ice.addresses")
+                                   or config.is_set("ice.interfaces")):
+            # a dual-stack wildcard: candidates of both families (the loopback defaults)
+            opts["local_addresses"], opts["interfaces"] = ("127.0.0.1", "::1"), None
         tone = config.media.tone_hz if args.tone is None else args.tone
         ua.media_factory = lambda: IceMediaSession(reactor, ua=ua, tone=tone, **opts)
     else:
