@@ -89,11 +89,14 @@ async def test_reject_redirect_and_media_rejection(agents: Any) -> None:
         await call.answered
     assert e.value.status == 486 and call.cause == "rejected"
 
-    b.on_incoming_call = lambda call: call.redirect("sip:carol@127.0.0.1:5999")
+    # a 302 is followed (RFC 3261 §8.1.3.4): carol's 486 is the outcome, with the chain
+    carol = bob(b).replace("sip:bob@", "sip:carol@")
+    b.on_incoming_call = lambda call: (call.redirect(carol) if "bob@" in str(call.invite.uri)
+                                       else call.reject(486))
     call = a.call(bob(b))
     with pytest.raises(SipError) as e:
         await call.answered
-    assert e.value.status == 302
+    assert e.value.status == 486 and call.redirects == [(302, carol)]
 
     class Picky(StaticMedia):
         async def make_answer(self, offer: bytes) -> bytes:

@@ -351,6 +351,7 @@ class CallRecord:
     dtmf_received: str = ""
     peer_dtmf_received: str | None = None   # None: the peer is not a local answerer
     steps: list[str] = field(default_factory=list)   # "hold: 200" / "hold: failed ..."
+    redirects: list[str] = field(default_factory=list)   # "302 -> sip:..." per 3xx followed
     ended_by: str = ""               # caller | callee | ice | timeout | error
     end_cause: str = ""
     duration_s: float = 0.0
@@ -747,6 +748,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
             # §9.1: give up on the INVITE: CANCEL it (once a provisional came; before that
             # the CANCEL goes out when one does, or timer B ends it)
             call.hangup()
+        rec.redirects = [f"{status} -> {uri}" for status, uri in call.redirects]
         rec.setup_ms = ((reactor.seconds() - t0) * 1000) if rec.status is not None else None
         rec.call_id = call.call_id
         if rec.status is not None and 200 <= rec.status < 300 and not rec.error:

@@ -2,7 +2,9 @@
 
 :class:`ClientRequest` builds each attempt with ``build(cseq, auth_headers)``: the core sends
 it again with credentials after a 401/407 (RFC 3261 §22.2, also in a dialog), with a higher
-Session-Expires after a 422 (RFC 4028 §7.4, ``on_retry``), and reports the outcome in
+Session-Expires after a 422 (RFC 4028 §7.4, ``on_retry``), to the Contacts of a 3xx in q order
+when it has a ``uri`` (RFC 3261 §8.1.3.4, §16.6 step 1 loop rule: each target once, at most
+``MAX_REDIRECTS`` hops), and reports the outcome in
 :class:`~siplink.core.events.RequestCompleted`.
 """
 
@@ -20,7 +22,8 @@ from siplink.sip.uri import SipUri
 __all__ = ["ClientRequest", "Headers"]
 
 Headers = list[tuple[str, str]]
-
+# hops a request follows through 3xx responses before the last one is its outcome
+MAX_REDIRECTS = 5
 
 
 class ClientRequest:
@@ -48,3 +51,13 @@ class ClientRequest:
         self.auth_tries = 0
         self.done = False
         self.context: Any = None              # the driver's (its Deferred, for instance)
+        # RFC 3261 §8.1.3.4 redirects: ``uri`` is the Request-URI of the current attempt
+        # (None: the request does not follow 3xx), ``redirects`` the chain followed so far
+        # as (the status that moved it on: the 3xx, or the failure of the previous Contact; the
+        # Contact tried next), ``alternatives`` the Contacts of
+        # the last 3xx not tried yet, in q order, ``tried`` every Request-URI used
+        self.uri: str | None = None
+        self.redirects: list[tuple[int, str]] = []
+        self.alternatives: list[str] = []
+        self.tried: set[str] = set()
+        self.max_redirects = MAX_REDIRECTS

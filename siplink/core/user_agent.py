@@ -332,10 +332,48 @@ class UserAgentCore:
             creq.cseq += 1
             self._attempt(creq, creq.last_auth)
             return
+        if creq.uri is not None and status >= 300 and self._redirect(creq, resp):
+            return
         creq.done = True
         if creq.on_final is not None:
             creq.on_final(resp)
         self._emit(RequestCompleted(creq, resp))
+
+    def _redirect(self, creq: ClientRequest, resp: Response) -> bool:
+        """RFC 3261 §8.1.3.4: after a 3xx, send the request again to its Contacts in q order
+        (§20.10; equal q in the order given), each target once; after another failure,
+        the next Contact left. False: nothing left to try, ``resp`` is the outcome."""
+        if 300 <= resp.status < 400:
+            found = []
+            for n, contact in enumerate(resp.contact):
+                try:
+                    uri = contact.uri
+                    q = float(contact.params.get("q") or "1")
+                except (SipParseError, ValueError):
+                    continue
+                if uri.scheme not in ("sip", "sips"):
+                    continue
+                found.append((-q, n, str(uri)))
+            creq.alternatives = [u for _, _, u in sorted(found)]
+        while creq.alternatives:
+            nxt = creq.alternatives.pop(0)
+            if nxt in creq.tried:           # a loop: this target was tried already
+                continue
+            if len(creq.redirects) >= creq.max_redirects:
+                log.info("redirect limit ({n}) reached; {status} is the outcome",
+                         n=creq.max_redirects, status=resp.status)
+                return False
+            creq.redirects.append((resp.status, nxt))
+            creq.tried.add(nxt)
+            creq.uri = nxt
+            if creq.account is None or not creq.account.proxy:
+                creq.hop, creq.transport = as_uri(nxt), None
+                creq.target = None        # resolved again for the new host
+            creq.cseq += 1
+            creq.auth_tries = 0
+            self.send(creq)
+            return True
+        return False
 
     def _authenticate(self, creq: ClientRequest, resp: Response) -> bool:
         account = creq.account
@@ -394,10 +432,13 @@ class UserAgentCore:
             hdrs += auth
             if body:
                 hdrs.append(("Content-Type", content_type or "application/sdp"))
-            return make_request(method, uri, hdrs, body)
+            return make_request(method, creq.uri or uri, hdrs, body)
 
         creq = ClientRequest(build, cseq, hop, account=account, transport=transport,
                              target=target)
+        if method != "REGISTER" and target is None:   # §8.1.3.4: follow 3xx
+            creq.uri = uri
+            creq.tried.add(uri)
         return self.send(creq)
 
     def outbound_hop(self, uri: str, account: Account | None) -> tuple[SipUri, str | None]:
@@ -492,7 +533,7 @@ class UserAgentCore:
             hdrs += s.extra_headers + auth
             if offer:
                 hdrs.append(("Content-Type", "application/sdp"))
-            req = make_request("INVITE", uri, hdrs, offer)
+            req = make_request("INVITE", creq.uri or uri, hdrs, offer)
             s.invite = req
             return req
 
@@ -504,6 +545,8 @@ class UserAgentCore:
             return True
 
         creq = ClientRequest(build, 1, hop, account=account, transport=transport)
+        creq.uri = uri                # §8.1.3.4: a 3xx sends the INVITE to its Contacts
+        creq.tried.add(uri)
         creq.on_provisional = lambda r: self._invite_provisional(s, r)
         creq.on_final = lambda r: self._invite_final(s, r)
         creq.on_error = lambda e: s._end(e.cause, e.status, e.reason)

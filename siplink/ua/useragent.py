@@ -221,6 +221,12 @@ class Call:
         return self.session.status
 
     @property
+    def redirects(self) -> list[tuple[int, str]]:
+        """The 3xx responses followed (RFC 3261 §8.1.3.4): (status, the Contact tried next)."""
+        creq = self.session.creq
+        return list(creq.redirects) if creq is not None else []
+
+    @property
     def invite(self) -> Request | None:
         return self.session.invite
 

@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "uri": uri, "ok": rec.ok, "status": rec.status, "reason": rec.reason,
-            "call_id": rec.call_id, "setup_ms": rec.setup_ms,
+            "call_id": rec.call_id, "setup_ms": rec.setup_ms, "redirects": rec.redirects,
             "ice": {"used": rec.ice_used, "state": rec.ice_state, "cause": rec.ice_cause,
                     "ms": rec.ice_ms,
                     "local_type": rec.local_type, "remote_type": rec.remote_type,
@@ -251,6 +251,8 @@ def _print_text(rec: CallRecord, uri: str) -> None:
     w(render_text(rec.records))
     status = "no final response" if rec.status is None else f"{rec.status} {rec.reason}".strip()
     setup = "" if rec.setup_ms is None else f" in {rec.setup_ms:.0f} ms"
+    for hop in rec.redirects:
+        w(f"redirected: {hop}\n")
     w(f"call {uri}: {status}{setup}, Call-ID {rec.call_id}\n")
     if not rec.ice_used:
         w("ICE not used: the peer answered without ICE; plain RTP to its c=/m= address\n")
