@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 
+from tests.peers.kamailio import Kamailio
 from tests.peers.sipp import SippUas
 from tests.wire import HOST, Caller, SipMessage, SipPeer, new_tag, sdp, uri_of
 
@@ -163,3 +165,36 @@ def test_follows_a_sipp_redirect_to_a_sipp_uas(tmp_path: Path) -> None:
                 assert f"redirected: 302 -> sip:moved@{HOST}:{target.port}" in c.out, c.out
             finally:
                 c.stop()
+
+
+# ----------------------------------------------------------------------------- Kamailio
+
+
+@pytest_twisted.ensureDeferred
+async def test_redirect_from_kamailio_is_followed_through_the_proxy(kamailio: Kamailio) -> None:
+    """Kamailio answers an authenticated INVITE for ``moved`` with a 302 to bob's AOR; the
+    caller sends the INVITE again (new CSeq, through its outbound proxy, digest again) to
+    that Contact, Kamailio looks bob up and bob answers."""
+    from twisted.internet import reactor
+
+    from siplink.ua.useragent import Account, CallState, UserAgent
+
+    agents = []
+    try:
+        for user in ("alice", "bob"):
+            ua = UserAgent(reactor, user=user)
+            ua.listen()
+            agents.append((ua, Account(user, kamailio.address, password="secret",
+                                       proxy=kamailio.address)))
+        (a, acc_a), (b, acc_b) = agents
+        assert await b.register(acc_b).register() == 3600
+        kamailio.proc.wait_for("REGISTERED sip:bob@", timeout=5)
+        b.on_incoming_call = lambda call: call.answer()
+        call = a.call(f"sip:moved@{kamailio.address}", account=acc_a)
+        await call.answered
+        assert call.state is CallState.CONFIRMED
+        assert call.redirects == [(302, f"sip:bob@{kamailio.address}")]
+        await call.hangup()
+    finally:
+        for ua, _ in agents:
+            ua.close()
