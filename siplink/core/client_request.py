@@ -61,3 +61,5 @@ class ClientRequest:
         self.alternatives: list[str] = []
         self.tried: set[str] = set()
         self.max_redirects = MAX_REDIRECTS
+        # RFC 3261 §18.1.1: True once TCP failed for a large request: UDP it is
+        self.udp_only = False

@@ -57,6 +57,7 @@ __all__ = [
     "TransactionLayer",
     "TransactionTerminated",
     "TransactionTimeout",
+    "TransportFailed",
     "response_target",
 ]
 
@@ -66,6 +67,8 @@ T4 = 5.0
 MAGIC_COOKIE = "z9hG4bK"
 RELIABLE = frozenset({"tcp", "tls", "ws", "wss"})
 MAX_SERVER_TRANSACTIONS = 10_000
+# RFC 3261 §18.1.1: a request larger than this (the path MTU being unknown) goes over TCP
+MAX_UDP_REQUEST = 1300
 
 
 class Target(NamedTuple):
@@ -136,6 +139,17 @@ class TransactionTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The transport could not carry a request of a client transaction (a TCP or TLS
+    connection refused, failed or closed before a final response): the transaction is over
+    (RFC 3261 §17.1.1.2, §17.1.2.2 "inform the TU"; §8.1.3.1: the TU treats it like a 503)."""
+
+    key: ClientKey
+    request: Request
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AckNotReceived:
     """A 2xx to INVITE was retransmitted for 64*T1 and no ACK came: the TU should send BYE."""
 
@@ -156,7 +170,7 @@ class TransactionTerminated:
 
 
 Event = (RequestReceived | CancelReceived | ResponseReceived | TransactionTimeout
-         | AckNotReceived | PrackNotReceived | TransactionTerminated)
+         | TransportFailed | AckNotReceived | PrackNotReceived | TransactionTerminated)
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -367,8 +381,11 @@ class TransactionLayer:
         self._emit(TransactionTerminated(t.key))
 
     # --------------------------------------------------------------- client side
-    def send_request(self, request: Request, target: Target, now: float) -> ClientKey:
-        """Start a client transaction for ``request`` (not ACK) toward ``target``."""
+    def send_request(self, request: Request, target: Target, now: float, *,
+                     may_switch: bool = True) -> ClientKey:
+        """Start a client transaction for ``request`` (not ACK) toward ``target``. A UDP
+        request over ``MAX_UDP_REQUEST`` bytes goes over TCP to the same address with its
+        top Via saying so (RFC 3261 §18.1.1), unless ``may_switch`` is False."""
         self._now = now
         if request.method == "ACK":
             raise ValueError("ACK is sent with send_stateless, not in a client transaction")
@@ -376,6 +393,15 @@ class TransactionLayer:
         if key in self._clients:
             raise ValueError(f"a client transaction with branch {key[0]!r} already exists")
         data = self._encode(request)
+        if target.transport == "udp" and len(data) > MAX_UDP_REQUEST and may_switch:
+            vias = request.headers.get_all("via")
+            proto, _, rest = vias[0].partition(" ")
+            request.headers.set("Via", [proto.rsplit("/", 1)[0] + "/TCP " + rest, *vias[1:]])
+            log.info("{method} of {n} bytes goes over TCP to {host}:{port} (RFC 3261 "
+                     "§18.1.1: over {limit} bytes)", method=request.method, n=len(data),
+                     host=target.host, port=target.port, limit=MAX_UDP_REQUEST)
+            target = Target("tcp", target.host, target.port)
+            data = self._encode(request)
         invite = request.method == "INVITE"
         t = _Txn(key, request, data, target, State.CALLING if invite else State.TRYING,
                  invite=invite, server=False)
@@ -390,6 +416,17 @@ class TransactionLayer:
         """Send outside any transaction (the ACK to a 2xx, a stateless reply)."""
         self._now = now
         self._send(self._encode(msg), target, msg, now)
+
+    def transport_failed(self, target: Target, reason: str, now: float) -> None:
+        """Nothing can be sent to ``target`` (a stream connection refused or lost): every
+        client transaction toward it that has no final response yet ends now with
+        :class:`TransportFailed`, instead of waiting for timer B or F."""
+        self._now = now
+        for t in list(self._clients.values()):
+            if t.target == target and t.state in (State.CALLING, State.TRYING,
+                                                  State.PROCEEDING):
+                self._emit(TransportFailed(t.key, t.request, reason))   # type: ignore[arg-type]
+                self._terminate(t)
 
     def cancel_client(self, key: ClientKey) -> None:
         """Forget a client transaction silently (the TU gave up on it)."""

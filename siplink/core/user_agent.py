@@ -64,6 +64,7 @@ from siplink.core.transaction import (
     Target,
     TransactionLayer,
     TransactionTimeout,
+    TransportFailed,
 )
 from siplink.core.transaction import (
     Event as LayerEvent,
@@ -298,7 +299,9 @@ class UserAgentCore:
         creq.last_auth = auth
         req = creq.build(creq.cseq, auth)
         creq.request = req
-        creq.key = self.layer.send_request(req, creq.target, self._now)
+        # §18.1.1 moves a large UDP request to TCP, unless the URI asks for UDP or TCP failed
+        may_switch = not creq.udp_only and "transport" not in creq.hop.params
+        creq.key = self.layer.send_request(req, creq.target, self._now, may_switch=may_switch)
         self._requests[creq.key] = creq
 
     def _fail_request(self, creq: ClientRequest, error: SipError) -> None:
@@ -466,6 +469,23 @@ class UserAgentCore:
                 self._fail_request(creq, SipError(
                     None, f"no response to {ev.request.method} (timer {ev.timer})",
                     EndCause.TIMEOUT))
+        elif isinstance(ev, TransportFailed):
+            creq = self._requests.pop(ev.key, None)
+            if creq is None:
+                pass
+            elif creq.target is not None and creq.target.transport == "udp" \
+                    and not creq.udp_only:
+                # the layer had moved it to TCP (§18.1.1) and TCP cannot be used here
+                log.info("TCP to {host}:{port} failed ({reason}): sending the {method} over "
+                         "UDP although it is larger than the RFC 3261 §18.1.1 limit",
+                         host=creq.target.host, port=creq.target.port, reason=ev.reason,
+                         method=ev.request.method)
+                creq.udp_only = True
+                self._attempt(creq, creq.last_auth)
+            else:   # §8.1.3.1: like a 503 from the transport
+                self._fail_request(creq, SipError(
+                    None, f"cannot send the {ev.request.method}: {ev.reason}",
+                    EndCause.TRANSPORT))
         elif isinstance(ev, PrackNotReceived):
             s = self.sessions.get(ev.response.call_id)
             if s is not None and not s.final_sent:
@@ -696,7 +716,11 @@ class UserAgentCore:
         hdrs += [("From", str(inv.from_)), ("To", str(inv.to)), ("Call-ID", inv.call_id),
                  ("CSeq", f"{inv.cseq.number} CANCEL"), ("User-Agent", self.user_agent)]
         cancel = make_request("CANCEL", str(inv.uri), hdrs, b"")
-        self.layer.send_request(cancel, creq.target, self._now)
+        target = creq.target
+        sent_over = inv.via[0].transport.lower()
+        if sent_over != target.transport:     # the INVITE went over TCP (§18.1.1)
+            target = Target(sent_over, target.host, target.port)
+        self.layer.send_request(cancel, target, self._now, may_switch=False)
 
     # --------------------------------------------------------------- in-dialog requests
     def in_dialog(self, s: InviteSession, method: str, now: float, body: bytes = b"",

@@ -153,6 +153,10 @@ class _ClientStreamFactory(protocol.ClientFactory):
         if self.owner._connecting.get(self.target) is self.proto:
             del self.owner._connecting[self.target]
         self.owner.layer.stream_local(self.target, None)   # trace what never left
+        # RFC 3261 §8.1.3.1: a refused connection fails the requests at once, not at timer B
+        self.owner.layer.transport_failed(self.target, reason.getErrorMessage(),
+                                          self.owner.reactor.seconds())
+        self.owner.pump()
 
 
 @implementer(IOpenSSLClientConnectionCreator)

@@ -1,6 +1,7 @@
 """``siplink options URI``: send an OPTIONS request and print the status line.
 
-Exit codes: 0 on a 2xx, 1 on any other final response, 2 for a bad URI or option, 3 when no
+Exit codes: 0 on a 2xx, 1 on any other final response or when the request could not be sent
+(a refused TCP connection: at once, RFC 3261 §8.1.3.1), 2 for a bad URI or option, 3 when no
 response came (timer F).
 """
 
@@ -80,7 +81,14 @@ def run(args: argparse.Namespace) -> int:
             resp = await d
             print(f"SIP/2.0 {resp.status} {resp.reason}")
             result["code"] = EXIT_OK if 200 <= resp.status < 300 else EXIT_FAILED
-        except (SipError, defer.TimeoutError):
+        except SipError as e:
+            if e.timed_out:
+                print(f"siplink options: no response from {uri}", file=sys.stderr)
+                result["code"] = EXIT_TIMEOUT
+            else:   # the request could not be sent (a refused connection...): say why
+                print(f"siplink options: {uri}: {e.reason}", file=sys.stderr)
+                result["code"] = EXIT_FAILED
+        except defer.TimeoutError:
             print(f"siplink options: no response from {uri}", file=sys.stderr)
             result["code"] = EXIT_TIMEOUT
         except (OSError, SipParseError, ValueError) as e:
