@@ -18,17 +18,17 @@ RFC 8656 §3.1 / RFC 6125), else the handshake is refused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IHandshakeListener, IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ice.address import format_address
+from ice.drivers.tls import TlsConfigError, VerifyingClientTLS, load_trust_root
 from ice.drivers.turn import TurnClientProtocol, TurnError
 from ice.stream_framing import FramingError, StreamFramer, frame
 from ice.turn import STREAM_TRANSPORTS, Allocation, StreamConnection
@@ -38,92 +38,6 @@ log = Logger(namespace="ice.drivers.turn_stream")
 Address = tuple[str, int]
 
 CONNECT_TIMEOUT = 10.0
-
-
-class TurnTlsConfigError(ValueError):
-    """The CA file for a ``turns:`` server cannot be read or holds no certificate."""
-
-
-def load_trust_root(tls_ca: str = "") -> Any:
-    """The trust root for TLS: the CA certificates of the PEM file ``tls_ca``, or the
-    platform's when empty.  Raises :class:`TurnTlsConfigError` with the file named."""
-    from twisted.internet import ssl
-
-    if not tls_ca:
-        return ssl.platformTrust()
-    try:
-        text = Path(tls_ca).read_text()
-    except OSError as e:
-        raise TurnTlsConfigError(f"cannot read TLS CA file {tls_ca}: {e.strerror}") from None
-    marker = "-----END CERTIFICATE-----"
-    pems = [p.strip() + "\n" + marker + "\n" for p in text.split(marker)[:-1]]
-    try:
-        certs = [ssl.Certificate.loadPEM(p.encode()) for p in pems]
-    except Exception as e:  # noqa: BLE001 - OpenSSL's errors are not one class
-        raise TurnTlsConfigError(f"bad certificate in TLS CA file {tls_ca}: {e}") from None
-    if not certs:
-        raise TurnTlsConfigError(f"no certificate in TLS CA file {tls_ca}")
-    return ssl.trustRootFromCertificates(certs)
-
-
-_X509_ERRORS = {   # the X509_V_ERR_* codes a misconfigured server usually gives
-    2: "unable to get issuer certificate",
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    18: "self-signed certificate (not trusted)",
-    19: "self-signed certificate in the chain (not trusted)",
-    20: "unable to get local issuer certificate (issuer not trusted)",
-    21: "unable to verify the first certificate",
-}
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _VerifyingClientTLS:
-    """``optionsForClientTLS`` plus our own check that the leaf certificate names ``host``
-    (a certificate naming nobody fails too), remembering why it failed for the report."""
-
-    def __init__(self, host: str, trust_root: Any) -> None:
-        from twisted.internet import ssl
-
-        self.host = host
-        self.failure: str | None = None
-        self._inner: Any = ssl.optionsForClientTLS(host, trustRoot=trust_root)
-
-    def clientConnectionForTLS(self, tls_protocol: Any) -> Any:  # noqa: N802 - Twisted API
-        from OpenSSL import SSL
-        from service_identity import CertificateError, VerificationError
-        from service_identity.pyopenssl import (
-            DNS_ID,
-            IPAddress_ID,
-            extract_patterns,
-            verify_service_identity,
-        )
-        from twisted.internet.abstract import isIPAddress, isIPv6Address
-
-        conn = self._inner.clientConnectionForTLS(tls_protocol)
-        is_ip = isIPAddress(self.host) or isIPv6Address(self.host)
-        ident = IPAddress_ID(self.host) if is_ip else DNS_ID(self.host)
-
-        def verify(conn: Any, cert: Any, err: int, depth: int, ok: int) -> bool:
-            if not ok:
-                reason = _X509_ERRORS.get(err, f"X509 error {err}")
-                subject = cert.to_cryptography().subject.rfc4514_string() or "no subject"
-                self.failure = (f"certificate verify failed at depth {depth} ({subject}): "
-                                f"{reason}")
-                return False
-            if depth != 0:
-                return True
-            try:
-                verify_service_identity(extract_patterns(cert), [ident], [])
-            except (VerificationError, CertificateError):
-                self.failure = (f"certificate name mismatch: the certificate does not name "
-                                f"{'IP address' if is_ip else 'host'} {self.host!r}")
-                tls_protocol.failVerification(Failure())
-                return False
-            return True
-
-        conn.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
-        return conn
 
 
 @implementer(IHandshakeListener)
@@ -203,7 +117,7 @@ class TurnStream:
         self._proto: _StreamProtocol | None = None
         self._connected = False
         self._pending: list[bytes] = []
-        self._tls: _VerifyingClientTLS | None = None
+        self._tls: VerifyingClientTLS | None = None
         self._connector: Any = None
         self._closing = False                  # close() was called: the end is ours
         self._closed: defer.Deferred[None] = defer.Deferred()
@@ -218,14 +132,14 @@ class TurnStream:
         return self._connected and self.lost is None
 
     def open(self) -> None:
-        """Connect (raises :class:`TurnTlsConfigError` for an unreadable CA file)."""
+        """Connect (raises :class:`TlsConfigError` for an unreadable CA file)."""
         factory: Any = _Factory(self)
         if self.transport_name == "tls":
             from twisted.protocols.tls import TLSMemoryBIOFactory
 
             trust = self.trust_root if self.trust_root is not None else load_trust_root(
                 self.tls_ca)
-            self._tls = _VerifyingClientTLS(self.server[0], trust)
+            self._tls = VerifyingClientTLS(self.server[0], trust)
             creator: Any = self._tls
             factory = TLSMemoryBIOFactory(creator, True, factory)
         bind = (self.bind, 0) if self.bind else None
@@ -346,7 +260,7 @@ class TurnStreamClient(TurnClientProtocol):
         self._connect_d = d
         try:
             self.stream.open()
-        except (TurnTlsConfigError, ValueError) as e:
+        except (TlsConfigError, ValueError) as e:
             self._connect_d = None
             return defer.fail(TurnError(None, str(e), "connect"))
         return d
@@ -414,7 +328,7 @@ class AgentRelayStreams:
         self.streams[conn] = stream
         try:
             stream.open()
-        except (TurnTlsConfigError, ValueError) as e:
+        except (TlsConfigError, ValueError) as e:
             self.reactor.callLater(0, lost, str(e))
 
     def _input(self, feed: Callable[[float], None]) -> None:
@@ -425,5 +339,5 @@ class AgentRelayStreams:
         self.step()
 
 
-__all__ = ["AgentRelayStreams", "TurnStream", "TurnStreamClient", "TurnTlsConfigError",
+__all__ = ["AgentRelayStreams", "TurnStream", "TurnStreamClient", "TlsConfigError",
            "load_trust_root"]

@@ -18,12 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from ice.address import Address
 from ice.drivers.timer import TimerDriver
+from ice.drivers.tls import VerifyingClientTLS
 from siplink.core.transaction import Event, Target, TransactionLayer
 from siplink.sip.message import SipParseError, StreamParser
 
@@ -157,47 +156,6 @@ class _ClientStreamFactory(protocol.ClientFactory):
         self.owner.layer.transport_failed(self.target, reason.getErrorMessage(),
                                           self.owner.reactor.seconds())
         self.owner.pump()
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _StrictClientTLS:
-    """``optionsForClientTLS`` whose name check also fails a certificate that names nobody:
-    Twisted only logs service_identity's CertificateError (no subjectAltName) and goes on,
-    so a trusted certificate without subjectAltName passed for any host."""
-
-    def __init__(self, inner: Any, host: str) -> None:
-        self._inner = inner
-        self._host = host
-
-    def clientConnectionForTLS(self, tls_protocol: Any) -> Any:  # noqa: N802 - Twisted API
-        from OpenSSL import SSL
-        from service_identity import CertificateError, VerificationError
-        from service_identity.pyopenssl import (
-            DNS_ID,
-            IPAddress_ID,
-            extract_patterns,
-            verify_service_identity,
-        )
-        from twisted.internet.abstract import isIPAddress, isIPv6Address
-        from twisted.python.failure import Failure
-
-        conn = self._inner.clientConnectionForTLS(tls_protocol)
-        ident = (IPAddress_ID(self._host) if isIPAddress(self._host) or isIPv6Address(self._host)
-                 else DNS_ID(self._host))
-
-        def verify(conn: Any, cert: Any, err: int, depth: int, ok: int) -> bool:
-            if depth != 0 or not ok:
-                return bool(ok)
-            try:
-                verify_service_identity(extract_patterns(cert), [ident], [])
-            except (VerificationError, CertificateError):
-                tls_protocol.failVerification(Failure())
-                return False
-            return True
-
-        conn.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
-        return conn
-
 
 
 class SipTransport:
@@ -390,7 +348,7 @@ class SipTransport:
         from twisted.internet import ssl
         trust = self.tls_trust_root if self.tls_trust_root is not None else ssl.platformTrust()
         name = self.server_names.get((target.host, target.port), target.host)
-        return _StrictClientTLS(ssl.optionsForClientTLS(name, trustRoot=trust), name)
+        return VerifyingClientTLS(name, trust)
 
     def _arm(self) -> None:
         if not self._closed:
