@@ -329,3 +329,40 @@ def test_dual_stack_wildcard_listener_answers_both_families() -> None:
                 assert peer.response_to("BYE", timeout=10).status == 200
     finally:
         a.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_on_ipv6_options_and_call_with_the_address_checked() -> None:
+    """SIP over TLS on ``[::1]``: the server's certificate names the IPv6 address (an
+    iPAddress subjectAltName, RFC 5922 §7.1 for a numeric URI host); OPTIONS gets 200 and a
+    call is answered and ended over the TLS connection. A certificate for another address
+    is refused (the check is on the IPv6 address, not skipped)."""
+    from twisted.internet import ssl
+
+    from siplink.ua.useragent import CallState, UserAgent
+    from tests.test_security_tls import self_signed
+
+    for cert_name, ok in ((V6, True), ("::2", False)):
+        cert = self_signed(cert_name)
+        bob = UserAgent(reactor, host=V6, user="bob", transport="tls")
+        bob.listen(("tls",), tls_context=cert.options())
+        bob.on_incoming_call = lambda call: call.answer()
+        alice = UserAgent(reactor, host=V6, user="alice", transport="tls")
+        alice.listen(("udp",))
+        alice.transport.tls_trust_root = ssl.Certificate(cert.original)
+        uri = f"sip:bob@[{V6}]:{bob.port};transport=tls"
+        try:
+            d = alice.request("OPTIONS", uri).addTimeout(5, reactor)
+            if not ok:
+                with pytest.raises(Exception):   # the handshake fails: no response
+                    await d
+                continue
+            assert (await d).status == 200
+            call = alice.call(uri)
+            await call.answered
+            assert call.state is CallState.CONFIRMED
+            assert call.dialog is not None and "[::1]" in str(call.dialog.remote_target)
+            await call.hangup()
+        finally:
+            alice.close()
+            bob.close()
