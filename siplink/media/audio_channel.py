@@ -52,7 +52,6 @@ class AudioChannel:
         self.record = record
         self.record_wav = record_wav
         self.trace = trace
-        self.held = False               # we offer sendonly (hold) while set
         self.audio: NegotiatedMedia | None = None   # the last negotiated audio stream
         self.stream: MediaStream | None = None
         self.media: MediaDriver | None = None

@@ -4,8 +4,9 @@ RFC 7983 demultiplexing).
 It owns the :class:`ice.agent.Agent` and its Twisted driver
 (:class:`ice.drivers.agent.TwistedAgent`): one UDP socket per component carrying STUN, TURN,
 RTP and RTCP; gathering, the checks, the selected pairs, consent and ICE restarts.  What
-arrives that is not STUN is demultiplexed here (RFC 7983): RTP/RTCP goes to ``media_sink``
-once the audio channel runs, anything else is counted and dropped.
+arrives that is not STUN is demultiplexed here (RFC 7983): RTP/RTCP goes to the sink given
+to :meth:`IceTransport.deliver_media_to` once the audio channel runs (before that, media on a
+valid pair is kept for it, RFC 8445 §12.2), anything else is counted and dropped.
 
 It knows nothing of SDP or of the call: the session hands it the peer's ICE parameters
 (:meth:`IceTransport.start_checks`) and asks it for ours (:meth:`IceTransport.local_params`);
@@ -112,12 +113,15 @@ class IceTransport:
         self.checks_started_at: float | None = None
         self.checks_sent = 0
         self.restarts = 0
+        self.restart_pending = False      # we restarted: checks start again on the answer
         self.remote_rfc5245 = False
         self.selected_pairs: dict[int, PairInfo] = {}
         self.gathering_failures: list[str] = []
         # where demultiplexed RTP/RTCP goes: the audio channel, once media started
         self.media_sink: Callable[[bytes, Address], None] | None = None
         self.dropped_before_media = 0     # RTP/RTCP that arrived before ICE completed
+        self.early_media: list[tuple[int, bytes, Address]] = []   # ... on a valid pair: kept
+        self.kept_before_media = 0
         self.dropped_other = 0            # non-STUN, non-RTP datagrams (DTLS, garbage)
         self.media_in: dict[str, int] = {}  # "rtp/1", "rtcp/2"...: media datagrams per
                                             # kind and component, as demultiplexed
@@ -203,21 +207,32 @@ class IceTransport:
             self.agent.end_of_candidates(0)
         if self.checks_started_at is None:
             self.checks_started_at = now
+        self.restart_pending = False
         self._event(f"checks start as {'controlling' if self.agent.controlling else 'controlled'}"
                     f" with {len(rice.candidates)} remote candidates"
                     + (" (RFC 5245 peer)" if self.remote_rfc5245 else ""))
         self.driver.start().addErrback(lambda f: None)   # outcome comes as events
 
     def restart(self) -> None:
-        """ICE restart (RFC 8445 §9): new local credentials; media stays on the old pairs."""
+        """ICE restart (RFC 8445 §9): new local credentials; media stays on the old pairs
+        until the peer's new parameters come (:meth:`start_checks`)."""
         assert self.driver is not None
         self.driver.restart()
         self.restarts += 1
+        self.restart_pending = True
 
     def without_ice(self) -> None:
         """The peer does not do ICE (RFC 8839 §3.2.1.1): media leaves from our default
         candidates' sockets, to the address the session gives."""
         self.ice_used = False
+
+    def deliver_media_to(self, sink: Callable[[bytes, Address], None]) -> None:
+        """Demultiplexed RTP/RTCP goes to ``sink`` from now on, starting with what was kept
+        from valid pairs before (RFC 8445 §12.2)."""
+        self.media_sink = sink
+        early, self.early_media = self.early_media, []
+        for component, data, addr in early:
+            self._on_data(0, component, data, addr)
 
     def selected_remotes(self) -> tuple[Address, Address | None] | None:
         """Where RTP and RTCP go on the selected pairs (None before component 1 has one)."""
@@ -229,7 +244,7 @@ class IceTransport:
         rtcp = self.agent.selected_pair(0, 2) if self.components == 2 else None
         return pair.remote_addr, rtcp.remote_addr if rtcp is not None else None
 
-    def send_media(self, data: bytes, addr: Address, *, rtcp: bool = False) -> None:
+    def send_media(self, data: bytes, addr: Address, rtcp: bool = False) -> None:
         """Send RTP (or RTCP, ``rtcp``) on its component, or to ``addr`` without ICE."""
         if self.driver is None:
             return
@@ -292,6 +307,13 @@ class IceTransport:
             self.dropped_other += 1
             return
         if self.media_sink is None:
+            # RFC 8445 §12.2: media on a valid (checked, not yet nominated) pair is kept for
+            # when media starts; from an address no check has passed it is dropped
+            if (self.agent is not None and len(self.early_media) < 100
+                    and self.agent.is_valid(stream, component, remote)):
+                self.early_media.append((component, data, remote))
+                self.kept_before_media += 1
+                return
             self.dropped_before_media += 1     # no media before ICE completes
             return
         key = f"{kind.value}/{component}"

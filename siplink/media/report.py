@@ -56,8 +56,12 @@ class MediaReport:
         self.cause: str | None = None
         self.started_at: float | None = None     # make_offer / make_answer first called
         self.connected_at: float | None = None   # ICE completed (first time)
-        self.updated_offers = 0
-        self.ice_used = True              # False once the peer's SDP had no ICE (no checks)
+        self.updated_offers = 0     # RFC 5245 §9.1.2.2 updated offers answered
+
+    @property
+    def ice_used(self) -> bool:
+        """False once the peer's SDP had no ICE (no checks): the transport knows."""
+        return self.transport.ice_used
 
     @property
     def time_to_connected(self) -> float | None:
@@ -98,6 +102,7 @@ class MediaReport:
                 "rtcp_sent": st.rtcp_sent, "rtcp_received": st.rtcp_received,
                 "dtmf_sent": st.dtmf_sent, "dtmf_received": st.dtmf_received,
                 "dropped_before_start": st.dropped_before_start + t.dropped_before_media,
+                "kept_before_start": t.kept_before_media,
             }
         return out
 

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         elif host not in ("0.0.0.0", "::", ""):
             opts["local_addresses"], opts["interfaces"] = (host,), None
         tone = config.media.tone_hz if args.tone is None else args.tone
-        ua.media_factory = lambda: IceMediaSession(reactor, ua=ua, tone=tone, **opts)
+        ua.media_factory = lambda: IceMediaSession(reactor, tone=tone, **opts)
     else:
         ua.media_factory = lambda: StaticMedia(host)
     ended = {"n": 0}
