@@ -40,7 +40,7 @@ def percentile(xs: list[float], p: float) -> float:
 
 async def one_call(reactor: Any, a: UserAgent, b: UserAgent, trace: Trace,
                    opts: dict[str, Any]) -> dict[str, float]:
-    sa = IceMediaSession(reactor, ua=a, record=False, **opts)
+    sa = IceMediaSession(reactor, record=False, **opts)
     mark = len(trace.records)
     call = a.call(f"sip:bob@127.0.0.1:{b.port}", media=sa)
     sa.attach(call)
@@ -66,7 +66,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     a.listen()
     b.listen()
     opts = {"ta": args.ta, "nomination": args.nomination}
-    b.media_factory = lambda: IceMediaSession(reactor, ua=b, record=False, **opts)
+    b.media_factory = lambda: IceMediaSession(reactor, record=False, **opts)
     answered: list[Call] = []
     b.on_incoming_call = lambda call: (answered.append(call), call.answer())
     results = []

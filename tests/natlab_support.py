@@ -238,7 +238,7 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
         def session(k: str, site: Site, ua: UserAgent) -> IceMediaSession:
             s = IceMediaSession(reactor, local_addresses=(site.host_ip,),
                                 stun_servers=[turn.addr], turn_servers=turn_servers,
-                                tone=TONES[k], ua=ua, rtcp_interval=1.0,
+                                tone=TONES[k], rtcp_interval=1.0,
                                 failed_timeout=case.failed_timeout,
                                 bind_context=site.host.entered)
             sessions[k] = s
@@ -349,13 +349,13 @@ def _collect(result: CaseResult, sessions: dict[str, IceMediaSession], tone_wind
         side.time_to_connected_ms = None if ttc is None else round(ttc * 1000, 1)
         side.checks_sent = s.checks_sent
         side.stun_retransmissions = _stun_retransmissions(s.trace)
-        side.dropped_before_media = s.dropped_before_media
-        side.kept_before_media = s.kept_before_media
-        fv = s.agent.first_valid_at(0) if s.agent is not None else None
+        side.dropped_before_media = s.transport.dropped_before_media
+        side.kept_before_media = s.transport.kept_before_media
+        fv = s.transport.agent.first_valid_at(0) if s.transport.agent is not None else None
         if fv is not None and s.started_at is not None:
             side.time_to_valid_ms = round((fv - s.started_at) * 1000, 1)
-        if s.agent is not None:
-            side.candidates = sorted({c.type.value for c in s.agent.local_candidates(0)})
+        if s.transport.agent is not None:
+            side.candidates = sorted({c.type.value for c in s.transport.agent.local_candidates(0)})
         if s.stream is not None:
             st = s.stream.stats()
             sent0, received0 = (base or {}).get(k, (0, 0))
@@ -377,7 +377,7 @@ async def _teardown(reactor: Any, uas: dict[str, UserAgent],
         for s in sessions.values():
             s.close()
         # TURN allocations released (bounded by the driver's release timeout), sockets closed
-        closes = [s.driver.close() for s in sessions.values() if s.driver is not None]
+        closes = [s.transport.driver.close() for s in sessions.values() if s.transport.driver is not None]
         await defer.gatherResults(closes, consumeErrors=True)
         await _sleep(reactor, 0.05)    # let the reactor drop the closed SIP ports
     finally:

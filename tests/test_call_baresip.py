@@ -79,7 +79,7 @@ def our_agent(ns: NetNs, tone: float, *, rtcp_mux: bool = True) -> UserAgent:
     with ns.entered():
         ua.listen()
     ua.media_factory = lambda: IceMediaSession(
-        reactor, ua=ua, local_addresses=(IP,), tone=tone, rtcp_interval=1.0,
+        reactor, local_addresses=(IP,), tone=tone, rtcp_interval=1.0,
         rtcp_mux=rtcp_mux, bind_context=ns.entered)
     return ua
 
@@ -130,16 +130,16 @@ async def test_siplink_calls_baresip(ns: NetNs, tmp_path: Path, mux: bool) -> No
         await call.answered
         await s.wait_connected()
         await log_wait(b, r"ice: audio: connectivity check is complete")
-        assert s.controlling and s.state == "connected"
+        assert s.transport.controlling and s.state == "connected"
         assert 0 < (s.time_to_connected or 0) < 5
         answer = parse(call.remote_sdp).media[0]
         assert answer.rtcp_mux is mux and {c.type.value for c in answer.candidates} >= {"host"}
         # one component with rtcp-mux, else RTP and RTCP each on its own selected pair
-        assert s.components == (1 if mux else 2)
+        assert s.transport.components == (1 if mux else 2)
         assert set(s.selected_pairs) == ({1} if mux else {1, 2})
         # baresip is an RFC 5245 agent: we sent it the updated offer (a=remote-candidates)
         await wait_for(lambda: s.updated_offers == 1, 5, "updated offer answered")
-        assert s.remote_rfc5245
+        assert s.transport.remote_rfc5245
         reoffer = [m for m in b.received_sip() if m.startswith("INVITE") and
                    "a=remote-candidates" in m]
         pair = s.selected_pairs[1]
@@ -151,13 +151,13 @@ async def test_siplink_calls_baresip(ns: NetNs, tmp_path: Path, mux: bool) -> No
         heard_hz = s.stream.detected_frequency()
         # hold and resume by re-INVITE: baresip answers recvonly and stops sending, then
         # answers sendrecv and sends again
-        resp = await s.hold()
+        resp = await call.hold()
         assert resp.status == 200 and b"a=recvonly" in resp.body
         await sleep(0.3)
         n = s.stream.stats().packets_received
         await sleep(0.6)
         assert s.stream.stats().packets_received - n <= 2
-        resp = await s.resume()
+        resp = await call.resume()
         assert resp.status == 200 and b"a=sendrecv" in resp.body
         await sleep(0.6)
         assert s.stream.stats().packets_received - n > 15
@@ -184,9 +184,9 @@ async def test_baresip_calls_siplink(ns: NetNs, tmp_path: Path) -> None:
         assert isinstance(s, IceMediaSession)
         await s.wait_connected()
         await log_wait(b, r"ice: audio: connectivity check is complete")
-        assert not s.controlling and s.state == "connected"
+        assert not s.transport.controlling and s.state == "connected"
         # baresip offered RTP and RTCP on two components: we answered with both
-        assert s.components == 2 and set(s.selected_pairs) == {1, 2}
+        assert s.transport.components == 2 and set(s.selected_pairs) == {1, 2}
         offer = parse(incoming[0].invite.body).media[0]    # type: ignore[union-attr]
         assert not offer.rtcp_mux and {c.component for c in offer.candidates} == {1, 2}
         await log_wait(b, r"Call established")
@@ -194,9 +194,9 @@ async def test_baresip_calls_siplink(ns: NetNs, tmp_path: Path) -> None:
         s.send_dtmf("12#")
         await sleep(2.0)
         # baresip's RTCP (every ~5 s) arrives on the RTCP component's socket and is counted
-        await wait_for(lambda: s.media_in.get("rtcp/2", 0) >= 1, 8, "RTCP on component 2")
+        await wait_for(lambda: s.transport.media_in.get("rtcp/2", 0) >= 1, 8, "RTCP on component 2")
         assert s.stream is not None and s.stream.stats().rtcp_received >= 1
-        assert s.media_in.get("rtp/1", 0) > 100 and "rtcp/1" not in s.media_in
+        assert s.transport.media_in.get("rtp/1", 0) > 100 and "rtcp/1" not in s.transport.media_in
         sent_before_hangup = s.stream.stats().packets_sent
         b.hangup()
         await wait_for(lambda: incoming[0].state is CallState.ENDED, 10, "BYE from baresip")
@@ -232,8 +232,8 @@ async def test_mux_offer_to_baresip_without_rtcp_mux_runs_ice_on_both_components
         assert not answer.rtcp_mux and not answer.ice_mismatch
         await s.wait_connected()
         await log_wait(b, r"ice: audio: connectivity check is complete")
-        assert s.controlling and s.state == "connected" and s.ice_used
-        assert s.components == 2 and set(s.selected_pairs) == {1, 2}
+        assert s.transport.controlling and s.state == "connected" and s.ice_used
+        assert s.transport.components == 2 and set(s.selected_pairs) == {1, 2}
         assert s.selected_pairs[2].local_address[1] == offer.rtcp.port
         rtp_raddr, rtcp_raddr = b.wait_media_connected()
         assert rtp_raddr == f"{IP}:{s.selected_pairs[1].local_address[1]}"
@@ -242,9 +242,9 @@ async def test_mux_offer_to_baresip_without_rtcp_mux_runs_ice_on_both_components
         s.send_dtmf("12#")
         await sleep(2.0)
         # baresip's RTCP (every ~5 s) arrives on component 2; ours (every 1 s) goes there
-        await wait_for(lambda: s.media_in.get("rtcp/2", 0) >= 1, 8, "RTCP on component 2")
+        await wait_for(lambda: s.transport.media_in.get("rtcp/2", 0) >= 1, 8, "RTCP on component 2")
         assert s.stream is not None and s.stream.stats().rtcp_received >= 1
-        assert s.stream.stats().rtcp_sent >= 2 and "rtcp/1" not in s.media_in
+        assert s.stream.stats().rtcp_sent >= 2 and "rtcp/1" not in s.transport.media_in
         assert s.stream.remote_rtcp == s.selected_pairs[2].remote_address
         await call.hangup()
         await sleep(0.3)

@@ -44,7 +44,7 @@ async def test_relay_only_call_through_kamailio_and_coturn(kamailio: Kamailio,
     turn = TurnServer(coturn.addr[0], coturn.addr[1], USER, PASSWORD)
 
     def session(ua: UserAgent, tone: float) -> IceMediaSession:
-        return IceMediaSession(reactor, ua=ua, tone=tone, turn_servers=[turn], policy="relay",
+        return IceMediaSession(reactor, tone=tone, turn_servers=[turn], policy="relay",
                                rtcp_interval=1.0)
 
     a = UserAgent(reactor, user="alice")

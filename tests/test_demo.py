@@ -114,7 +114,7 @@ def test_run_demo_exit_code_when_a_check_fails() -> None:
     code = ("import sys; from siplink.media import icesession as m\n"
             "orig = m.IceMediaSession.send_dtmf\n"
             "m.IceMediaSession.send_dtmf = lambda self, d: orig(self, d) "
-            "if self.controlling else None\n"
+            "if self.transport.controlling else None\n"
             "from siplink.calltest.demo import run_demo\n"
             "sys.exit(run_demo(json=True, seconds=2))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -53,7 +53,7 @@ async def test_rtp_flood_before_ice_completes_is_not_played() -> None:
     try:
         answer = parse(await session.make_answer(offer(peer_port)))
         media_port = answer.media[0].port
-        assert session.agent is not None and session.state != "connected"
+        assert session.transport.agent is not None and session.state != "connected"
         sent_rtp = sent_other = 0
         for burst in range(20):
             for i in range(100):
@@ -64,11 +64,11 @@ async def test_rtp_flood_before_ice_completes_is_not_played() -> None:
                 sent_other += 1
             await task.deferLater(reactor, 0.01, lambda: None)
         await task.deferLater(reactor, 0.2, lambda: None)
-        assert session.stream is None and session.media is None      # nothing to play into
-        assert session.dropped_before_media == sent_rtp
-        assert session.dropped_other == sent_other
-        assert not session.media_events
-        assert session.agent.selected_pair(0, 1) is None
+        assert session.stream is None and session.channel.media is None      # nothing to play into
+        assert session.transport.dropped_before_media == sent_rtp
+        assert session.transport.dropped_other == sent_other
+        assert not session.channel.media_events
+        assert session.transport.agent.selected_pair(0, 1) is None
         assert session.state != "connected"
         # the agent kept checking the (silent) peer through the flood
         assert any(stun.is_stun(d) for d in silent.received)

@@ -54,9 +54,9 @@ async def test_media_on_a_valid_pair_before_nomination_is_kept_and_unchecked_dro
     a.listen()
     b.listen()
     incoming: list[Call] = []
-    b.media_factory = lambda: IceMediaSession(reactor, ua=b, tone=440.0)
+    b.media_factory = lambda: IceMediaSession(reactor, tone=440.0)
     b.on_incoming_call = lambda call: (incoming.append(call), call.answer())
-    sa = IceMediaSession(reactor, ua=a, tone=1000.0)
+    sa = IceMediaSession(reactor, tone=1000.0)
     stranger = reactor.listenUDP(0, protocol.DatagramProtocol(), interface="127.0.0.1")
     try:
         call = a.call(f"sip:bob@127.0.0.1:{b.port}", media=sa)
@@ -66,23 +66,23 @@ async def test_media_on_a_valid_pair_before_nomination_is_kept_and_unchecked_dro
         await sb.wait_connected()
         assert sa.state != "connected"          # alice is still waiting for her answer
         await sleep(0.2)                        # bob's media is flowing to alice
-        assert sa.agent is not None and sb.agent is not None
-        bob_pair = sb.agent.selected_pair(0, 1)
+        assert sa.transport.agent is not None and sb.transport.agent is not None
+        bob_pair = sb.transport.agent.selected_pair(0, 1)
         assert bob_pair is not None
         bob_addr = bob_pair.local_base
-        assert sa.agent.is_valid(0, 1, bob_addr)            # checked, not nominated yet
-        assert sa.agent.selected_pair(0, 1) is None
-        host = sa.agent.local_candidates(0)[0]
+        assert sa.transport.agent.is_valid(0, 1, bob_addr)            # checked, not nominated yet
+        assert sa.transport.agent.selected_pair(0, 1) is None
+        host = sa.transport.agent.local_candidates(0)[0]
         stranger_addr = ("127.0.0.1", stranger.getHost().port)
-        assert not sa.agent.is_valid(0, 1, stranger_addr)
+        assert not sa.transport.agent.is_valid(0, 1, stranger_addr)
         rtp = RtpPacket(payload_type=0, sequence=1, timestamp=160, ssrc=0x5EED,
                         payload=b"\xff" * 160).encode()
         stranger.write(rtp, (host.address, host.port))
         await sa.wait_connected()
         assert len(lost) == 2
-        kept = sa.kept_before_media
+        kept = sa.transport.kept_before_media
         assert kept >= 20, kept                 # ~1.5 s of 20 ms packets before alice connected
-        assert sa.dropped_before_media == 1     # only the stranger's packet
+        assert sa.transport.dropped_before_media == 1     # only the stranger's packet
         await sleep(0.3)
         assert sa.stream is not None
         st = sa.stream.stats()

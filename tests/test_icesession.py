@@ -46,10 +46,10 @@ class Pair:
         self.bob_requests: list[Request] = []
         self.b.on_request = self.bob_requests.append
         bopts = {"tone": 440.0, "rtcp_interval": 1.0, **(bob_opts or {})}
-        self.b.media_factory = lambda: IceMediaSession(reactor, ua=self.b, **bopts)
+        self.b.media_factory = lambda: IceMediaSession(reactor, **bopts)
         self.b.on_incoming_call = lambda call: (self.incoming.append(call), call.answer())
         aopts = {"tone": 1000.0, "rtcp_interval": 1.0, **(alice_opts or {})}
-        self.sa = IceMediaSession(reactor, ua=self.a, **aopts)
+        self.sa = IceMediaSession(reactor, **aopts)
         self.call: Call | None = None
 
     async def connect(self) -> tuple[IceMediaSession, IceMediaSession]:
@@ -114,9 +114,10 @@ async def test_hold_resume_and_ice_restart_by_reinvite() -> None:
     p = Pair()
     try:
         sa, sb = await p.connect()
-        assert sa.stream is not None and sb.stream is not None
+        call = p.call
+        assert call is not None and sa.stream is not None and sb.stream is not None
         await sleep(0.5)
-        assert (await sa.hold()).status == 200
+        assert (await call.hold()).status == 200
         held_sdp = p.bob_requests[-1].body
         assert b"a=sendonly" in held_sdp
         before = sb.stream.stats().packets_sent
@@ -125,18 +126,18 @@ async def test_hold_resume_and_ice_restart_by_reinvite() -> None:
         # bob (held, recvonly) stops sending; alice keeps sending
         assert sb.stream.stats().packets_sent == before
         assert sa.stream.stats().packets_received - got_before <= 2
-        assert (await sa.resume()).status == 200
+        assert (await call.resume()).status == 200
         await sleep(0.5)
         assert sb.stream.stats().packets_sent > before + 10
 
-        old = sa.agent.local_username if sa.agent else None
+        old = sa.transport.agent.local_username if sa.transport.agent else None
         checks = sa.checks_sent
-        resp = await sa.restart_ice()
+        resp = await call.restart_ice()
         assert resp.status == 200
         restart_offer = parse(p.bob_requests[-1].body)
         assert restart_offer.media[0].ice_ufrag != old
         # the answer carries bob's new credentials too
-        assert parse(resp.body).media[0].ice_ufrag == (sb.agent.local_username if sb.agent
+        assert parse(resp.body).media[0].ice_ufrag == (sb.transport.agent.local_username if sb.transport.agent
                                                        else None)
         await sleep(0.5)
         assert sa.restarts == 1 and sb.restarts == 1
@@ -159,7 +160,7 @@ async def test_updated_offer_with_remote_candidates_for_an_rfc5245_peer() -> Non
             if sa.updated_offers:
                 break
             await sleep(0.05)
-        assert sa.updated_offers == 1 and sa.remote_rfc5245 and not sb.remote_rfc5245
+        assert sa.updated_offers == 1 and sa.transport.remote_rfc5245 and not sb.transport.remote_rfc5245
         reinvite = [r for r in p.bob_requests if r.method == "INVITE"][-1]
         m = parse(reinvite.body).media[0]
         pair = sa.selected_pairs[1]
@@ -194,7 +195,7 @@ class UnreachableAnswerer(IceMediaSession):
 @pytest_twisted.ensureDeferred
 async def test_ice_failure_ends_the_call_with_a_cause() -> None:
     p = Pair(alice_opts={"failed_timeout": 2.0})
-    p.b.media_factory = lambda: UnreachableAnswerer(reactor, ua=p.b)
+    p.b.media_factory = lambda: UnreachableAnswerer(reactor)
     try:
         p.call = p.a.call(f"sip:bob@127.0.0.1:{p.b.port}", media=p.sa)
         await p.call.answered
@@ -217,8 +218,8 @@ async def test_consent_loss_ends_the_call() -> None:
     p = Pair(alice_opts=opts, bob_opts=opts)
     try:
         sa, sb = await p.connect()
-        assert sb.driver is not None
-        await sb.driver.close()          # bob's media sockets vanish; SIP stays up
+        assert sb.transport.driver is not None
+        await sb.transport.driver.close()          # bob's media sockets vanish; SIP stays up
         await sleep(2.5)
         assert p.call is not None and p.call.state is CallState.ENDED
         assert p.call.cause == "ice-consent-lost" and sa.state == "failed"
@@ -234,7 +235,7 @@ async def test_offer_without_ice_gets_488() -> None:
     b.listen()
     a.listen()
     # refusing a peer without ICE is opt-in (require_ice); by default it gets plain RTP
-    b.media_factory = lambda: IceMediaSession(reactor, ua=b, require_ice=True)
+    b.media_factory = lambda: IceMediaSession(reactor, require_ice=True)
     b.on_incoming_call = lambda call: call.answer()
     try:
         call = a.call(f"sip:bob@127.0.0.1:{b.port}")      # StaticMedia: plain SDP, no ICE
@@ -274,13 +275,13 @@ async def test_callee_restarts_ice_and_roles_stay() -> None:
     p = Pair()
     try:
         sa, sb = await p.connect()
-        bob_ufrag = sb.agent.local_username if sb.agent else None
-        resp = await sb.restart_ice()            # bob (controlled) sends the re-INVITE
+        bob_ufrag = sb.transport.agent.local_username if sb.transport.agent else None
+        resp = await p.incoming[0].restart_ice()   # bob (controlled) sends the re-INVITE
         assert resp.status == 200
-        assert sb.agent is not None and sb.agent.local_username != bob_ufrag
+        assert sb.transport.agent is not None and sb.transport.agent.local_username != bob_ufrag
         await sleep(0.5)
         assert (sa.restarts, sb.restarts) == (1, 1)
-        assert sa.controlling and not sb.controlling            # RFC 8445 §9: roles kept
+        assert sa.transport.controlling and not sb.transport.controlling            # RFC 8445 §9: roles kept
         assert sa.state == sb.state == "connected"
         assert sa.stream is not None and sb.stream is not None
         n = sa.stream.stats().packets_received

@@ -45,7 +45,7 @@ async def test_we_call_sipp_uas_without_ice_and_hear_our_tone_echoed() -> None:
     ua = UserAgent(reactor, host=HOST, user="alice")
     ua.listen()
     try:
-        s = IceMediaSession(reactor, ua=ua, tone=700.0, rtcp_interval=0.5)
+        s = IceMediaSession(reactor, tone=700.0, rtcp_interval=0.5)
         call = ua.call(f"sip:service@{sipp.address}", media=s)
         await call.answered
         stream = await s.wait_connected()
@@ -63,14 +63,14 @@ async def test_we_call_sipp_uas_without_ice_and_hear_our_tone_echoed() -> None:
         assert stream.remote == (HOST, answer.port)
         assert stream.remote_rtcp == (HOST, answer.port + 1)
         # the echo arrives on our default candidate's socket (the c=/m= address we offered)
-        assert s.agent is not None
-        default = s.agent.default_candidate(0, 1)
+        assert s.transport.agent is not None
+        default = s.transport.agent.default_candidate(0, 1)
         assert default is not None and (default.address, default.port) == (
             offer.connection.address if offer.connection else "", offer.port)
         await sleep(1.5)
         st = stream.stats()
         assert st.packets_sent >= 50 and st.packets_received >= st.packets_sent - 10, st
-        assert s.media_in.get("rtp/1", 0) >= 50
+        assert s.transport.media_in.get("rtp/1", 0) >= 50
         f = stream.detected_frequency()
         assert f is not None and abs(f - 700.0) < 5, f
         await call.hangup()
@@ -86,7 +86,7 @@ async def test_require_ice_ends_the_call_to_a_peer_without_ice() -> None:
     ua = UserAgent(reactor, host=HOST, user="alice")
     ua.listen()
     try:
-        s = IceMediaSession(reactor, ua=ua, require_ice=True)
+        s = IceMediaSession(reactor, require_ice=True)
         call = ua.call(f"sip:service@{sipp.address}", media=s)
         await call.answered
         with pytest.raises(IceSessionError) as exc:
@@ -103,7 +103,7 @@ async def test_require_ice_ends_the_call_to_a_peer_without_ice() -> None:
 def _uas(require_ice: bool) -> tuple[UserAgent, list[Call]]:
     ua = UserAgent(reactor, host=HOST, port=0, user="siplink")
     ua.listen()
-    ua.media_factory = lambda: IceMediaSession(reactor, ua=ua, tone=500.0,
+    ua.media_factory = lambda: IceMediaSession(reactor, tone=500.0,
                                                require_ice=require_ice)
     calls: list[Call] = []
 

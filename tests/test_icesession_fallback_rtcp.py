@@ -34,11 +34,11 @@ async def test_mux_accepted_drops_component_2_before_checks() -> None:
         assert {c.component for c in offer.candidates} == {1, 2}
         answer = parse(p.call.remote_sdp).media[0]
         assert answer.rtcp_mux and {c.component for c in answer.candidates} == {1}
-        assert sa.components == sb.components == 1 and set(sa.selected_pairs) == {1}
-        assert sa.agent is not None and sa.driver is not None
-        assert {c.component for c in sa.agent.local_candidates(0)} == {1}
+        assert sa.transport.components == sb.transport.components == 1 and set(sa.selected_pairs) == {1}
+        assert sa.transport.agent is not None and sa.transport.driver is not None
+        assert {c.component for c in sa.transport.agent.local_candidates(0)} == {1}
         # the component-2 socket is closed: only component 1's is left
-        assert [sa.agent.component_of(a) for a in sa.driver._ports] == [(0, 1)]
+        assert [sa.transport.agent.component_of(a) for a in sa.transport.driver._ports] == [(0, 1)]
         # no check was ever sent from the RTCP candidate
         rtcp_port = offer.rtcp.port
         sent = [r for r in sa.trace.records if r.protocol == "stun" and r.direction == "out"
@@ -46,7 +46,7 @@ async def test_mux_accepted_drops_component_2_before_checks() -> None:
         assert sent and not [r for r in sent if r.local is not None and r.local[1] == rtcp_port]
         await sleep(1.5)
         assert sa.stream is not None and sa.stream.stats().rtcp_received >= 1
-        assert sa.media_in.get("rtcp/1", 0) >= 1 and "rtcp/2" not in sa.media_in
+        assert sa.transport.media_in.get("rtcp/1", 0) >= 1 and "rtcp/2" not in sa.transport.media_in
     finally:
         p.close()
 
@@ -59,12 +59,12 @@ async def test_callee_without_mux_gets_ice_on_rtp_and_rtcp() -> None:
         answer = parse(p.call.remote_sdp if p.call else b"").media[0]
         assert not answer.rtcp_mux and {c.component for c in answer.candidates} == {1, 2}
         for s in (sa, sb):
-            assert s.components == 2 and set(s.selected_pairs) == {1, 2}
+            assert s.transport.components == 2 and set(s.selected_pairs) == {1, 2}
         assert sa.selected_pairs[2].remote_address == sb.selected_pairs[2].local_address
         await sleep(2.2)
         for s in (sa, sb):
             assert s.stream is not None and s.stream.stats().rtcp_received >= 1
-            assert s.media_in.get("rtcp/2", 0) >= 1 and "rtcp/1" not in s.media_in
+            assert s.transport.media_in.get("rtcp/2", 0) >= 1 and "rtcp/1" not in s.transport.media_in
             f = s.stream.detected_frequency()
             assert f is not None
     finally:

@@ -38,7 +38,7 @@ def agent(lab: NatLab, site: Site, tone: float) -> tuple[UserAgent, Account]:
         ua.listen()
     turn = TurnServer(lab.turn.ip, lab.turn.port, lab.turn.user, lab.turn.password)
     ua.media_factory = lambda: IceMediaSession(
-        reactor, ua=ua, local_addresses=(site.host_ip,), stun_servers=[lab.turn.addr],
+        reactor, local_addresses=(site.host_ip,), stun_servers=[lab.turn.addr],
         turn_servers=[turn], tone=tone, rtcp_interval=1.0, bind_context=site.host.entered)
     return ua, Account(site.name, REGISTRAR, proxy=REGISTRAR)
 

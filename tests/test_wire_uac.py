@@ -194,6 +194,58 @@ def test_each_retransmitted_2xx_to_reinvite_is_acked(uas: SipPeer, start_call: S
     clean(c)
 
 
+def _sdp_field(body: str, prefix: str) -> list[str]:
+    return [line for line in body.splitlines() if line.startswith(prefix)]
+
+
+def test_hold_and_resume_reinvites_offer_sendonly_then_sendrecv(
+        uas: SipPeer, start_call: StartCall, tmp_path: Path) -> None:
+    """RFC 3264 §8.4: "If the stream to be placed on hold was previously a sendrecv media
+    stream, it is placed on hold by marking it sendonly"; resuming offers sendrecv again.
+    §8: each new offer keeps the o= session id and its version "MUST be ... one higher
+    than the previous" one. The hold and resume re-INVITEs come from ``siplink test``
+    steps (``action = "hold"``/``"resume"``, i.e. ``Call.hold()``/``Call.resume()``), in
+    the dialog with rising CSeqs; while held we keep answering recvonly (§8.4: the answer
+    to sendonly is recvonly)."""
+    scenario = tmp_path / "hold.toml"
+    scenario.write_text(
+        '[scenario]\nname = "wire-hold"\ntimeout_s = 20.0\n\n'
+        f'[[calls]]\nname = "hold"\nto = "sip:bob@{HOST}:{uas.port}"\nice = false\n'
+        'duration_s = 3.0\nsteps = [ { at_s = 0.5, action = "hold" }, '
+        '{ at_s = 1.5, action = "resume" } ]\n[calls.expect]\nstatus = 200\n')
+    c = start_call(str(scenario), "--no-progress", command="test")
+    inv = uas.request_in("INVITE", timeout=10)
+    tag = new_tag()
+    answer(uas, inv, tag)
+    check_2xx_ack(uas.request_in("ACK"), inv, tag, uas)
+    first = inv.body.decode()
+    assert _sdp_field(first, "a=sendrecv"), first
+    origins = [_sdp_field(first, "o=")[0].split()]
+    expected_direction = {"hold": "a=sendonly", "resume": "a=sendrecv"}
+    cseq = inv.cseq[0]
+    for step, our_direction in (("hold", "recvonly"), ("resume", "sendrecv")):
+        reinv = uas.recv(lambda m: not m.is_response and m.method == "INVITE", 10,
+                         f"{step} re-INVITE")
+        assert reinv.call_id == inv.call_id and reinv.to_tag == tag, reinv.text()
+        assert reinv.cseq[0] > cseq, reinv.text()
+        cseq = reinv.cseq[0]
+        body = reinv.body.decode()
+        direction = [a for a in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
+                     if _sdp_field(body, a)]
+        assert direction == [expected_direction[step]], f"{step}: {body}"
+        o = _sdp_field(body, "o=")[0].split()
+        assert o[1] == origins[-1][1] and int(o[2]) == int(origins[-1][2]) + 1, \
+            f"{step}: o= {o} after {origins[-1]}"
+        origins.append(o)
+        uas.reply(reinv, 200, to_tag=tag, headers=[("Contact", uas.contact())],
+                  body=sdp(port=uas.port + 2, version=len(origins), direction=our_direction))
+        check_2xx_ack(uas.request_in("ACK"), reinv, tag, uas)
+    bye = uas.request_in("BYE", timeout=10)
+    uas.reply(bye, 200)
+    assert c.wait(30) == 0, c.log()     # exit 0: both steps got their expected 200
+    clean(c)
+
+
 # ----------------------------------------------------------------------------- giving up
 
 

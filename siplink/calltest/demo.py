@@ -83,11 +83,10 @@ async def demo_call(reactor: Any, *, seconds: float = 3.0, host: str = "127.0.0.
     sessions: dict[str, IceMediaSession] = {}
     incoming: list[Call] = []
 
-    def media_for(ua: UserAgent, tone: float) -> IceMediaSession:
-        return IceMediaSession(reactor, local_addresses=(host,), tone=tone, ua=ua,
-                               rtcp_interval=1.0)
+    def media_for(tone: float) -> IceMediaSession:
+        return IceMediaSession(reactor, local_addresses=(host,), tone=tone, rtcp_interval=1.0)
 
-    bob.media_factory = lambda: media_for(bob, callee_tone)
+    bob.media_factory = lambda: media_for(callee_tone)
 
     def on_call(call: Call) -> None:
         incoming.append(call)
@@ -97,7 +96,7 @@ async def demo_call(reactor: Any, *, seconds: float = 3.0, host: str = "127.0.0.
         call.answer()
 
     bob.on_incoming_call = on_call
-    sessions["alice"] = media_for(alice, caller_tone)
+    sessions["alice"] = media_for(caller_tone)
     t0 = reactor.seconds()
     heard: dict[str, float | None] = {"alice": None, "bob": None}
     error: str | None = None

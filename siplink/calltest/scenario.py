@@ -579,8 +579,7 @@ class _Answerer:
         opts["tone"] = spec.tone_hz
         opts["rtcp_interval"] = 1.0
         if spec.ice:
-            self.ua.media_factory = lambda: IceMediaSession(reactor, ua=self.ua,
-                                                            trace=trace_factory(), **opts)
+            self.ua.media_factory = lambda: IceMediaSession(reactor, trace=trace_factory(), **opts)
         else:
             self.ua.media_factory = lambda: StaticMedia(host)
         self.sessions: dict[str, Any] = {}
@@ -708,7 +707,7 @@ async def _run_call(reactor: Any, ua: Any, spec: CallSpec, index: int, uri: str,
         # [media] play_wav / record_wav: the caller's side (with repeats, the last call's
         # recording stays)
         play = config.media.play_wav or None
-        media = IceMediaSession(reactor, ua=ua, trace=trace_factory(),
+        media = IceMediaSession(reactor, trace=trace_factory(),
                                 tone=None if play else config.media.tone_hz, wav=play,
                                 record_wav=config.media.record_wav or None,
                                 rtcp_interval=1.0, **opts)
@@ -855,10 +854,10 @@ async def _run_steps(reactor: Any, call: Any, media: Any, spec: CallSpec, answer
                 await call.hangup()
                 rec.steps.append("bye: sent")
                 return
-            if step.action == "hold" and hasattr(media, "hold"):
-                d = media.hold()
-            elif step.action == "resume" and hasattr(media, "resume"):
-                d = media.resume()
+            if step.action == "hold":
+                d = call.hold()
+            elif step.action == "resume":
+                d = call.resume()
             else:
                 d = call.reinvite()
             resp = await d

@@ -17,7 +17,8 @@ Incoming calls go to ``ua.on_incoming_call(call)``, which may ``ring()``, ``answ
 ``reject(status)`` or ``redirect(contact)``. Session descriptions stay opaque: every call has
 a :class:`MediaSession` (``make_offer``/``on_answer``/``make_answer``/``on_reoffer``/``close``,
 ``attach``/``ice_info``) so the SDP/ICE layer plugs in; :class:`StaticMedia` answers with a
-fixed SDP.
+fixed SDP. Re-INVITEs are the call's: :meth:`Call.hold`, :meth:`Call.resume`,
+:meth:`Call.restart_ice` and :meth:`Call.reinvite` ask the media for the re-offer.
 
 Client requests that get 401/407 are retried once per challenge with the account's
 credentials (:class:`siplink.sip.digest.DigestClient`). Every failure is a
@@ -102,12 +103,18 @@ class MediaRejected(Exception):
 class MediaSession(Protocol):
     """What a call needs of its media: SDP offers and answers, and a close. ``attach(call)``
     tells the session its call (to end it or re-INVITE); ``ice_info()`` reports what ICE did
-    (None without ICE)."""
+    (None without ICE).
 
-    async def make_offer(self) -> bytes: ...
+    The call owns hold and ICE restart: ``make_offer(hold=True)`` is the re-offer that puts
+    the peer on hold (sendonly, RFC 3264 §8.4), ``make_offer(ice_restart=True)`` the one that
+    restarts ICE (new credentials, RFC 8445 §9); ``on_reoffer(offer, hold=True)`` answers a
+    peer's re-offer while we hold it. The call sends every re-INVITE itself; an answer goes to
+    ``on_answer`` once."""
+
+    async def make_offer(self, *, hold: bool = False, ice_restart: bool = False) -> bytes: ...
     async def on_answer(self, sdp: bytes) -> None: ...
     async def make_answer(self, offer: bytes) -> bytes: ...
-    async def on_reoffer(self, offer: bytes) -> bytes: ...
+    async def on_reoffer(self, offer: bytes, *, hold: bool = False) -> bytes: ...
     def close(self) -> None: ...
     def attach(self, call: Call) -> None: ...
     def ice_info(self) -> dict[str, Any] | None: ...
@@ -123,15 +130,16 @@ class StaticMedia:
         self.remote: list[bytes] = []
         self.closed = False
 
-    def sdp(self) -> bytes:
+    def sdp(self, hold: bool = False) -> bytes:
         self.version += 1
+        direction = "sendonly" if hold else "sendrecv"
         family = "IP6" if ":" in self.host else "IP4"   # RFC 4566 §5.7 addrtype
         return (f"v=0\r\no=siplink 1 {self.version} IN {family} {self.host}\r\ns=-\r\n"
                 f"c=IN {family} {self.host}\r\nt=0 0\r\nm=audio {self.port} RTP/AVP 0\r\n"
-                "a=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n").encode()
+                f"a=rtpmap:0 PCMU/8000\r\na={direction}\r\n").encode()
 
-    async def make_offer(self) -> bytes:
-        return self.sdp()
+    async def make_offer(self, *, hold: bool = False, ice_restart: bool = False) -> bytes:
+        return self.sdp(hold)
 
     async def on_answer(self, sdp: bytes) -> None:
         self.remote.append(sdp)
@@ -146,8 +154,11 @@ class StaticMedia:
             self.host = "::1" if b"IN IP6" in offer else "127.0.0.1"
         return self.sdp()
 
-    async def on_reoffer(self, offer: bytes) -> bytes:
-        return await self.make_answer(offer)
+    async def on_reoffer(self, offer: bytes, *, hold: bool = False) -> bytes:
+        if offer and b"m=" not in offer:
+            raise MediaRejected("no media line")
+        self.remote.append(offer)
+        return self.sdp(hold)
 
     def close(self) -> None:
         self.closed = True
@@ -189,6 +200,7 @@ class Call:
         self._ended: Outcome[EndCause] = Outcome()
         self._listeners: list[Callable[[CallEvent], None]] = []
         self._applying: defer.Deferred[None] | None = None   # the media applying an answer
+        self.held = False           # we hold the peer (our offers and answers: sendonly)
         media.attach(self)   # the session learns its call (to end it, re-INVITE)
 
     def __repr__(self) -> str:
@@ -330,11 +342,28 @@ class Call:
         self.ua._do(lambda now: self.ua.core.hangup(
             s, now, cause, status=(status or 480) if not s.answered else None, reason=reason))
 
-    def reinvite(self) -> defer.Deferred[Response]:
-        """Send a re-INVITE with a new offer from the media session; fires with the final
-        response (2xx: ACKed, answer applied). A non-2xx fails it with :class:`SipError`: on
-        491 (glare) the UA retries once by itself after the RFC 3261 §14.1 interval."""
-        return defer.ensureDeferred(self.ua._reinvite(self))
+    def reinvite(self, *, ice_restart: bool = False) -> defer.Deferred[Response]:
+        """Send a re-INVITE with a new offer from the media session (``ice_restart``: one
+        that restarts ICE); fires with the final response (2xx: ACKed, answer applied). A
+        non-2xx fails it with :class:`SipError`: on 491 (glare) the UA retries once by itself
+        after the RFC 3261 §14.1 interval."""
+        return defer.ensureDeferred(self.ua._reinvite(self, ice_restart=ice_restart))
+
+    def hold(self) -> defer.Deferred[Response]:
+        """Put the peer on hold: a re-INVITE whose offer is sendonly (RFC 3264 §8.4); our
+        answers to the peer's re-offers stay sendonly until :meth:`resume`."""
+        self.held = True
+        return self.reinvite()
+
+    def resume(self) -> defer.Deferred[Response]:
+        """Take the peer off hold: a re-INVITE whose offer is sendrecv again."""
+        self.held = False
+        return self.reinvite()
+
+    def restart_ice(self) -> defer.Deferred[Response]:
+        """ICE restart by re-INVITE (RFC 8445 §9): new credentials, new checks; media stays
+        on the old pair until a new one is selected."""
+        return self.reinvite(ice_restart=True)
 
     def request(self, method: str, body: bytes = b"", content_type: str | None = None,
                 headers: list[tuple[str, str]] | None = None) -> defer.Deferred[Response]:
@@ -671,13 +700,13 @@ class UserAgent:
             self.calls[call.call_id] = call
         self.transport.pump()
 
-    async def _reinvite(self, call: Call) -> Response:
+    async def _reinvite(self, call: Call, *, ice_restart: bool = False) -> Response:
         s = call.session
         if s.dialog is None or s.state is not CallState.CONFIRMED:
             raise SipError(481, "No confirmed dialog")
         if s.reinvite is not None:
             raise SipError(491, "Request Pending")
-        offer = await call.media.make_offer()
+        offer = await call.media.make_offer(hold=call.held, ice_restart=ice_restart)
         creq = self.core.send_reinvite(s, offer, self.now())
         if creq is None:
             raise SipError(491 if s.reinvite is not None else 481, "Request Pending"
@@ -731,7 +760,7 @@ class UserAgent:
         if not isinstance(call, Call):
             return
         try:
-            answer = await call.media.on_reoffer(ev.sdp)
+            answer = await call.media.on_reoffer(ev.sdp, hold=call.held)
         except MediaRejected as e:
             self.core.refuse_reoffer(ev.token, e.status, e.reason, self.now(),
                                      warn_code=e.warn_code)
@@ -743,7 +772,7 @@ class UserAgent:
         call = ev.session.context
         if not isinstance(call, Call):
             return
-        offer = await call.media.make_offer()
+        offer = await call.media.make_offer(hold=call.held)
         if ev.token == 0:            # the glare retry of our re-INVITE (§14.1)
             self._do(lambda now: self.core.send_reinvite(ev.session, offer, now))
         else:

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             # a dual-stack wildcard: candidates of both families (the loopback defaults)
             opts["local_addresses"], opts["interfaces"] = ("127.0.0.1", "::1"), None
         tone = config.media.tone_hz if args.tone is None else args.tone
-        ua.media_factory = lambda: IceMediaSession(reactor, ua=ua, tone=tone, **opts)
+        ua.media_factory = lambda: IceMediaSession(reactor, tone=tone, **opts)
     else:
         ua.media_factory = lambda: StaticMedia(host)
     ended = {"n": 0}
