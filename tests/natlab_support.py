@@ -247,7 +247,7 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
         accounts: dict[str, Account] = {}
         for k, site in (("a", lab.a), ("b", lab.b)):
             ua = UserAgent(reactor, host=site.host_ip, user=USERS[k], trace=sip_traces[k],
-                           transport=case.sip_transport)
+                           transport=case.sip_transport, bind_context=site.host.entered)
             uas[k] = ua
             with site.host.entered():
                 ua.listen()

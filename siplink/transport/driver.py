@@ -14,6 +14,8 @@ per §18.2.2 (``response_target``) using the received/rport parameters stamped o
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Callable
 from typing import Any
 
@@ -189,11 +191,16 @@ class SipTransport:
         self._udp_local: dict[str, Address] = {}   # family -> UDP socket address
         self.incomplete_timeout = INCOMPLETE_TIMEOUT
         layer.local_for = self.local_address
+        # a context-manager factory entered whenever a socket is made (a listener, or a
+        # TCP/TLS connection opened later when a request needs one): e.g. a network
+        # namespace's ``entered`` so that connections are dialled from where we listen
+        self.bind_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None
 
     # --------------------------------------------------------------- sockets
     def listen_udp(self, host: str = "127.0.0.1", port: int = 0) -> Target:
-        p = self.reactor.listenUDP(port, _UdpProtocol(self), interface=host,
-                                   maxPacketSize=MAX_DATAGRAM)
+        with self._socket_context():
+            p = self.reactor.listenUDP(port, _UdpProtocol(self), interface=host,
+                                       maxPacketSize=MAX_DATAGRAM)
         _grow_buffers(p.socket)
         self._udp["6" if ":" in host else "4"] = p
         self._listening["udp"] = p
@@ -203,7 +210,8 @@ class SipTransport:
         return self.local["udp"]
 
     def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> Target:
-        p = self.reactor.listenTCP(port, _StreamFactory(self, "tcp"), interface=host)
+        with self._socket_context():
+            p = self.reactor.listenTCP(port, _StreamFactory(self, "tcp"), interface=host)
         self._listening["tcp"] = p
         addr = p.getHost()
         self.local["tcp"] = Target("tcp", addr.host, addr.port)
@@ -213,8 +221,9 @@ class SipTransport:
                    client_context: Any = None) -> Target:
         """TLS listener; ``server_context`` is an ``IOpenSSLServerConnectionCreator``
         (e.g. ``ssl.PrivateCertificate.options()``); ``client_context`` is used to connect."""
-        p = self.reactor.listenSSL(port, _StreamFactory(self, "tls"), server_context,
-                                   interface=host)
+        with self._socket_context():
+            p = self.reactor.listenSSL(port, _StreamFactory(self, "tls"), server_context,
+                                       interface=host)
         self._listening["tls"] = p
         if client_context is not None:
             self._tls_client_ctx = client_context
@@ -333,12 +342,17 @@ class SipTransport:
         proto.pending.append(data)
         self._connecting[target] = proto
         factory = _ClientStreamFactory(self, target.transport, proto, target)
-        if target.transport == "tls":
-            self.reactor.connectSSL(target.host, target.port, factory,
-                                    self._tls_client_ctx or self._verifying_context(target),
-                                    timeout=CONNECT_TIMEOUT)
-        else:
-            self.reactor.connectTCP(target.host, target.port, factory, timeout=CONNECT_TIMEOUT)
+        with self._socket_context():
+            if target.transport == "tls":
+                self.reactor.connectSSL(target.host, target.port, factory,
+                                        self._tls_client_ctx or self._verifying_context(target),
+                                        timeout=CONNECT_TIMEOUT)
+            else:
+                self.reactor.connectTCP(target.host, target.port, factory,
+                                        timeout=CONNECT_TIMEOUT)
+
+    def _socket_context(self) -> contextlib.AbstractContextManager[Any]:
+        return self.bind_context() if self.bind_context is not None else contextlib.nullcontext()
 
     def _verifying_context(self, target: Target) -> Any:
         """TLS client options that check the server's certificate chain and that it names

@@ -27,6 +27,8 @@ credentials (:class:`siplink.sip.digest.DigestClient`). Every failure is a
 
 from __future__ import annotations
 
+import contextlib
+
 import inspect
 import random
 from collections.abc import Awaitable, Callable
@@ -395,7 +397,9 @@ class UserAgent:
                  trace: Trace | None = None, auto_trying: bool = True,
                  session_expires: int = 1800, min_se: int = 90,
                  no_answer_timeout: float = 180.0, user_agent: str = USER_AGENT,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 bind_context: Callable[[], contextlib.AbstractContextManager[Any]] | None
+                 = None) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
@@ -405,6 +409,9 @@ class UserAgent:
         rng = rng or random.Random()
         self.layer = TransactionLayer(trace=trace, auto_trying=auto_trying, rng=rng)
         self.transport = SipTransport(self.layer, reactor, self._on_layer_event)
+        # entered around every SIP socket made, also TCP/TLS connections opened later
+        # (e.g. a network namespace's ``entered``)
+        self.transport.bind_context = bind_context
         self.core = UserAgentCore(self.layer, rng=rng, user=user, user_agent=user_agent,
                                   local=self.local, default_transport=transport,
                                   session_expires=session_expires, min_se=min_se,
