@@ -75,9 +75,8 @@ def ns() -> Iterator[NetNs]:
 
 
 def our_agent(ns: NetNs, tone: float, *, rtcp_mux: bool = True) -> UserAgent:
-    ua = UserAgent(reactor, host=IP, port=SIP_PORT, user="siplink")
-    with ns.entered():
-        ua.listen()
+    ua = UserAgent(reactor, host=IP, port=SIP_PORT, user="siplink", bind_context=ns.entered)
+    ua.listen()
     ua.media_factory = lambda: IceMediaSession(
         reactor, local_addresses=(IP,), tone=tone, rtcp_interval=1.0,
         rtcp_mux=rtcp_mux, bind_context=ns.entered)

@@ -33,9 +33,10 @@ def sleep(seconds: float) -> Any:
 
 def agent(lab: NatLab, site: Site, tone: float) -> tuple[UserAgent, Account]:
     assert lab.turn is not None
-    ua = UserAgent(reactor, host=site.host_ip, user=site.name)
-    with site.host.entered():
-        ua.listen()
+    # bind_context: TCP connections dialled later (INVITEs over 1300 bytes, RFC 3261 §18.1.1)
+    # must be made inside the site's namespace too.
+    ua = UserAgent(reactor, host=site.host_ip, user=site.name, bind_context=site.host.entered)
+    ua.listen()
     turn = TurnServer(lab.turn.ip, lab.turn.port, lab.turn.user, lab.turn.password)
     ua.media_factory = lambda: IceMediaSession(
         reactor, local_addresses=(site.host_ip,), stun_servers=[lab.turn.addr],

@@ -15,7 +15,6 @@ per §18.2.2 (``response_target``) using the received/rport parameters stamped o
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Callable
 from typing import Any
 

@@ -28,7 +28,6 @@ credentials (:class:`siplink.sip.digest.DigestClient`). Every failure is a
 from __future__ import annotations
 
 import contextlib
-
 import inspect
 import random
 from collections.abc import Awaitable, Callable
