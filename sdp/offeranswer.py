@@ -11,6 +11,7 @@ other m-line is rejected with port 0 (RFC 3264 §6) and kept, rejected, in later
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -127,6 +128,7 @@ class NegotiatedMedia:
     ice: RemoteIce | None               # None: no ICE on this stream (peer lacks it, mismatch)
     ice_mismatch: bool
     ice_restart: bool                   # the peer's credentials changed
+    mid: str | None = None              # the stream's a=mid (RFC 5888), as the offer gave it
 
     @property
     def send_codec(self) -> Codec | None:
@@ -169,6 +171,7 @@ class OfferAnswer:
         session_id: str | None = None,
         session_version: int | None = None,
         session_name: str = "siplink",
+        mid: str | None = None,
         trace: Trace | None = None,
     ) -> None:
         if not codecs or all(c.name.lower() in AUXILIARY_FORMATS for c in codecs):
@@ -185,6 +188,7 @@ class OfferAnswer:
         self.session_id = session_id or str(secrets.randbits(62))
         self._version = session_version if session_version is not None else secrets.randbits(31)
         self.session_name = session_name
+        self.mid = mid                # our offer's a=mid (RFC 5888); answers echo the offer's
         self.trace = trace if trace is not None else Trace()
         self.held = False
         self.local: SessionDescription | None = None      # last description we sent, in force
@@ -286,6 +290,8 @@ class OfferAnswer:
         self.local, self.remote, self.negotiated = answer, remote, negotiated
         self.held = held
         self._audio_index = audio_index
+        if media[audio_index].mid is not None:
+            self.mid = media[audio_index].mid    # our re-offers keep the stream's mid
         self._local_ice = ice if media[audio_index].ice_ufrag else None
         self._record(now, "out", "SDP answer", answer, text)
         return answer
@@ -444,6 +450,7 @@ class OfferAnswer:
             rtcp_mux=rtcp_mux,
             ptime=self.ptime,
             ice_mismatch=mismatch,
+            mid=self.mid if offer else remote_m.mid if remote_m is not None else None,
         )
         if use_ice:
             assert ice is not None
@@ -521,7 +528,7 @@ class OfferAnswer:
             direction=_direction(lm.direction in _SENDS and rm.direction in _RECEIVES,
                                  lm.direction in _RECEIVES and rm.direction in _SENDS),
             remote_rtp=rtp, remote_rtcp=rtcp, rtcp_mux=mux, remote_ptime=rm.ptime,
-            ice=rice, ice_mismatch=am.ice_mismatch, ice_restart=restart,
+            ice=rice, ice_mismatch=am.ice_mismatch, ice_restart=restart, mid=om.mid,
         )
         return Negotiated(local=local, remote=remote, media=(nm,))
 
@@ -551,8 +558,10 @@ def _ice_mismatch(m: MediaDescription) -> bool:
     """RFC 8839 "Verifying ICE Support": the offer's default destination of each component
     must be one of its candidates (else a middlebox rewrote it: answer ``a=ice-mismatch``)."""
     address = m.connection.address if m.connection else None
-    if is_trickle_placeholder(address, m.port):
-        return False            # RFC 8840: no candidate yet, nothing to verify
+    if is_trickle_placeholder(address, m.port) or _unspecified(address):
+        # RFC 8840: no candidate yet, nothing to verify; an unspecified c= (pjsip keeps its
+        # trickle placeholder's 0.0.0.0 in later offers) is no middlebox's rewrite either
+        return False
     if not default_destination_in_candidates(address, m.port, m.candidates, 1):
         return True
     if m.rtcp_mux or not any(c.component == 2 for c in m.candidates):
@@ -561,6 +570,14 @@ def _ice_mismatch(m: MediaDescription) -> bool:
         return not default_destination_in_candidates(
             m.rtcp.address or address, m.rtcp.port, m.candidates, 2)
     return not default_destination_in_candidates(address, m.port + 1, m.candidates, 2)
+
+
+def _unspecified(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(
+            address.split("/", 1)[0]).is_unspecified
+    except ValueError:
+        return False
 
 
 def _rejected(m: MediaDescription) -> MediaDescription:

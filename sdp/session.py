@@ -130,6 +130,7 @@ class MediaDescription:
     remote_candidates: list[RemoteCandidate] = field(default_factory=list)
     end_of_candidates: bool = False
     ice_mismatch: bool = False
+    mid: str | None = None                                 # a=mid (RFC 5888)
     attributes: list[str] = field(default_factory=list)    # other a= values, verbatim
 
     @property
@@ -494,6 +495,11 @@ def _media_attribute(b: _MediaBuilder, value: str, line: int) -> None:
     elif name == "end-of-candidates":
         transform.match(transform.END_OF_CANDIDATES, value, line)
         m.end_of_candidates = True
+    elif name == "mid" and m.mid is None:
+        mid = value[4:]
+        if not transform.is_token(mid):
+            raise SdpError(f"malformed a=mid: {value[:40]!r}", line)
+        m.mid = mid
     elif name == "remote-candidates":
         m.remote_candidates.extend(parse_remote_candidates(value, line))
     elif name == "ice-mismatch":
@@ -664,6 +670,10 @@ def _media_dict(s: SessionDescription, m: MediaDescription) -> dict[str, Any]:
     raw = [_attr(a) for a in m.attributes]
     if m.ptime is not None:
         raw.insert(0, "ptime:" + transform.format_ptime(m.ptime))   # W9
+    if m.mid is not None:
+        if not transform.is_token(m.mid):
+            raise SdpError(f"cannot write SDP: bad mid {m.mid!r}")
+        raw.insert(0, "mid:" + m.mid)
     for c2 in m.candidates:
         check_candidate(c2)
         raw.append(format_candidate(c2))

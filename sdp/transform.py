@@ -173,6 +173,11 @@ def split_lines(text: str | bytes) -> list[tuple[int, str, str]]:
     return out
 
 
+def is_token(text: str) -> bool:
+    """RFC 4566 token (m= media kind, a=mid identification-tag, attribute names)."""
+    return bool(_TOKEN.fullmatch(text))
+
+
 def attribute_name(value: str, line: int | None = None) -> str:
     """The att-field of an ``a=`` value (text before the first ``:``), checked to be a token."""
     name = value.split(":", 1)[0]

@@ -9,7 +9,7 @@ traffic from a server it allocated on, application data such as RTP, reported as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -128,6 +128,17 @@ class TwistedAgent:
         self.agent.start_checks(self.now)
         self._pump()
         return d
+
+    def add_remote_candidates(self, stream: int, candidates: Sequence[Candidate],
+                              end: bool = False) -> None:
+        """Trickled remote candidates (RFC 8838), and ``end``: the peer's end-of-candidates;
+        new pairs are checked at once."""
+        now = self.now
+        for c in candidates:
+            self.agent.add_remote_candidate(stream, c, now)
+        if end:
+            self.agent.end_of_candidates(stream, now)
+        self._pump()
 
     def restart(self) -> None:
         """ICE restart: new local credentials (signal them), then set the remote ones and

@@ -2,7 +2,7 @@
 
 The driver answers some of them: :class:`ReofferReceived` and :class:`OfferRequested` with
 ``answer_reoffer`` (or ``refuse_reoffer`` / ``send_reinvite``), :class:`ResolveHost` with
-``host_resolved``.
+``host_resolved``, :class:`InfoReceived` with ``answer_info``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     from siplink.core.invite_session import InviteSession
 
 __all__ = [
+    "AckReceived",
     "AnswerReceived",
     "CallStateChanged",
     "CoreEvent",
+    "EarlyDialogResponse",
     "InDialogRequest",
+    "InfoReceived",
     "IncomingCall",
     "OfferRequested",
     "ReofferReceived",
@@ -85,6 +88,34 @@ class InDialogRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class InfoReceived:
+    """An INFO of an Info-Package the session receives (RFC 6086 §4.2.2, in its Recv-Info);
+    answer it with ``answer_info(token, status, reason, now)``."""
+
+    session: InviteSession
+    token: int
+    package: str
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyDialogResponse:
+    """UAC: a provisional response (101-199) with a To tag: an early dialog exists and
+    requests (INFO, UPDATE) can be sent in it (RFC 3261 §12.1)."""
+
+    session: InviteSession
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """UAS: the ACK of the session's initial 2xx arrived: the peer has our answer (or
+    offer) and the dialog is confirmed on both sides."""
+
+    session: InviteSession
+
+
+@dataclass(frozen=True, slots=True)
 class RequestCompleted:
     """A :class:`ClientRequest` ended: its final response, or ``error`` (no response)."""
 
@@ -101,4 +132,5 @@ class ResolveHost:
 
 
 CoreEvent = (IncomingCall | CallStateChanged | AnswerReceived | ReofferReceived
-             | OfferRequested | InDialogRequest | RequestCompleted | ResolveHost)
+             | OfferRequested | InDialogRequest | InfoReceived | EarlyDialogResponse
+             | AckReceived | RequestCompleted | ResolveHost)

@@ -63,6 +63,12 @@ class InviteSession:
         self.reinvite: ClientRequest | None = None    # our outstanding re-INVITE
         self.reinvite_retry_at: float | None = None   # §14.1 glare retry
         self.extra_headers: Headers = []
+        # extensions of this session's media (set by the driver before the INVITE or the
+        # answer): Info-Packages it receives (RFC 6086 Recv-Info) and option tags it adds to
+        # Supported (e.g. "trickle-ice", RFC 8840 §4.1)
+        self.info_packages: tuple[str, ...] = ()
+        self.options: tuple[str, ...] = ()
+        self.acked = False                        # UAS: the ACK of the initial 2xx came
         self.context: Any = None                  # the driver's Call
         self._timers: dict[str, float] = {}       # name -> deadline
 

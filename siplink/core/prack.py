@@ -12,7 +12,8 @@ import random
 
 from siplink.sip.message import Request, Response, SipParseError
 
-__all__ = ["RSeqTracker", "first_rseq", "parse_rack", "parse_rseq", "requires", "supports"]
+__all__ = ["RSeqTracker", "first_rseq", "option_tags", "parse_rack", "parse_rseq", "requires",
+           "supports"]
 
 MAX_RSEQ = 2**31 - 1
 
@@ -24,6 +25,11 @@ def _tags(msg: Request | Response, header: str) -> set[str]:
 def supports(msg: Request | Response, option: str) -> bool:
     """``option`` appears in Supported or Require."""
     return option in _tags(msg, "Supported") or option in _tags(msg, "Require")
+
+
+def option_tags(msg: Request | Response) -> set[str]:
+    """Every option tag of Supported and Require, lower case."""
+    return _tags(msg, "Supported") | _tags(msg, "Require")
 
 
 def requires(msg: Request | Response, option: str) -> bool:

@@ -34,10 +34,13 @@ from siplink.core.client_request import ClientRequest, Headers
 from siplink.core.dialog import Dialog, DialogId
 from siplink.core.errors import CallDirection, CallState, EndCause, SipError
 from siplink.core.events import (
+    AckReceived,
     AnswerReceived,
     CoreEvent,
+    EarlyDialogResponse,
     IncomingCall,
     InDialogRequest,
+    InfoReceived,
     OfferRequested,
     ReofferReceived,
     RequestCompleted,
@@ -136,6 +139,7 @@ class UserAgentCore:
         # (address, port) -> the host name it was resolved from, for TLS (RFC 5922 §7.1)
         self.server_names: dict[tuple[str, int], str] = {}
         self._reoffers: dict[int, tuple[InviteSession, Request, ServerKey]] = {}
+        self._infos: dict[int, tuple[InviteSession, Request, ServerKey]] = {}
         self._tokens = 0
         self._events: deque[CoreEvent] = deque()
         self._timed: dict[int, InviteSession] = {}             # id -> session with timers
@@ -166,6 +170,7 @@ class UserAgentCore:
         return {"sessions": len(self.sessions), "dialogs": len(self.dialogs),
                 "requests": len(self._requests), "acks": len(self._acks),
                 "pending_resolve": len(self._pending_resolve), "reoffers": len(self._reoffers),
+                "infos": len(self._infos),
                 "timed_sessions": len(self._timed), "events": len(self._events)}
 
     def _emit(self, ev: CoreEvent) -> None:
@@ -214,10 +219,24 @@ class UserAgentCore:
         agent = "siplink" if host in _UNSPECIFIED else format_host(host)   # a pseudonym
         return f'{code} {agent} "{clean}"'
 
-    def capabilities(self) -> Headers:
-        """§11.2: what an OPTIONS 200 (and our 2xx to INVITE) says we support."""
+    def capabilities(self, s: InviteSession | None = None) -> Headers:
+        """§11.2: what an OPTIONS 200 (and our 2xx to INVITE) says we support; for a
+        session, also its media's option tags and Info-Packages (:meth:`extensions`)."""
         return [("Allow", ALLOW), ("Accept", ACCEPT), ("Accept-Encoding", ACCEPT_ENCODING),
-                ("Accept-Language", ACCEPT_LANGUAGE), ("Supported", SUPPORTED_HEADER)]
+                ("Accept-Language", ACCEPT_LANGUAGE), *self.extensions(s)]
+
+    @staticmethod
+    def extensions(s: InviteSession | None) -> Headers:
+        """Supported (ours plus the session's option tags, e.g. ``trickle-ice``) and, when
+        the session receives Info-Packages, Recv-Info (RFC 6086 §5.2.2: in the INVITE and
+        in the responses that create or confirm the dialog)."""
+        if s is None or not (s.options or s.info_packages):
+            return [("Supported", SUPPORTED_HEADER)]
+        tags = ", ".join(sorted(SUPPORTED | set(s.options)))
+        hdrs: Headers = [("Supported", tags)]
+        if s.info_packages:
+            hdrs.append(("Recv-Info", ", ".join(s.info_packages)))
+        return hdrs
 
     # --------------------------------------------------------------- targets
     def target_of(self, uri: SipUri, transport: str | None = None,
@@ -546,8 +565,8 @@ class UserAgentCore:
             hdrs = [("Via", self.via(tp)), ("Max-Forwards", "70"),
                     ("From", f"{from_value};tag={s.local_tag}"), ("To", f"<{uri}>"),
                     ("Call-ID", call_id), ("CSeq", f"{cseq} INVITE"),
-                    ("Contact", contact), ("Allow", ALLOW),
-                    ("Supported", SUPPORTED_HEADER), ("User-Agent", self.user_agent)]
+                    ("Contact", contact), ("Allow", ALLOW), *self.extensions(s),
+                    ("User-Agent", self.user_agent)]
             if s.se_offer:
                 hdrs.append(("Session-Expires", str(s.se_offer)))
             hdrs += s.extra_headers + auth
@@ -585,7 +604,9 @@ class UserAgentCore:
         tag = resp.to.tag
         if tag and s.invite is not None and resp.status > 100:
             if tag not in s.early_dialogs:
-                s.early_dialogs[tag] = Dialog.from_uac(s.invite, resp, self.contact(s.transport))
+                early = Dialog.from_uac(s.invite, resp, self.contact(s.transport))
+                s.early_dialogs[tag] = early
+                self.dialogs[early.id] = s      # the UAS may send requests in it (INFO)
             if requires(resp, "100rel"):
                 try:
                     rseq = parse_rseq(resp.headers.get("RSeq"))
@@ -597,6 +618,7 @@ class UserAgentCore:
                 rack = f"{rseq} {s.invite.cseq.number} INVITE"
                 self.in_dialog(s, "PRACK", self._now, dialog=s.early_dialogs[tag],
                                headers=[("RAck", rack)])
+            self._emit(EarlyDialogResponse(s, resp))
         if resp.status == 180:
             s._set_state(CallState.RINGING, status=180)
         elif resp.status == 183 or (resp.status > 100 and resp.body):
@@ -621,6 +643,9 @@ class UserAgentCore:
         # CSeq numbers than the INVITE's; never go back below them
         dialog.local_seq = max(dialog.local_seq, s.invite.cseq.number)
         s.dialog = dialog
+        for other in s.early_dialogs.values():    # §13.2.2.4: the other early dialogs end
+            if self.dialogs.get(other.id) is s:
+                del self.dialogs[other.id]
         s.early_dialogs.clear()
         self.dialogs[dialog.id] = s
         self.stats["answered"] += 1
@@ -728,7 +753,9 @@ class UserAgentCore:
                   headers: Headers | None = None) -> ClientRequest:
         """A request in the session's dialog (or ``dialog``: an early one, for PRACK)."""
         self._now = now
-        dlg = dialog or s.dialog
+        # UAC before the 2xx: the latest early dialog (INFO after a 18x, RFC 8840 §4.3)
+        dlg = dialog or s.dialog or (list(s.early_dialogs.values())[-1]
+                                     if s.early_dialogs else None)
         if dlg is None:
             raise SipError(481, "No dialog")
         tp = s.transport
@@ -866,8 +893,10 @@ class UserAgentCore:
             # §12.1.1: the dialog-creating response carries the request's Record-Route
             hdrs += [("Record-Route", rr) for rr in s.invite.headers.get_lines("record-route")]
             hdrs.append(("Contact", self.contact(s.transport, reached=s.invite.uri)))
+            if status < 200 and (s.options or s.info_packages):
+                hdrs += self.extensions(s)     # the early dialog can carry INFO (RFC 8840)
         if 200 <= status < 300:
-            hdrs += self.capabilities()
+            hdrs += self.capabilities(s)
             if s.session_timer is not None:
                 hdrs.append(("Session-Expires", s.session_timer.header()))
                 if supports(s.invite, "timer"):
@@ -922,6 +951,10 @@ class UserAgentCore:
             s = self._dialog_session(req)
             if s is not None and s.dialog is not None:
                 s.dialog.receive_request(req)
+                if (s.direction is CallDirection.INCOMING and not s.acked
+                        and s.invite is not None and req.cseq.number == s.invite.cseq.number):
+                    s.acked = True
+                    self._emit(AckReceived(s))
                 self._ack_received(s, req)
             return
         if self._refuse(req, key):
@@ -1026,14 +1059,23 @@ class UserAgentCore:
     def _on_in_dialog(self, req: Request, key: ServerKey) -> None:
         s = self._dialog_session(req)
         method = req.method
-        if s is None or s.dialog is None:
+        # the confirmed dialog, or (UAC) the early dialog of a provisional response
+        dlg = None if s is None else s.dialog or s.early_dialogs.get(req.from_.tag or "")
+        if s is None or dlg is None:
             self._reply(key, req, 481, "Call/Transaction Does Not Exist")
             return
-        err = s.dialog.receive_request(req)
+        err = dlg.receive_request(req)
         if err is not None:
             self._reply(key, req, err, "CSeq Out of Order")
             return
         self._emit(InDialogRequest(s, req))
+        if s.dialog is None and method not in ("INFO", "OPTIONS", "BYE"):
+            # UAC early dialog: we take no offer (UPDATE, RFC 3311 §5.2) before the 2xx
+            self._reply(key, req, 500, "Not In An Early Dialog", [("Retry-After", "1")])
+            return
+        if method == "INFO" and req.headers.get("Info-Package") is not None:
+            self._on_info(s, req, key)
+            return
         if method == "BYE":
             self._reply(key, req, 200)
             if s.direction is CallDirection.INCOMING and not s.final_sent:
@@ -1067,6 +1109,31 @@ class UserAgentCore:
         else:
             self._reply(key, req, 501, "Not Implemented", [("Allow", ALLOW)])
 
+    def _on_info(self, s: InviteSession, req: Request, key: ServerKey) -> None:
+        """RFC 6086 §4.2.2: an INFO of a package the session did not put in its Recv-Info
+        gets 469 (with our Recv-Info); one it receives goes to the driver (InfoReceived)."""
+        value = req.headers.get("Info-Package") or ""
+        package = value.split(";", 1)[0].strip().lower()
+        if package not in s.info_packages:
+            self._reply(key, req, 469, "Bad Info Package",
+                        [("Recv-Info", ", ".join(s.info_packages))])
+            return
+        token = self._token()
+        self._infos[token] = (s, req, key)
+        self._emit(InfoReceived(s, token, package, req))
+
+    def answer_info(self, token: int, status: int, reason: str | None, now: float) -> None:
+        """The response to an :class:`InfoReceived` (200, or 400/415 for a bad body)."""
+        self._now = now
+        entry = self._infos.pop(token, None)
+        if entry is None:
+            return
+        _s, req, key = entry
+        try:
+            self._reply(key, req, status, reason)
+        except (KeyError, ValueError) as e:      # the transaction is gone
+            log.info("cannot answer the INFO: {e}", e=e)
+
     def _ask_reoffer(self, s: InviteSession, req: Request, key: ServerKey) -> None:
         token = self._token()
         self._reoffers[token] = (s, req, key)
@@ -1085,7 +1152,7 @@ class UserAgentCore:
         s, req, key = entry
         if s.state is CallState.ENDED or s.dialog is None:
             return
-        hdrs = [("Contact", self.contact(s.transport)), *self.capabilities(),
+        hdrs = [("Contact", self.contact(s.transport)), *self.capabilities(s),
                 ("Content-Type", "application/sdp")]
         hdrs += self._session_refreshed(s, req)
         resp = make_response(req, 200, None, headers=hdrs, body=sdp)
@@ -1214,6 +1281,8 @@ class UserAgentCore:
                 del self.dialogs[d.id]
         for token in [t for t, (x, _r, _k) in self._reoffers.items() if x is s]:
             del self._reoffers[token]
+        for token in [t for t, (x, _r, _k) in self._infos.items() if x is s]:
+            del self._infos[token]
 
     def close(self, now: float) -> None:
         self._now = now

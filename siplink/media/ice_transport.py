@@ -24,9 +24,11 @@ from twisted.logger import Logger
 
 from ice.address import Address
 from ice.agent import Agent
+from ice.candidate import Candidate
 from ice.demux import PacketKind, classify
 from ice.drivers.agent import TwistedAgent
 from ice.events import (
+    CandidateGathered,
     CheckSent,
     ConsentExpired,
     Event,
@@ -84,6 +86,7 @@ class IceTransport:
         on_connected: Callable[[], None] | None = None,
         on_pair_changed: Callable[[], None] | None = None,
         on_failed: Callable[[str], None] | None = None,
+        on_candidate: Callable[[], None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.local_addresses = tuple(local_addresses) if local_addresses is not None else None
@@ -100,11 +103,14 @@ class IceTransport:
         self.consent_interval = consent_interval
         self.consent_timeout = consent_timeout
         self.ice2 = ice2
+        self.trickle = False          # a=ice-options:trickle in our offers and answers
         self.trace = trace
         self.bind_context = bind_context
         self.on_connected = on_connected
         self.on_pair_changed = on_pair_changed
         self.on_failed = on_failed
+        self.on_candidate = on_candidate   # trickle: a candidate gathered, or gathering done
+        self.gathering_done = False
         self.agent: Agent | None = None
         self.driver: TwistedAgent | None = None
         self.controlling: bool | None = None
@@ -128,9 +134,12 @@ class IceTransport:
         self._closed = False
 
     # ------------------------------------------------------------------ set-up
-    async def gather(self, *, controlling: bool, components: int) -> None:
+    async def gather(self, *, controlling: bool, components: int, complete: bool = True
+                     ) -> None:
         """Create the agent, bind its sockets and gather; raises :class:`IceSessionError`
-        when no candidate was gathered."""
+        when no candidate was gathered.  ``complete=False`` (trickle ICE, RFC 8838): return
+        once the host candidates are there; the others come later (``on_candidate``, then
+        ``gathering_done``)."""
         self.controlling = controlling
         self.components = components
         agent = Agent(controlling, components=components, ta=self.ta,
@@ -150,16 +159,53 @@ class IceTransport:
         with ctx:   # gathering opens TURN's TCP/TLS connections: their sockets too
             self.driver.bind()
             gathered = self.driver.gather()
+        if not complete and not gathered.called:
+            gathered.addCallbacks(self._gathered_later, self._gathering_failed)
+            self._event("trickle: offering/answering before gathering completes, with "
+                        f"{len(agent.local_candidates(0))} candidates")
+            return
         cands = await gathered
+        self.gathering_done = True
         if not cands:
             raise IceSessionError("no candidate gathered")
         self._event(f"gathered {len(cands)} candidates: " + "; ".join(str(c) for c in cands))
+
+    def _gathered_later(self, cands: list[Any]) -> None:
+        self.gathering_done = True
+        if self._closed:
+            return
+        self._event(f"gathering complete: {len(cands)} candidates")
+        if not cands:
+            self._failed("ice-failed: no candidate gathered")
+            return
+        if self.on_candidate is not None:
+            self.on_candidate()
+
+    def _gathering_failed(self, f: Any) -> None:
+        self.gathering_done = True
+        if not self._closed:
+            self._failed(f"ice-failed: gathering: {f.getErrorMessage()}")
+
+    def add_remote_candidates(self, candidates: Sequence[Candidate], end: bool) -> None:
+        """Candidates the peer trickled (RFC 8840 INFO), ``end``: its end-of-candidates."""
+        assert self.driver is not None
+        self.driver.add_remote_candidates(0, candidates, end)
+        self._event(f"trickled in: {len(candidates)} remote candidates"
+                    + (", end-of-candidates" if end else ""))
+        # a peer-reflexive remote candidate now signalled takes its real type (RFC 8838 §11)
+        for c in list(self.selected_pairs):
+            pair = self.agent.selected_pair(0, c) if self.agent is not None else None
+            if pair is not None:
+                self.selected_pairs[c] = PairInfo(c, pair.local.type.value,
+                                                  pair.local.transport_address,
+                                                  pair.remote.type.value, pair.remote_addr)
 
     def local_params(self, *, connected: bool) -> IceParams:
         """Our ICE attributes for the next offer or answer (``connected``: ICE completed)."""
         assert self.agent is not None
         cands = tuple(self.agent.local_candidates(0))
-        options = ("ice2",) if self.ice2 else ()
+        options = (("ice2",) if self.ice2 else ()) + (("trickle",) if self.trickle else ())
+        end = self.gathering_done
         selected = [self.agent.selected_pair(0, c) for c in range(1, self.components + 1)]
         if connected and all(p is not None for p in selected):
             pairs = [p for p in selected if p is not None]
@@ -172,15 +218,16 @@ class IceTransport:
                     candidates=defaults, default_candidates=defaults,
                     remote_candidates=tuple(RemoteCandidate(p.component, *p.remote_addr)
                                             for p in pairs),
-                    options=options, lite=self.lite)
+                    options=options, lite=self.lite, end_of_candidates=end)
             return IceParams(self.agent.local_username, self.agent.local_password,
                              candidates=tuple(dict.fromkeys(cands + defaults)),
-                             default_candidates=defaults, options=options, lite=self.lite)
+                             default_candidates=defaults, options=options, lite=self.lite,
+                             end_of_candidates=end)
         defaults = tuple(d for c in range(1, self.components + 1)
                          if (d := self.agent.default_candidate(0, c)) is not None)
         return IceParams(self.agent.local_username, self.agent.local_password,
                          candidates=cands, default_candidates=defaults, options=options,
-                         lite=self.lite)
+                         lite=self.lite, end_of_candidates=end)
 
     def set_remote_lite(self) -> None:
         assert self.agent is not None
@@ -198,6 +245,8 @@ class IceTransport:
         assert self.agent is not None and self.driver is not None
         now = self._now()
         self.remote_rfc5245 = "ice2" not in rice.options
+        # RFC 8838: a trickling peer may send candidates until its end-of-candidates
+        self.agent.trickle = "trickle" in rice.options and not rice.end_of_candidates
         self.agent.set_remote_credentials(0, rice.ufrag, rice.pwd)
         if rice.lite:
             self.agent.set_remote_lite()
@@ -282,6 +331,9 @@ class IceTransport:
             self._failed("ice-consent-lost")
         elif isinstance(ev, GatheringFailed | RelayError):
             self.gathering_failures.append(f"{ev.server[0]}:{ev.server[1]}: {ev.reason}")
+        elif isinstance(ev, CandidateGathered):
+            if self.on_candidate is not None and not self._closed:
+                self.on_candidate()
 
     def _completed(self) -> None:
         if self._closed:

@@ -64,6 +64,15 @@ from ice.trace import Trace, TraceRecord
 from sdp import DEFAULT_CODECS, Codec, IceParams, OfferAnswer, SdpError, parse
 from sdp.errors import OfferPendingError
 from sdp.offeranswer import NegotiatedMedia
+from sdp.trickle import CONTENT_TYPE as TRICKLE_CONTENT_TYPE
+from sdp.trickle import (
+    INFO_PACKAGE,
+    OPTION_TAG,
+    FragmentMedia,
+    SdpFragment,
+    format_fragment,
+    parse_fragment,
+)
 from siplink.media.audio_channel import AudioChannel
 from siplink.media.ice_transport import IceSessionError, IceTransport
 from siplink.media.report import MediaReport, PairInfo, fmt_address
@@ -78,6 +87,8 @@ if TYPE_CHECKING:
 __all__ = ["IceMediaSession", "IceSessionError", "PairInfo", "ice_info", "media_options"]
 
 log = Logger(namespace="siplink.media.icesession")
+
+TRICKLE_MODES = ("off", "half", "full")
 
 
 class IceMediaSession:
@@ -126,8 +137,13 @@ class IceMediaSession:
         record: bool = True,
         trace: Trace | None = None,
         bind_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        trickle: str = "half",
     ) -> None:
+        if trickle not in TRICKLE_MODES:
+            raise ValueError(f"trickle must be one of {', '.join(TRICKLE_MODES)}, "
+                             f"not {trickle!r}")
         self.reactor = reactor
+        self.trickle = trickle
         if local_addresses is None and interfaces is None:
             local_addresses = ("127.0.0.1",)
         self.rtcp_mux = rtcp_mux
@@ -140,7 +156,8 @@ class IceMediaSession:
             source = ToneGenerator(tone)
         first = (tuple(local_addresses) if local_addresses is not None else ("0.0.0.0",))[0]
         self.oa = OfferAnswer(first, codecs=codecs, rtcp_mux=rtcp_mux,
-                              ptime=ptime * 1000, username="siplink", trace=self.trace)
+                              ptime=ptime * 1000, username="siplink", trace=self.trace,
+                              mid="0" if trickle != "off" else None)
         self.transport = IceTransport(
             reactor, local_addresses=local_addresses, interfaces=interfaces,
             stun_servers=stun_servers, turn_servers=turn_servers, policy=policy, lite=lite,
@@ -148,7 +165,8 @@ class IceMediaSession:
             nomination_delay=nomination_delay, failed_timeout=failed_timeout,
             consent_interval=consent_interval, consent_timeout=consent_timeout, ice2=ice2,
             trace=self.trace, bind_context=bind_context, on_connected=self._connected,
-            on_pair_changed=self._pair_changed, on_failed=self._fail)
+            on_pair_changed=self._pair_changed, on_failed=self._fail,
+            on_candidate=self._flush_trickle)
         self.channel = AudioChannel(reactor, send=self.transport.send_media, source=source,
                                     ptime=ptime, rtcp_interval=rtcp_interval, record=record,
                                     record_wav=record_wav, trace=self.trace)
@@ -157,6 +175,15 @@ class IceMediaSession:
         self._waiters: list[defer.Deferred[MediaStream]] = []
         self._update_pending = False
         self._closed = False
+        # trickle ICE over SIP (RFC 8840): what our INFOs have told the peer, what came in
+        self._signalled: set[tuple[int, str, str, int]] = set()   # local candidates sent
+        self._end_sent = False
+        self._trickle_ready = False     # the dialog can carry our INFO (see signalling_ready)
+        self._peer_trickles = False
+        self._info_pending = False
+        self._remote_fragments: list[SdpFragment] = []   # before checks start
+        self.trickle_stats = {"infos_sent": 0, "infos_received": 0, "candidates_sent": 0,
+                              "candidates_received": 0}
 
     # ------------------------------------------------------------------ read-only views
     # what the parts own, under the names callers and tests have always read
@@ -241,6 +268,57 @@ class IceMediaSession:
             raise IceSessionError("media not started (ICE not connected)")
         self.channel.send_dtmf(digits)
 
+    # ------------------------------------------------------------------ SIP extensions
+    @property
+    def info_packages(self) -> tuple[str, ...]:
+        """The Info-Packages this media receives (the call's Recv-Info, RFC 6086)."""
+        return (INFO_PACKAGE,) if self.trickle != "off" else ()
+
+    @property
+    def option_tags(self) -> tuple[str, ...]:
+        """Option tags the call adds to Supported (RFC 8840 §4.1: ``trickle-ice``)."""
+        return (OPTION_TAG,) if self.trickle != "off" else ()
+
+    def on_info(self, package: str, content_type: str | None, body: bytes
+                ) -> tuple[int, str | None]:
+        """An INFO of one of our packages: a trickle-ice-sdpfrag (RFC 8840 §4.4); the
+        status to answer it with (400 for a malformed fragment, 415 for another body)."""
+        if package != INFO_PACKAGE:
+            return 469, "Bad Info Package"
+        ctype = (content_type or "").split(";", 1)[0].strip().lower()
+        if ctype != TRICKLE_CONTENT_TYPE:
+            return 415, "Unsupported Media Type"
+        try:
+            frag = parse_fragment(body)
+        except SdpError as e:
+            self._event(f"trickle: malformed INFO body: {e}")
+            return 400, f"Bad trickle-ice-sdpfrag: {e}"[:120]
+        self.trickle_stats["infos_received"] += 1
+        self._peer_trickles = True
+        t = self.transport
+        if t.agent is None or t.checks_started_at is None or t.restart_pending:
+            self._remote_fragments.append(frag)   # applied when the checks start
+        else:
+            self._apply_fragment(frag)
+        return 200, None
+
+    def signalling_ready(self, peer_options: frozenset[str] = frozenset(), *,
+                         force: bool = False) -> None:
+        """The call's dialog can carry our trickle INFOs now: as the caller on a 18x with a
+        To tag from a peer that supports ``trickle-ice`` (``force``: it was not reliable,
+        so an INFO tells the peer the early dialog exists, RFC 8840 §4.3) and on the 2xx;
+        as the callee once the ACK came.  The candidates gathered since our offer or
+        answer go out, then ``a=end-of-candidates``."""
+        if self.trickle == "off" or self._closed:
+            return
+        if OPTION_TAG in peer_options:
+            self._peer_trickles = True
+        if not self._peer_trickles:
+            return
+        first = not self._trickle_ready
+        self._trickle_ready = True
+        self._flush_trickle(force=force and first)
+
     # ------------------------------------------------------------------ MediaSession
     async def make_offer(self, *, hold: bool = False, ice_restart: bool = False) -> bytes:
         """Our offer: the first (gathers), or a re-offer for the call's re-INVITE with
@@ -250,8 +328,10 @@ class IceMediaSession:
         if t.agent is None:
             self.report.started_at = self._now()
             self.report.state = "gathering"
-            # RTP and RTCP even with rtcp-mux offered: the peer may not multiplex
-            await t.gather(controlling=True, components=2)
+            # RTP and RTCP even with rtcp-mux offered: the peer may not multiplex.  Full
+            # trickle offers at once what is there; half trickle gathers everything first
+            t.trickle = self.trickle != "off"
+            await t.gather(controlling=True, components=2, complete=self.trickle != "full")
             if self._closed:             # the call ended while we gathered
                 raise IceSessionError("session closed while gathering")
         elif ice_restart and not t.restart_pending:
@@ -260,9 +340,11 @@ class IceMediaSession:
         if self.oa.pending_offer is not None:   # our last re-offer failed (488/491/timeout)
             self.oa.cancel_offer()
         try:
-            offer = self.oa.create_offer(self._local_ice(), hold=hold, now=self._now())
+            ice = self._local_ice()
+            offer = self.oa.create_offer(ice, hold=hold, now=self._now())
         except SdpError as e:
             raise IceSessionError(f"cannot build the offer: {e}") from e
+        self._mark_signalled(ice)
         return offer.serialize().encode()
 
     async def on_answer(self, sdp: bytes) -> None:
@@ -294,6 +376,9 @@ class IceMediaSession:
         self.channel.negotiate(audio)
         if t.checks_started_at is None or t.restart_pending or audio.ice_restart:
             self._start_checks(audio)
+        if "trickle" in audio.ice.options:
+            self._peer_trickles = True
+            self.signalling_ready()   # the answer came in the 2xx: the dialog exists
 
     async def make_answer(self, offer: bytes) -> bytes:
         self.report.started_at = self._now()
@@ -307,9 +392,15 @@ class IceMediaSession:
         if (not m.ice_ufrag or not m.ice_pwd) and self.require_ice:
             raise MediaRejected("ICE required (no ice-ufrag/ice-pwd in the offer)")
         self.report.state = "gathering"
+        # a trickle offer (RFC 8838 §5): answer with the host candidates, trickle the rest
+        peer_trickles = "trickle" in remote.ice_options_for(m)
+        trickling = self.trickle != "off" and peer_trickles
+        self.transport.trickle = trickling
+        self._peer_trickles = trickling
         try:
             await self.transport.gather(
-                controlling=False, components=1 if (self.rtcp_mux and m.rtcp_mux) else 2)
+                controlling=False, components=1 if (self.rtcp_mux and m.rtcp_mux) else 2,
+                complete=not trickling)
         except Exception as e:
             raise MediaRejected(f"no local media address: {e}"[:120], 488) from e
         if self._closed:
@@ -354,8 +445,8 @@ class IceMediaSession:
 
     def _answer(self, offer: bytes, *, hold: bool = False) -> bytes:
         try:
-            answer = self.oa.create_answer(offer, self._local_ice(), hold=hold,
-                                           now=self._now())
+            ice = self._local_ice()
+            answer = self.oa.create_answer(offer, ice, hold=hold, now=self._now())
         except OfferPendingError as e:        # glare (RFC 3261 §14.2): 491
             raise MediaRejected(str(e)[:120], 491) from e
         except SdpError as e:
@@ -367,6 +458,7 @@ class IceMediaSession:
         if audio.ice is None:
             self._without_ice(audio)        # our answer has no ICE attributes (RFC 8839)
             return answer.serialize().encode()
+        self._mark_signalled(ice)
         self.channel.negotiate(audio)
         t = self.transport
         if t.checks_started_at is None or t.restart_pending:
@@ -377,6 +469,93 @@ class IceMediaSession:
         assert audio.ice is not None
         self.report.state = "checking"
         self.transport.start_checks(audio.ice)
+        early, self._remote_fragments = self._remote_fragments, []
+        for frag in early:               # trickled before the checks could start
+            self._apply_fragment(frag)
+
+    # ------------------------------------------------------------------ internals: trickle
+    def _audio_section(self) -> tuple[str | None, str, str]:
+        """mid, proto and first format of our audio m-line (for the fragment's m= line)."""
+        neg = self.oa.negotiated
+        audio = neg.audio if neg is not None else None
+        local = self.oa.local or self.oa.pending_offer
+        m = None
+        if local is not None:
+            m = next((x for x in local.media if x.kind == "audio" and x.port != 0), None)
+        mid = audio.mid if audio is not None and audio.mid is not None else (
+            m.mid if m is not None else None)
+        proto = m.proto if m is not None else "RTP/AVP"
+        fmt = m.fmt[0] if m is not None and m.fmt else "0"
+        return mid, proto, fmt
+
+    def _apply_fragment(self, frag: SdpFragment) -> None:
+        neg = self.oa.negotiated
+        audio = neg.audio if neg is not None else None
+        if audio is None or audio.ice is None:
+            return
+        section = frag.section(audio.mid, 0)
+        if section is None:
+            self._event("trickle: INFO without a section for our audio stream: ignored")
+            return
+        ufrag, _pwd = frag.credentials(section)
+        if ufrag is not None and ufrag != audio.ice.ufrag:
+            # RFC 8838 §8.3 / RFC 8840 §4.4: candidates of another ICE generation
+            self._event(f"trickle: candidates for ufrag {ufrag} (ours is "
+                        f"{audio.ice.ufrag}): ignored")
+            return
+        self.trickle_stats["candidates_received"] += len(section.candidates)
+        self.transport.add_remote_candidates(section.candidates, frag.complete(section))
+
+    def _mark_signalled(self, ice: IceParams) -> None:
+        self._signalled.update(_key(c) for c in ice.candidates)
+        if ice.end_of_candidates and self.transport.trickle:
+            self._end_sent = True
+
+    def _flush_trickle(self, force: bool = False) -> None:
+        """Send the candidates gathered since our last offer/answer/INFO in one INFO (one
+        INFO at a time, so they arrive in order), with end-of-candidates once complete."""
+        t = self.transport
+        if (self._closed or not self._trickle_ready or self._info_pending or t.agent is None
+                or self.call is None or not t.trickle or t.restart_pending):
+            return
+        pending = [c for c in t.agent.local_candidates(0) if _key(c) not in self._signalled]
+        end = t.gathering_done and not self._end_sent
+        if not pending and not end and not force:
+            return
+        mid, proto, fmt = self._audio_section()
+        try:
+            body = format_fragment(
+                t.agent.local_username, t.agent.local_password,
+                [FragmentMedia(0, "audio", mid, tuple(pending), t.gathering_done)],
+                proto=proto, fmt=fmt)
+        except SdpError as e:
+            log.info("cannot write a trickle INFO: {e}", e=e)
+            return
+        self._signalled.update(_key(c) for c in pending)
+        self._end_sent = self._end_sent or t.gathering_done
+        self._info_pending = True
+        self.trickle_stats["infos_sent"] += 1
+        self.trickle_stats["candidates_sent"] += len(pending)
+        self._event(f"trickle: INFO with {len(pending)} candidates"
+                    + (", end-of-candidates" if t.gathering_done else ""))
+
+        def done(resp: Any) -> None:
+            self._info_pending = False
+            if resp.status >= 300:
+                log.info("trickle INFO answered {s} {r}: no more trickling",
+                         s=resp.status, r=resp.reason)
+                self._event(f"trickle: INFO answered {resp.status}: stop trickling")
+                self._trickle_ready = False
+                return
+            self._flush_trickle()
+
+        def failed(f: Any) -> None:
+            self._info_pending = False
+            log.info("trickle INFO failed: {e}", e=f.getErrorMessage())
+
+        self.call.request("INFO", body, TRICKLE_CONTENT_TYPE, headers=[
+            ("Info-Package", INFO_PACKAGE), ("Content-Disposition", "Info-Package")],
+        ).addCallbacks(done, failed)
 
     def _without_ice(self, audio: NegotiatedMedia) -> None:
         """The peer does not do ICE (RFC 8839 §3.2.1.1): no checks, media to its default
@@ -482,6 +661,10 @@ class IceMediaSession:
         self.trace.add(TraceRecord(self._now(), "event", summary, protocol="ice"))
 
 
+def _key(c: Candidate) -> tuple[int, str, str, int]:
+    return (c.component, c.transport, c.address, c.port)
+
+
 def _end_cause(cause: str) -> EndCause:
     if cause.startswith("ice-required"):
         return EndCause.ICE_REQUIRED
@@ -526,6 +709,7 @@ def media_options(config: Config) -> dict[str, Any]:
         "lite": ice.lite,
         "max_pairs": ice.max_pairs,
         "failed_timeout": ice.failed_timeout_s,
+        "trickle": ice.trickle,
         "ptime": config.media.ptime / 1000.0,
         "codecs": tuple(codecs),
     }

@@ -72,6 +72,7 @@ class IceConfig:
     max_pairs: int = 100
     failed_timeout_s: float = 30.0   # ICE fails when not completed this long after checks start
     rtcp_mux: bool = True
+    trickle: str = "half"        # off | half | full: trickle ICE over SIP INFO (RFC 8840)
     stun_servers: list[str] = field(default_factory=list)
     turn_servers: list[TurnServerConfig] = field(default_factory=list)
 
@@ -140,14 +141,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "accounts.transport": ("", "udp", "tcp", "tls"),
     "ice.nomination": ("regular", "aggressive"),
     "ice.policy": ("all", "relay"),
+    "ice.trickle": ("off", "half", "full"),
     "logging.level": ("debug", "info", "warn", "error"),
 }
 _CODECS = ("PCMU", "PCMA")
 # Keys a user may expect that do nothing yet: refused with the reason, never ignored.
-_NOT_YET: dict[str, str] = {
-    "ice.trickle": "not supported yet: trickle ICE over SIP (RFC 8840 INFO) is not "
-                   "implemented; remove the key",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 class KeyLocator:

@@ -44,17 +44,21 @@ from siplink.core.client_request import ClientRequest
 from siplink.core.dialog import Dialog
 from siplink.core.errors import CallDirection, CallState, EndCause, SipError
 from siplink.core.events import (
+    AckReceived,
     AnswerReceived,
     CallStateChanged,
     CoreEvent,
+    EarlyDialogResponse,
     IncomingCall,
     InDialogRequest,
+    InfoReceived,
     OfferRequested,
     ReofferReceived,
     RequestCompleted,
     ResolveHost,
 )
 from siplink.core.invite_session import InviteSession
+from siplink.core.prack import option_tags, requires
 from siplink.core.session_timer import SessionTimer
 from siplink.core.transaction import Event, Target, TransactionLayer
 from siplink.core.user_agent import USER_AGENT, UserAgentCore
@@ -203,6 +207,9 @@ class Call:
         self._applying: defer.Deferred[None] | None = None   # the media applying an answer
         self.held = False           # we hold the peer (our offers and answers: sendonly)
         media.attach(self)   # the session learns its call (to end it, re-INVITE)
+        # SIP extensions the media brings (trickle ICE: Recv-Info/Supported trickle-ice)
+        session.info_packages = tuple(getattr(media, "info_packages", ()))
+        session.options = tuple(getattr(media, "option_tags", ()))
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.state.value} {self.call_id}>"
@@ -625,8 +632,35 @@ class UserAgent:
         elif isinstance(ev, InDialogRequest):
             if self.on_request is not None:
                 self.on_request(ev.request)
+        elif isinstance(ev, InfoReceived):
+            self._info(ev)
+        elif isinstance(ev, EarlyDialogResponse | AckReceived):
+            call = ev.session.context
+            ready = getattr(call.media, "signalling_ready", None) if isinstance(call, Call) \
+                else None
+            if ready is not None:
+                msg = ev.response if isinstance(ev, EarlyDialogResponse) else ev.session.invite
+                tags = frozenset(option_tags(msg)) if msg is not None else frozenset()
+                # an unreliable 18x: our INFO tells the peer the early dialog exists
+                force = isinstance(ev, EarlyDialogResponse) and not requires(ev.response,
+                                                                              "100rel")
+                ready(tags, force=force)
         elif isinstance(ev, ResolveHost):
             self._resolve(ev.name)
+
+    def _info(self, ev: InfoReceived) -> None:
+        """An INFO of a package in the call's Recv-Info: its media answers it."""
+        call = ev.session.context
+        handler = getattr(call.media, "on_info", None) if isinstance(call, Call) else None
+        status, reason = 469, "Bad Info Package"
+        if handler is not None:
+            try:
+                status, reason = handler(ev.package, ev.request.headers.get("Content-Type"),
+                                         ev.request.body)
+            except Exception:
+                log.failure("media on_info failed")
+                status, reason = 500, "Server Internal Error"
+        self.core.answer_info(ev.token, status, reason, self.now())
 
     def _resolve_with_reactor(self, name: str) -> Any:
         # RFC 6761 §6.4: ".invalid" never resolves: answer at once, ask nobody

@@ -239,11 +239,11 @@ class Pjsua2:
 
 def siplink_config(path: Path, ip: str, *, nomination: str = "regular",
                    stun: str | None = None, turn: str | None = None,
-                   policy: str = "all", rtcp_mux: bool = True) -> Path:
+                   policy: str = "all", rtcp_mux: bool = True, trickle: str = "half") -> Path:
     """A siplink TOML configuration gathering on ``ip``."""
     lines = ["[sip]", f'listen = "{ip}:0"', "[ice]", f'addresses = ["{ip}"]',
              f'nomination = "{nomination}"', f'policy = "{policy}"',
-             f"rtcp_mux = {'true' if rtcp_mux else 'false'}"]
+             f"rtcp_mux = {'true' if rtcp_mux else 'false'}", f'trickle = "{trickle}"']
     if stun:
         lines.append(f'stun_servers = ["{stun}"]')
     if turn:
