@@ -8,7 +8,12 @@ heard, SIP/STUN retransmissions, packets the lab's loss rules dropped, and INVIT
 Needs root (network namespaces), coturn and Kamailio.  Every namespace is deleted afterwards,
 also on failure or Ctrl-C.
 
-Usage: python bench/natlab.py [--case NAME ...] [--repeat N] [--media-seconds 2] [--json]
+Usage: python bench/natlab.py [--case NAME ...] [--trickle off|half|full ...] [--repeat N]
+                              [--media-seconds 2] [--json]
+
+``--trickle`` (repeatable) runs every case with both agents in that trickle ICE mode (RFC
+8838/8840; default half, siplink's default) and the summary compares setup time (INVITE ->
+200) and time to connected per mode.
 Exit code 0 when every case passed its checks, 1 otherwise.
 """
 
@@ -50,7 +55,8 @@ def _as_dict(r: CaseResult) -> dict[str, Any]:
             "tone_heard_hz": s.tone_heard_hz, "sip_retransmissions": s.sip_retransmissions,
             "stun_retransmissions": s.stun_retransmissions, "candidates": s.candidates,
         }
-    return {"case": r.case.name, "nats": r.case.nats, "expect": r.case.expect,
+    return {"case": r.case.name, "trickle": r.trickle, "nats": r.case.nats,
+            "expect": r.case.expect,
             "sides": sides, "setup_ms": r.setup_ms, "lab_drops": r.lab_drops,
             "caller_end": r.caller_end, "callee_end": r.callee_end,
             "turn_allocations": r.turn_allocations, "turn_permissions": r.turn_permissions,
@@ -62,9 +68,12 @@ def timing_summary(results: list[CaseResult]) -> str:
     """Per case: median (and, with several runs, max) time to ICE connected of each side and
     to the first valid pair, and how often each side's selected pair was relayed."""
     lines = ["time to ICE connected (offer/answer built -> completed), per case over its runs:"]
-    for name in dict.fromkeys(r.case.name for r in results):
-        runs = [r for r in results if r.case.name == name]
-        parts = []
+    for name, mode in dict.fromkeys((r.case.name, r.trickle) for r in results):
+        runs = [r for r in results if r.case.name == name and r.trickle == mode]
+        setup = [r.setup_ms for r in runs if r.setup_ms is not None]
+        parts = [f"trickle {mode}"]
+        if setup:
+            parts.append(f"INVITE->200 p50 {statistics.median(setup):.0f} ms")
         for k in "ab":
             ttc = [t for r in runs if (t := r.sides[k].time_to_connected_ms) is not None]
             ttv = [t for r in runs if (t := r.sides[k].time_to_valid_ms) is not None]
@@ -89,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="run each case N times")
     ap.add_argument("--media-seconds", type=float, default=2.0)
     ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    ap.add_argument("--trickle", action="append", choices=("off", "half", "full"),
+                    help="trickle ICE mode of both agents (repeatable; default: half)")
     args = ap.parse_args(argv)
+    modes = args.trickle or ["half"]
     cases = [CASES_BY_NAME[n] for n in args.case] if args.case else list(CASES)
 
     from twisted.internet import reactor as _reactor
@@ -101,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     async def run_all() -> None:
         for _ in range(args.repeat):
             for case in cases:
-                r = await run_case(reactor, case, media_seconds=args.media_seconds)
-                results.append(r)
-                if not args.json:
-                    verdict = "ok" if not check_case(r) else "FAIL"
-                    print(f"{case.name}: {verdict} ({r.wall_s:.1f} s)", file=sys.stderr)
+                for mode in modes:
+                    r = await run_case(reactor, case, media_seconds=args.media_seconds,
+                                       trickle=mode)
+                    results.append(r)
+                    if not args.json:
+                        verdict = "ok" if not check_case(r) else "FAIL"
+                        print(f"{case.name} (trickle {mode}): {verdict} ({r.wall_s:.1f} s)",
+                              file=sys.stderr)
 
     def go() -> None:
         d = defer.ensureDeferred(run_all())
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(results)} calls in {wall:.1f} s")
         if failure:
             print(failure[0], file=sys.stderr)
-    ok = not failure and len(results) == len(cases) * args.repeat and \
+    ok = not failure and len(results) == len(cases) * args.repeat * len(modes) and \
         all(not check_case(r) for r in results)
     return 0 if ok else 1
 

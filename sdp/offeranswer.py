@@ -380,6 +380,13 @@ class OfferAnswer:
             recv = recv and offered in _SENDS
         return _direction(send, recv)
 
+    def _remote_trickles(self) -> bool:
+        """The peer's description in force announced trickle ICE (RFC 8838 ice-option)."""
+        if self.remote is None or self._audio_index is None \
+                or self._audio_index >= len(self.remote.media):
+            return False
+        return "trickle" in self.remote.ice_options_for(self.remote.media[self._audio_index])
+
     def _unacceptable(self, m: MediaDescription, have_audio: bool) -> str | None:
         """Why this offered m-line is rejected ("" for a quietly rejected one), or None."""
         if m.port == 0:
@@ -417,7 +424,8 @@ class OfferAnswer:
         use_ice = ice is not None and (offer or (remote_m is not None and remote_m.ice_ufrag
                                                  is not None and remote_m.ice_pwd is not None))
         mismatch = False
-        if not offer and use_ice and remote_m is not None and _ice_mismatch(remote_m):
+        if not offer and use_ice and remote_m is not None and _ice_mismatch(
+                remote_m, trickling=self._remote_trickles()):
             use_ice, mismatch = False, True
         candidates: list[Candidate] = []
         rtp: Address | None = None
@@ -554,14 +562,15 @@ def _default(ice: IceParams, component: int) -> Candidate | None:
     return choose_default(ice.candidates, component)
 
 
-def _ice_mismatch(m: MediaDescription) -> bool:
+def _ice_mismatch(m: MediaDescription, *, trickling: bool = False) -> bool:
     """RFC 8839 "Verifying ICE Support": the offer's default destination of each component
-    must be one of its candidates (else a middlebox rewrote it: answer ``a=ice-mismatch``)."""
+    must be one of its candidates (else a middlebox rewrote it: answer ``a=ice-mismatch``).
+    ``trickling``: the session in force trickles candidates (RFC 8840), so an unspecified
+    ``c=`` is no middlebox's rewrite (pjsip keeps its placeholder's 0.0.0.0 in its re-offers
+    after ICE, with a real port)."""
     address = m.connection.address if m.connection else None
-    if is_trickle_placeholder(address, m.port) or _unspecified(address):
-        # RFC 8840: no candidate yet, nothing to verify; an unspecified c= (pjsip keeps its
-        # trickle placeholder's 0.0.0.0 in later offers) is no middlebox's rewrite either
-        return False
+    if is_trickle_placeholder(address, m.port) or (trickling and _unspecified(address)):
+        return False            # RFC 8840: no candidate yet, nothing to verify
     if not default_destination_in_candidates(address, m.port, m.candidates, 1):
         return True
     if m.rtcp_mux or not any(c.component == 2 for c in m.candidates):

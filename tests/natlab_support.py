@@ -153,6 +153,7 @@ class CaseResult:
     wall_s: float = 0.0                     # the whole case, lab build to lab deleted
     lab_drops: dict[str, int] = field(default_factory=dict)  # site -> packets its loss
                                                              # rule dropped
+    trickle: str = "half"                   # both agents' trickle mode (RFC 8838/8840)
 
     @property
     def a(self) -> SideResult:
@@ -211,10 +212,13 @@ def _lab_drops(lab: NatLab) -> dict[str, int]:
     return out
 
 
-async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -> CaseResult:
-    """Build the lab, make the call, measure, tear everything down (see module docstring)."""
+async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0,
+                   trickle: str = "half") -> CaseResult:
+    """Build the lab, make the call, measure, tear everything down (see module docstring).
+    ``trickle``: both agents' ``IceMediaSession(trickle=...)`` (off, half or full)."""
     started = time.monotonic()
-    result = CaseResult(case, {k: SideResult(USERS[k], tone_sent_hz=TONES[k]) for k in "ab"})
+    result = CaseResult(case, {k: SideResult(USERS[k], tone_sent_hz=TONES[k]) for k in "ab"},
+                        trickle=trickle)
     lab = NatLab(case.a, case.b, turn_tls=case.turn_transport == "tls")
     uas: dict[str, UserAgent] = {}
     sessions: dict[str, IceMediaSession] = {}
@@ -240,7 +244,7 @@ async def run_case(reactor: Any, case: LabCase, *, media_seconds: float = 2.0) -
                                 stun_servers=[turn.addr], turn_servers=turn_servers,
                                 tone=TONES[k], rtcp_interval=1.0,
                                 failed_timeout=case.failed_timeout,
-                                bind_context=site.host.entered)
+                                bind_context=site.host.entered, trickle=trickle)
             sessions[k] = s
             return s
 

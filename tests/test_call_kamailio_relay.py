@@ -1,7 +1,9 @@
 """Two siplink agents call each other through Kamailio (registrar + record-routing proxy with
 digest auth), with relay-only ICE candidates allocated on coturn (both on loopback).
 
-Proves: the SDP in both directions carries only ``typ relay`` candidates; ICE selects a
+Proves: the SDP in both directions carries only ``typ relay`` candidates (with trickle ICE,
+RFC 8840: the offer does, the answer is the placeholder ``c=0.0.0.0``/port 9 and the relayed
+candidate reaches the caller in an INFO that Kamailio loose-routes); ICE selects a
 relay <-> relay pair on both sides (addresses in coturn's relay port range); RTP flows both
 ways through the relays (each side decodes the other's tone); coturn really relayed (its log
 shows the allocations and the peer permissions); Kamailio routed the INVITE and the BYE.
@@ -38,14 +40,15 @@ def coturn() -> Any:
         yield c
 
 
+@pytest.mark.parametrize("trickle", ["off", "half"])
 @pytest_twisted.ensureDeferred
 async def test_relay_only_call_through_kamailio_and_coturn(kamailio: Kamailio,
-                                                           coturn: Coturn) -> None:
+                                                           coturn: Coturn, trickle: str) -> None:
     turn = TurnServer(coturn.addr[0], coturn.addr[1], USER, PASSWORD)
 
     def session(ua: UserAgent, tone: float) -> IceMediaSession:
         return IceMediaSession(reactor, tone=tone, turn_servers=[turn], policy="relay",
-                               rtcp_interval=1.0)
+                               rtcp_interval=1.0, trickle=trickle)
 
     a = UserAgent(reactor, user="alice")
     b = UserAgent(reactor, user="bob")
@@ -71,10 +74,19 @@ async def test_relay_only_call_through_kamailio_and_coturn(kamailio: Kamailio,
         # the offer and the answer: relayed candidates only, default = a relayed address
         offer = parse(incoming[0].invite.body)    # type: ignore[union-attr]
         answer = parse(call.remote_sdp)
-        for desc in (offer, answer):
+        for desc in (offer, answer) if trickle == "off" else (offer,):
             m = desc.media[0]
             assert m.candidates and {c.type.value for c in m.candidates} == {"relay"}
             assert m.port in range(coturn.relay_min, coturn.relay_max + 1)
+        if trickle == "half":
+            m = answer.media[0]
+            # RFC 8840 §4.1.1: nothing gathered yet under a relay-only policy
+            assert (m.candidates, m.port, m.connection.address if m.connection else None) \
+                == ([], 9, "0.0.0.0"), call.remote_sdp
+            assert not m.end_of_candidates
+            assert sb.trickle_stats["candidates_sent"] >= 1, sb.trickle_stats
+            assert sa.trickle_stats["candidates_received"] >= 1, sa.trickle_stats
+            assert "LOOSE-ROUTED INFO sip:" in kamailio.log()
 
         relayed = range(coturn.relay_min, coturn.relay_max + 1)
         for me, peer, heard in ((sa, sb, 440.0), (sb, sa, 1000.0)):

@@ -129,6 +129,10 @@ def check_pjsua2_side(res: Pjsua2Result, case: IceCase, why: str, bye_dir: str,
                       media: bool = True) -> None:
     c = res.call
     assert c["confirmed"] and c["statuses"][-1] == 200, why
+    # every request pjsua2 sent us (INVITE, its UPDATE after ICE, trickle INFO) was accepted
+    refused = [t for t in c["tsx"] if t.split()[0] == "uac" and t.split()[-1].isdigit()
+               and int(t.split()[-1]) >= 300]
+    assert not refused, f"siplink refused {refused}" + why
     ice = res.ice
     assert ice["success"] and not ice["failed"], why
     sel = ice["selected"].get("1")

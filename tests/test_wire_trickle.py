@@ -30,16 +30,19 @@ FRAG_TYPE = "application/trickle-ice-sdpfrag"
 INFO_HEADERS = [("Info-Package", "trickle-ice"), ("Content-Disposition", "Info-Package")]
 
 
-def trickle_offer(mid: str = "1") -> bytes:
+def trickle_offer(mid: str = "1", *, ufrag: str = UFRAG, pwd: str = PWD,
+                  version: int = 1) -> bytes:
     """RFC 8840 §4.1.1 / §9.1: a full-trickle offer before any candidate: ``c=IN IP4
     0.0.0.0``, ``m=audio 9``, ``a=ice-options:trickle``, credentials, a mid, no candidate."""
-    return (f"v=0\r\no=wire 4242 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
-            "a=ice-options:trickle\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-            f"a=ice-ufrag:{UFRAG}\r\na=ice-pwd:{PWD}\r\na=mid:{mid}\r\na=sendrecv\r\n").encode()
+    return (f"v=0\r\no=wire 4242 {version} IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 0.0.0.0\r\n"
+            "t=0 0\r\na=ice-options:trickle\r\nm=audio 9 RTP/AVP 0\r\n"
+            f"a=rtpmap:0 PCMU/8000\r\na=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n"
+            f"a=mid:{mid}\r\na=rtcp-mux\r\na=sendrecv\r\n").encode()
 
 
-def fragment(port: int, mid: str = "1", ufrag: str = UFRAG, end: bool = True) -> bytes:
-    return (f"a=ice-options:trickle\r\na=ice-ufrag:{ufrag}\r\na=ice-pwd:{PWD}\r\n"
+def fragment(port: int, mid: str = "1", ufrag: str = UFRAG, end: bool = True,
+             pwd: str = PWD) -> bytes:
+    return (f"a=ice-options:trickle\r\na=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\n"
             f"m=audio 9 RTP/AVP 0\r\na=mid:{mid}\r\n"
             f"a=candidate:1 1 UDP 2130706431 {HOST} {port} typ host\r\n"
             + ("a=end-of-candidates\r\n" if end else "")).encode()
@@ -143,6 +146,49 @@ def test_full_trickle_offer_answered_and_trickled_candidates_checked(
     assert user == f"{UFRAG}:{m.ice_ufrag}", user
     leg.send("BYE", in_dialog=True)
     assert udp.response_to("BYE", call_id=leg.call_id).status == 200
+
+
+def test_ice_restart_with_trickle_takes_only_the_new_generation(
+        answerer: Callable[..., Answerer], udp: SipPeer, tmp_path: Path) -> None:
+    """RFC 8838 §14 / RFC 8840 §4.4: an ICE restart (re-INVITE with new credentials, RFC 8445
+    §9) starts a new generation; a trickled candidate belongs to the generation whose
+    ufrag the fragment carries.  After the restart, a candidate sent with the old ufrag is
+    not used; one with the new ufrag is checked with the new credentials (USERNAME
+    ``<new ufrag>:<its new ufrag>``)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    try:
+        for s in socks:
+            s.bind((HOST, 0))
+        first, stale, fresh = socks
+        a = answerer(config=config(tmp_path))
+        leg = Leg(udp, a.addr, a.uri())
+        inv = leg.send("INVITE", body=trickle_offer(), headers=[("Supported", "trickle-ice")])
+        ok = udp.response_to("INVITE", inv.cseq[0], call_id=leg.call_id)
+        assert ok.status == 200, ok.text()
+        old = parse_sdp(ok.body).media[0].ice_ufrag
+        leg.send_ack(ok, inv)
+        assert info(leg, fragment(first.getsockname()[1])).status == 200
+        assert stun_username(first) == f"{UFRAG}:{old}"
+        new_ufrag, new_pwd = "wir2", "wire2wire2wire2wire2wire2"
+        re_inv = leg.send("INVITE", body=trickle_offer(ufrag=new_ufrag, pwd=new_pwd,
+                                                       version=2), in_dialog=True)
+        ok2 = udp.response_to("INVITE", re_inv.cseq[0], call_id=leg.call_id)
+        assert ok2.status == 200, ok2.text()
+        new = parse_sdp(ok2.body).media[0].ice_ufrag
+        assert new and new != old, ok2.text()          # the answerer restarted too
+        leg.send_ack(ok2, re_inv)
+        assert info(leg, fragment(stale.getsockname()[1])).status == 200
+        assert info(leg, fragment(fresh.getsockname()[1], ufrag=new_ufrag,
+                                  pwd=new_pwd)).status == 200
+        assert stun_username(fresh) == f"{new_ufrag}:{new}"
+        stale.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            stale.recvfrom(2048)
+        leg.send("BYE", in_dialog=True)
+        assert udp.response_to("BYE", call_id=leg.call_id).status == 200
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_info_errors(answerer: Callable[..., Answerer], udp: SipPeer,

@@ -1281,8 +1281,8 @@ class UserAgentCore:
                 del self.dialogs[d.id]
         for token in [t for t, (x, _r, _k) in self._reoffers.items() if x is s]:
             del self._reoffers[token]
-        for token in [t for t, (x, _r, _k) in self._infos.items() if x is s]:
-            del self._infos[token]
+        # pending INFOs stay: the driver answers each InfoReceived (even when handling it
+        # ended the call: the INFO still gets its response)
 
     def close(self, now: float) -> None:
         self._now = now

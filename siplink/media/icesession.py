@@ -40,6 +40,19 @@ TURN allocation released), else ICE runs on both, so a peer that does not multip
 ``a=rtcp-mux-only`` (RFC 8858) is not offered.  ``rtcp_mux=False`` offers no multiplexing.
 Answering, we follow the offer.
 
+Trickle ICE over SIP (RFC 8838, RFC 8840), ``trickle="half"`` by default: our offers carry
+every candidate, ``a=ice-options:trickle`` and ``a=mid``; the call adds ``Supported:
+trickle-ice`` and ``Recv-Info: trickle-ice`` (:attr:`option_tags`, :attr:`info_packages`).
+Answering a trickle offer we do not wait for server candidates: the answer has the host ones
+(none under a relay-only policy: the RFC 8840 placeholder ``c=0.0.0.0``, port 9) and the
+others go out in INFO requests (:meth:`_flush_trickle`, one at a time, the last with
+``a=end-of-candidates``) once the call says the dialog can carry them
+(:meth:`signalling_ready`: the ACK for the callee; a 18x from a trickle-ice peer or the 2xx
+for the caller).  ``trickle="full"`` also offers before gathering completes.  Candidates the
+peer trickles (:meth:`on_info`) are added to the agent, which then waits for the peer's
+end-of-candidates before it declares failure; fragments of another ICE generation (ufrag) are
+ignored, and those that come before the checks start wait for them.
+
 The UA attaches the session to its Call when the Call is made (:meth:`attach`, idempotent).
 What ICE did is visible on the session (``call.media``; ``call.ice``, :func:`ice_info`): the
 read-only views ``state``, ``selected_pairs``, ``time_to_connected``, ``checks_sent``,
@@ -102,8 +115,9 @@ class IceMediaSession:
     ``ice2``: announce ``a=ice-options:ice2`` (RFC 8445 agent; a peer that does not is treated
     as RFC 5245-style).  ``bind_context``: a context-manager factory around socket binding
     (tests bind inside a network namespace).  ``require_ice``: refuse a peer without ICE
-    (default: plain RTP to its c=/m= address).  The UA tells the session its :class:`Call`
-    (:meth:`attach`), to end it or send the RFC 5245 updated offer.
+    (default: plain RTP to its c=/m= address).  ``trickle``: "half" (default), "full" or
+    "off" (module docstring).  The UA tells the session its :class:`Call` (:meth:`attach`),
+    to end it, send the RFC 5245 updated offer or trickle INFOs.
     """
 
     def __init__(
