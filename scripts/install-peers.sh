@@ -10,6 +10,7 @@ declare -A pkg_of=(
   [iptables]=iptables
   [ip]=iproute2
   [tshark]=tshark
+  [dnsmasq]=dnsmasq-base
 )
 missing=()
 for bin in "${!pkg_of[@]}"; do

@@ -130,6 +130,8 @@ class SideResult:
     sip_retransmissions: int = 0            # SIP datagrams sent again byte for byte
     stun_retransmissions: int = 0           # STUN transactions' retransmissions (checks, TURN)
     candidates: list[str] = field(default_factory=list)   # types of the local candidates
+    trickle: dict[str, int] = field(default_factory=dict)  # IceMediaSession.trickle_stats
+    sdp_candidates: list[str] = field(default_factory=list)  # types in our offer/answer
 
     @property
     def pair_text(self) -> str:
@@ -360,6 +362,11 @@ def _collect(result: CaseResult, sessions: dict[str, IceMediaSession], tone_wind
             side.time_to_valid_ms = round((fv - s.started_at) * 1000, 1)
         if s.transport.agent is not None:
             side.candidates = sorted({c.type.value for c in s.transport.agent.local_candidates(0)})
+        side.trickle = dict(s.trickle_stats)
+        ours = next((r for r in s.trace.records if r.protocol == "sdp" and r.direction == "out"),
+                    None)
+        if ours is not None:
+            side.sdp_candidates = sorted(set(re.findall(r"typ (\w+)", ours.detail or "")))
         if s.stream is not None:
             st = s.stream.stats()
             sent0, received0 = (base or {}).get(k, (0, 0))

@@ -19,7 +19,11 @@ What RFC 8445 predicts, asserted per case:
 - 10 % loss at both NATs: SIP and STUN retransmissions carry the call set-up; ICE completes
   and media flows (with loss counted by RTP);
 - both NATs address-and-port-dependent and no TURN server: no pair can work, ICE fails and
-  the call ends with ``ice-failed`` (and the agents clean up after a failed call).
+  the call ends with ``ice-failed`` (and the agents clean up after a failed call);
+- trickle ICE (RFC 8838/8840; every case runs with siplink's default, half trickle): the
+  callee answers with its host candidate only and sends its srflx and relayed ones in INFOs
+  through Kamailio; in full trickle the caller's offer has only its host candidate too; with
+  trickle off every candidate is in the offer and the answer, no INFO.
 
 Each case also checks that media flowed both ways (RTP counts and the tone each side heard),
 that Kamailio routed the INVITE, and that no namespace or socket of the lab is left behind.  The table of all cases (selected pairs, time to
@@ -73,8 +77,8 @@ def lab_results(request: pytest.FixtureRequest) -> list[CaseResult]:
     return plugin.results
 
 
-async def _run(results: list[CaseResult], name: str) -> CaseResult:
-    r = await run_case(reactor, CASES_BY_NAME[name])
+async def _run(results: list[CaseResult], name: str, trickle: str = "half") -> CaseResult:
+    r = await run_case(reactor, CASES_BY_NAME[name], trickle=trickle)
     results.append(r)
     problems = check_case(r)
     assert not problems, "\n" + format_table([r])
@@ -96,6 +100,26 @@ async def test_both_sites_behind_eim_nats_select_a_reflexive_pair(
     # the reflexive addresses are the NATs' public ones
     assert r.a.pair is not None and r.a.pair.local_address[0] == "203.0.113.10"
     assert r.b.pair is not None and r.b.pair.local_address[0] == "203.0.113.20"
+
+
+@pytest.mark.parametrize("mode", ["off", "half", "full"])
+@pytest_twisted.ensureDeferred
+async def test_trickle_modes_through_the_nats(lab_results: list[CaseResult], mode: str) -> None:
+    """The srflx/relayed candidates the NATs force travel in the SDP (off) or in trickle
+    INFOs through the proxy (RFC 8840 §4.4): the answerer's always in half and full mode,
+    the caller's too in full mode; the call connects either way on a reflexive pair."""
+    r = await _run(lab_results, "eim-eim", trickle=mode)
+    for side in (r.a, r.b):
+        assert side.pair is not None and side.pair.local_type in REFLEXIVE, side.pair
+    trickles = {"off": (False, False), "half": (False, True), "full": (True, True)}[mode]
+    for side, trickled in zip((r.a, r.b), trickles, strict=True):
+        if trickled:
+            assert side.sdp_candidates == ["host"], side.sdp_candidates
+            assert side.trickle.get("candidates_sent", 0) >= 2, side.trickle   # srflx, relay
+        else:
+            assert {"host", "srflx", "relay"} <= set(side.sdp_candidates), side.sdp_candidates
+            assert side.trickle.get("candidates_sent", 0) == 0, side.trickle
+    assert r.a.trickle.get("candidates_received", 0) == r.b.trickle.get("candidates_sent", 0)
 
 
 @pytest_twisted.ensureDeferred

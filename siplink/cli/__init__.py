@@ -52,7 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"siplink.cli.commands.{info.name}")
         module.register(sub)
+    for name in DNS_COMMANDS:       # every command that sends SIP to a name
+        if name in sub.choices:
+            sub.choices[name].add_argument(
+                "--dns", action="append", metavar="IP[:PORT]",
+                help="DNS server for RFC 3263 lookups (NAPTR, SRV, A/AAAA), repeatable; "
+                     "overrides [sip] dns_servers (default: the system's)")
     return parser
+
+
+# the commands that send SIP, and so locate servers by DNS (RFC 3263)
+DNS_COMMANDS = ("answer", "call", "options", "register", "resolve", "test")
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -60,8 +70,23 @@ def load_config(args: argparse.Namespace) -> Config:
     from siplink.ua.config import load
 
     config = load(getattr(args, "config", None))
+    if getattr(args, "dns", None):
+        from siplink.ua.config import dns_server
+
+        for server in args.dns:
+            dns_server(server, key="--dns")       # ConfigError names the flag
+        config.sip.dns_servers = list(args.dns)
+        config._explicit.add("sip.dns_servers")
     start_logging(config.logging.level)
     return config
+
+
+def dns_options(config: Config) -> dict[str, Any]:
+    """UserAgent keyword arguments for DNS (RFC 3263) from ``[sip]`` (and ``--dns``)."""
+    from siplink.ua.config import dns_server
+
+    servers = [dns_server(x) for x in config.sip.dns_servers]
+    return {"dns_servers": servers or None, "dns_timeout": config.sip.dns_timeout_s}
 
 
 _logging_started = False

@@ -63,3 +63,7 @@ class ClientRequest:
         self.max_redirects = MAX_REDIRECTS
         # RFC 3261 §18.1.1: True once TCP failed for a large request: UDP it is
         self.udp_only = False
+        # RFC 3263 §4.3: the other targets of the hop (tried in order when one times out,
+        # fails at the transport or answers 503), and the ones given up on (target, why)
+        self.next_targets: list[Target] = []
+        self.failovers: list[tuple[str, str]] = []

@@ -126,9 +126,16 @@ class RequestCompleted:
 
 @dataclass(frozen=True, slots=True)
 class ResolveHost:
-    """Requests wait on the address of ``name``: answer with ``host_resolved``."""
+    """Requests wait on the servers of a URI whose host is the name ``name``: its ``port``
+    and ``transport`` parameter (None: not in the URI) and ``secure`` (``sips:``), as RFC 3263
+    locates them.  Answer with ``targets_resolved(event, targets, error, now)`` (the ordered
+    targets; later ones are tried when an earlier one fails, §4.3) or, for an address
+    lookup only, ``host_resolved(name, address, now)``."""
 
     name: str
+    port: int | None = None
+    transport: str | None = None
+    secure: bool = False
 
 
 CoreEvent = (IncomingCall | CallStateChanged | AnswerReceived | ReofferReceived

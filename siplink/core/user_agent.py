@@ -134,7 +134,9 @@ class UserAgentCore:
         self._requests: dict[ClientKey, ClientRequest] = {}
         # the ACK we sent for each 2xx to INVITE: a retransmitted 2xx gets it again
         self._acks: dict[str, dict[tuple[int, str], tuple[Request, Target]]] = {}
-        self._pending_resolve: dict[str, list[Callable[[str | None], None]]] = {}
+        # RFC 3263 lookups the driver runs: (name, port, transport, secure) -> waiters
+        self._pending_resolve: dict[tuple[str, int | None, str | None, bool],
+                                    list[Callable[[list[Target], str], None]]] = {}
         self.resolved: dict[str, str] = {}                    # host name -> address
         # (address, port) -> the host name it was resolved from, for TLS (RFC 5922 §7.1)
         self.server_names: dict[tuple[str, int], str] = {}
@@ -240,44 +242,72 @@ class UserAgentCore:
 
     # --------------------------------------------------------------- targets
     def target_of(self, uri: SipUri, transport: str | None = None,
-                  then: Callable[[Target | None, str], None] | None = None) -> Target | None:
-        """§8.1.2 without DNS SRV: the transport address of ``uri``. A numeric host (or one
-        already resolved) gives it at once; otherwise the driver is asked (ResolveHost) and
-        ``then(target, error)`` runs once it answers. Returns the target when known now."""
-        tp = (transport or uri.params.get("transport")
-              or ("tls" if uri.scheme == "sips" else self.default_transport)).lower()
+                  then: Callable[[Target | None, str], None] | None = None,
+                  rest: list[Target] | None = None) -> Target | None:
+        """§8.1.2 / RFC 3263: where a request to ``uri`` goes. A numeric host gives it at
+        once; a name is located by the driver (:class:`ResolveHost`: NAPTR, SRV, A/AAAA) and
+        ``then(target, error)`` runs once it answers with the first target; the others, to
+        try when it fails (§4.3), are appended to ``rest``. Returns the target when known
+        now."""
+        explicit = (transport or uri.params.get("transport") or "").lower() or None
+        secure = uri.scheme == "sips"
+        tp = explicit or ("tls" if secure else self.default_transport)
         name = (uri.params.get("maddr") or uri.host).strip("[]")
-        port = uri.port or (5061 if tp == "tls" else 5060)
-        address = name if _is_ip(name) else self.resolved.get(name.lower())
-        if address is not None:
-            target = Target(tp, address, port)
-            if tp == "tls" and address != name:
-                self.server_names[(address, port)] = name   # RFC 5922: check the name
+        if _is_ip(name):
+            target = Target(tp, name, uri.port or (5061 if tp == "tls" else 5060))
+            if then is not None:
+                then(target, "")
+            return target
+        cached = self.resolved.get(name.lower())       # host_resolved: an address only
+        if cached is not None:
+            port = uri.port or (5061 if tp == "tls" else 5060)
+            target = Target(tp, cached, port)
+            if tp == "tls":
+                self.server_names[(cached, port)] = name   # RFC 5922: check the name
             if then is not None:
                 then(target, "")
             return target
         if then is not None:
-            def resolved(addr: str | None) -> None:
-                if addr is None:
-                    then(None, f"cannot resolve {name!r}")
-                else:
-                    if tp == "tls":
-                        self.server_names[(addr, port)] = name
-                    then(Target(tp, addr, port), "")
-            waiting = self._pending_resolve.setdefault(name.lower(), [])
+            def resolved(targets: list[Target], error: str) -> None:
+                if not targets:
+                    then(None, error or f"cannot resolve {name!r}")
+                    return
+                for t in targets:
+                    if t.transport == "tls":
+                        # RFC 5922 §4: the certificate names the URI's domain (also via SRV)
+                        self.server_names[(t.host, t.port)] = name
+                if rest is not None:
+                    rest.extend(targets[1:])
+                then(targets[0], "")
+            key = (name.lower(), uri.port, explicit, secure)
+            waiting = self._pending_resolve.setdefault(key, [])
             waiting.append(resolved)
             if len(waiting) == 1:
-                self._emit(ResolveHost(name))
+                self._emit(ResolveHost(name, uri.port, explicit, secure))
         return None
 
-    def host_resolved(self, name: str, address: str | None, now: float) -> None:
-        """The driver's answer to :class:`ResolveHost` (None: the name does not resolve)."""
+    def targets_resolved(self, ev: ResolveHost, targets: list[Target], error: str,
+                         now: float) -> None:
+        """The driver's RFC 3263 answer to ``ev``: the ordered targets (empty: ``error``)."""
         self._now = now
-        key = name.lower()
-        if address is not None:
-            self.resolved[key] = address
+        key = (ev.name.lower(), ev.port, ev.transport, ev.secure)
         for fn in self._pending_resolve.pop(key, []):
-            fn(address)
+            fn(list(targets), error)
+
+    def host_resolved(self, name: str, address: str | None, now: float) -> None:
+        """An address-only answer to :class:`ResolveHost` (None: the name does not
+        resolve): the default port and transport of each waiting URI."""
+        self._now = now
+        lname = name.lower()
+        if address is not None:
+            self.resolved[lname] = address
+        for key in [k for k in self._pending_resolve if k[0] == lname]:
+            _n, port, explicit, secure = key
+            tp = explicit or ("tls" if secure else self.default_transport)
+            targets = ([Target(tp, address, port or (5061 if tp == "tls" else 5060))]
+                       if address is not None else [])
+            for fn in self._pending_resolve.pop(key, []):
+                fn(targets, "" if address is not None else f"cannot resolve {name!r}")
 
     # --------------------------------------------------------------- client requests
     def send(self, creq: ClientRequest, now: float | None = None) -> ClientRequest:
@@ -297,8 +327,24 @@ class UserAgentCore:
                 return
             creq.target = target
             self._attempt(creq, auth)
-        self.target_of(creq.hop, creq.transport, go)
+        creq.next_targets = []
+        self.target_of(creq.hop, creq.transport, go, creq.next_targets)
         return creq
+
+    def _failover(self, creq: ClientRequest, why: str) -> bool:
+        """RFC 3263 §4.3: a timeout, a transport error or a 503 moves the request to the next
+        target of its URI (a new transaction); False when none is left."""
+        if not creq.next_targets or creq.done:
+            return False
+        old = creq.target
+        creq.target = creq.next_targets.pop(0)
+        creq.failovers.append((f"{old.transport} {old.host}:{old.port}" if old else "?", why))
+        log.info("{why} from {old}: trying {new} (RFC 3263 §4.3)", why=why, old=old,
+                 new=creq.target)
+        creq.cseq += 1
+        creq.udp_only = False
+        self._attempt(creq, creq.last_auth)
+        return True
 
     def _preemptive(self, creq: ClientRequest) -> Headers:
         account = creq.account
@@ -355,6 +401,8 @@ class UserAgentCore:
             self._attempt(creq, creq.last_auth)
             return
         if creq.uri is not None and status >= 300 and self._redirect(creq, resp):
+            return
+        if status == 503 and self._failover(creq, "503 Service Unavailable"):
             return
         creq.done = True
         if creq.on_final is not None:
@@ -485,6 +533,9 @@ class UserAgentCore:
         elif isinstance(ev, TransactionTimeout):
             creq = self._requests.get(ev.key)  # type: ignore[arg-type]
             if creq is not None:
+                self._requests.pop(ev.key, None)  # type: ignore[arg-type]
+                if self._failover(creq, f"no response (timer {ev.timer})"):
+                    return
                 self._fail_request(creq, SipError(
                     None, f"no response to {ev.request.method} (timer {ev.timer})",
                     EndCause.TIMEOUT))
@@ -501,7 +552,8 @@ class UserAgentCore:
                          method=ev.request.method)
                 creq.udp_only = True
                 self._attempt(creq, creq.last_auth)
-            else:   # §8.1.3.1: like a 503 from the transport
+            elif not self._failover(creq, f"transport error: {ev.reason}"):
+                # §8.1.3.1: like a 503 from the transport
                 self._fail_request(creq, SipError(
                     None, f"cannot send the {ev.request.method}: {ev.reason}",
                     EndCause.TRANSPORT))

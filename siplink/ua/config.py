@@ -58,6 +58,8 @@ class SipConfig:
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    dns_servers: list[str] = field(default_factory=list)  # "HOST:PORT"; empty: the system's
+    dns_timeout_s: float = 5.0   # a lookup (NAPTR, SRV, A/AAAA) gives up after this
 
 
 @dataclass
@@ -238,7 +240,37 @@ def build_section(cls: type, table: dict[str, Any], prefix: str, locate: KeyLoca
     return cls(**kwargs)
 
 
+def dns_server(text: str, *, key: str | None = "sip.dns_servers") -> tuple[str, int]:
+    """A DNS server ``HOST[:PORT]`` (``[v6]:PORT``; port 53 when absent) as (host, port)."""
+    t = text.strip()
+    if t.startswith("["):
+        host, _, rest = t[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else "53"
+    elif t.count(":") == 1:
+        host, port = t.split(":")
+    else:
+        host, port = t, "53"
+    import ipaddress
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"a DNS server is an IP address[:port], not {text!r}",
+                          key=key) from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"bad DNS server port in {text!r}", key=key)
+    return host, int(port)
+
+
 def _validate(config: Config, locate: KeyLocator, path: str | None) -> None:
+    for dns in config.sip.dns_servers:
+        try:
+            dns_server(dns)
+        except ConfigError as e:
+            raise ConfigError(e.message, path=path, key="sip.dns_servers",
+                              line=locate.line_of("sip.dns_servers")) from None
+    if not 0 < config.sip.dns_timeout_s <= 60:
+        raise ConfigError("must be more than 0 and at most 60 seconds", path=path,
+                          key="sip.dns_timeout_s", line=locate.line_of("sip.dns_timeout_s"))
     for codec in config.media.codecs:
         if codec.upper() not in _CODECS:
             raise ConfigError(f"unknown codec {codec!r} (supported: {', '.join(_CODECS)})",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,6 +59,9 @@ from siplink.core.events import (
 )
 from siplink.core.invite_session import InviteSession
 from siplink.core.prack import option_tags, requires
+
+if TYPE_CHECKING:
+    from siplink.dns.resolver import DnsResolver
 from siplink.core.session_timer import SessionTimer
 from siplink.core.transaction import Event, Target, TransactionLayer
 from siplink.core.user_agent import USER_AGENT, UserAgentCore
@@ -405,7 +408,8 @@ class UserAgent:
                  no_answer_timeout: float = 180.0, user_agent: str = USER_AGENT,
                  rng: random.Random | None = None,
                  bind_context: Callable[[], contextlib.AbstractContextManager[Any]] | None
-                 = None) -> None:
+                 = None, dns_servers: Sequence[tuple[str, int]] | None = None,
+                 dns_timeout: float = 5.0) -> None:
         self.reactor = reactor
         self.host = host
         self.port = port
@@ -425,10 +429,15 @@ class UserAgent:
         self.transport.clock = self.core        # one timer for the core and its layer
         self.transport.server_names = self.core.server_names   # TLS checks these names
         self.transport.on_idle = self._drain
-        # host name -> address, or a Deferred of it (raising / failing when it cannot);
-        # non-blocking by default (reactor.resolve); RFC 3263 NAPTR/SRV is not done yet
-        self.resolve_host: Callable[[str], Any] = self._resolve_with_reactor
-        self.resolve_timeout = 10.0
+        # RFC 3263 (NAPTR, SRV, A/AAAA) through these DNS servers (None: the system's), on
+        # twisted.names: a slow server delays only the requests that wait on it
+        self.dns_servers = list(dns_servers) if dns_servers else None
+        self.resolve_timeout = dns_timeout
+        self._dns: DnsResolver | None = None
+        self._rng = rng
+        # an address-only lookup instead of RFC 3263 (host name -> address, or a Deferred
+        # of it): tests and applications with their own name table set it
+        self.resolve_host: Callable[[str], Any] | None = None
         self.accounts: list[Account] = []
         self.calls: dict[str, Call] = {}                     # Call-ID -> call
         self.registrations: list[Registration] = []
@@ -480,10 +489,12 @@ class UserAgent:
         Raises :class:`siplink.ua.config.ConfigError` for unusable TLS files."""
         from twisted.internet import ssl
 
-        from siplink.ua.config import ConfigError, split_hostport
+        from siplink.ua.config import ConfigError, dns_server, split_hostport
 
         host, port = split_hostport(listen or sip.listen, key="sip.listen")
         kwargs.setdefault("user_agent", sip.user_agent)
+        kwargs.setdefault("dns_servers", [dns_server(x) for x in sip.dns_servers] or None)
+        kwargs.setdefault("dns_timeout", sip.dns_timeout_s)
         ua = cls(reactor, host=host, port=port, transport=sip.transport, user=user, **kwargs)
 
         def pem(key: str, path: str) -> bytes:
@@ -646,7 +657,11 @@ class UserAgent:
                                                                               "100rel")
                 ready(tags, force=force)
         elif isinstance(ev, ResolveHost):
-            self._resolve(ev.name)
+            if self.resolve_host is not None:
+                self._resolve(ev.name)
+            else:
+                defer.ensureDeferred(self._locate(ev)).addErrback(
+                    lambda f: log.failure("locating {name} failed", f, name=ev.name))
 
     def _info(self, ev: InfoReceived) -> None:
         """An INFO of a package in the call's Recv-Info: its media answers it."""
@@ -662,13 +677,40 @@ class UserAgent:
                 status, reason = 500, "Server Internal Error"
         self.core.answer_info(ev.token, status, reason, self.now())
 
-    def _resolve_with_reactor(self, name: str) -> Any:
-        # RFC 6761 §6.4: ".invalid" never resolves: answer at once, ask nobody
-        if name.lower().rstrip(".").endswith(".invalid") or name.lower() == "invalid":
-            raise OSError(f"{name} is an .invalid name (RFC 6761)")
-        return self.reactor.resolve(name)
+    @property
+    def dns(self) -> DnsResolver:
+        """The RFC 3263 resolver (made on first use)."""
+        if self._dns is None:
+            from siplink.dns.resolver import DnsResolver
+            self._dns = DnsResolver(self.reactor, self.dns_servers,
+                                    timeout=self.resolve_timeout, rng=self._rng)
+        return self._dns
+
+    def _usable(self, address: str) -> bool:
+        """Can our socket send to ``address`` (its family: an IPv4 or IPv6 listener, or
+        dual-stack ``::``)?"""
+        v6 = ":" in address
+        if self.host == "::":
+            return True
+        return v6 == (":" in self.host)
+
+    async def _locate(self, ev: ResolveHost) -> None:
+        from siplink.dns.rfc3263 import LocateError
+
+        try:
+            found = await self.dns.locate(ev.name, ev.port, ev.transport, ev.secure)
+            targets = [Target(t.transport, t.address, t.port) for t in found
+                       if self._usable(t.address)]
+            error = "" if targets else (f"{ev.name}: no address of this UA's family "
+                                        f"(listening on {self.host})")
+        except LocateError as e:
+            targets, error = [], f"cannot resolve {ev.name!r}: {e}"
+        if error:
+            log.info("{e}", e=error)
+        self._do(lambda now: self.core.targets_resolved(ev, targets, error, now))
 
     def _resolve(self, name: str) -> None:
+        assert self.resolve_host is not None
         d = defer.maybeDeferred(self.resolve_host, name)
         d.addTimeout(self.resolve_timeout, self.reactor)
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from twisted.internet import reactor as _reactor
 
-    from siplink.cli import EXIT_OK, EXIT_USAGE, load_config
+    from siplink.cli import EXIT_OK, EXIT_USAGE, dns_options, load_config
     from siplink.cli.commands.options import stderr_trace
     from siplink.media.icesession import IceMediaSession, media_options
     from siplink.ua.config import split_hostport
@@ -58,8 +58,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"siplink answer: {e}", file=sys.stderr)
         return EXIT_USAGE
     transports = tuple(args.transport or ("udp",))
+    try:
+        dns = dns_options(load_config(args))
+    except ValueError as e:          # ConfigError
+        print(f"siplink answer: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     ua = UserAgent(reactor, host=host, port=port, transport=transports[0], user="answer",
-                   trace=stderr_trace(getattr(args, "verbose", 0)))
+                   trace=stderr_trace(getattr(args, "verbose", 0)), **dns)
     try:
         ua.listen(transports)
     except Exception as e:  # CannotListenError and friends

@@ -45,7 +45,7 @@ def stderr_trace(verbose: int) -> Any:
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import defer, task
 
-    from siplink.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
+    from siplink.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, dns_options, load_config
     from siplink.sip.message import SipParseError
     from siplink.sip.uri import SipUri
     from siplink.ua.config import split_hostport
@@ -69,11 +69,16 @@ def run(args: argparse.Namespace) -> int:
     except (SipParseError, ValueError) as e:
         print(f"siplink options: {e}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        dns = dns_options(load_config(args))
+    except ValueError as e:          # ConfigError
+        print(f"siplink options: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     result = {"code": EXIT_FAILED}
 
     async def main(_reactor: Any) -> None:
         ua = UserAgent(_reactor, host=host, port=port, transport=args.transport,
-                       trace=stderr_trace(getattr(args, "verbose", 0)))
+                       trace=stderr_trace(getattr(args, "verbose", 0)), **dns)
         try:
             ua.listen()
             d = ua.request("OPTIONS", uri)
