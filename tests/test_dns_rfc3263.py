@@ -326,3 +326,40 @@ async def test_answers_are_cached_for_their_ttl(answerer: Answerer) -> None:
                 assert sum(q in line for line in asked) == 1, asked
         finally:
             ua.close()
+
+
+@pytest.mark.parametrize("cert_name, ok", [("example.test", True),
+                                           ("sips1.example.test", False)],
+                         ids=["domain", "srv-target"])
+@pytest_twisted.ensureDeferred
+async def test_tls_via_srv_checks_the_certificate_against_the_uri_domain(
+        cert_name: str, ok: bool) -> None:
+    """RFC 5922 §4 (and RFC 3263 §4.2): ``sips:example.test`` located through SRV
+    ``_sips._tcp.example.test`` -> ``sips1.example.test``: the server must prove the URI's
+    domain, ``example.test``; a certificate for the SRV target only does not (an attacker
+    who can forge the SRV answer could point it at a host of their own)."""
+    from twisted.internet import ssl
+
+    from tests.test_security_tls import alice, bob_on_tls, self_signed
+
+    cert = self_signed(cert_name)
+    bob, seen = bob_on_tls(cert)
+    tls_port = bob.port
+    with Dnsmasq(srv=[("_sips._tcp.example.test", "sips1.example.test", tls_port, 10, 0)],
+                 hosts=[("sips1.example.test", HOST)]) as dns:
+        a = alice()
+        a.dns_servers = [dns.addr]
+        a.transport.tls_trust_root = ssl.Certificate(cert.original)
+        try:
+            d = a.request("OPTIONS", "sips:example.test")
+            d.addTimeout(10 if ok else 3, reactor)
+            if ok:
+                resp = await d
+                assert resp.status == 200 and [r.method for r in seen] == ["OPTIONS"]
+            else:
+                with pytest.raises(Exception):  # noqa: B017 - the TLS refusal
+                    await d
+                assert seen == []
+        finally:
+            a.close()
+            bob.close()
