@@ -363,3 +363,77 @@ async def test_tls_via_srv_checks_the_certificate_against_the_uri_domain(
         finally:
             a.close()
             bob.close()
+
+
+class FakeDns:
+    """A DNS server of our own for answers dnsmasq will not give: a CNAME loop, a malformed
+    message.  Answers on a loopback UDP port, in a thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(0.2)
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def server(self) -> str:
+        return f"{HOST}:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        from twisted.names import dns
+
+        while not self.stop:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except OSError:
+                continue
+            q = dns.Message()
+            q.fromStr(data)
+            name = q.queries[0].name.name.decode()
+            if name.startswith("garbage"):
+                self.sock.sendto(data[:2] + b"\x81\x80\xff\xff" + b"junk", addr)
+                continue
+            r = dns.Message(id=q.id, answer=1, auth=1, rCode=dns.OK)
+            r.queries = q.queries
+            if name.startswith("loop"):
+                r.answers = [
+                    dns.RRHeader(b"loop1.test", dns.CNAME, payload=dns.Record_CNAME(b"loop2.test")),
+                    dns.RRHeader(b"loop2.test", dns.CNAME, payload=dns.Record_CNAME(b"loop1.test"))]
+            self.sock.sendto(r.toStr(), addr)
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+def test_bad_dns_answers_give_clear_errors_or_the_next_target(tmp_path: Path) -> None:
+    """Issue 13 "bad input": an SRV target of ``.`` (RFC 2782: "the service is decidedly
+    not available at this domain") is skipped, a NAPTR with a regexp and no replacement is
+    not a SIP server record (RFC 3263 §4.1 uses replacement only), a CNAME loop and a
+    malformed answer end in an error naming the lookup, each within the DNS timeout, with
+    exit 1 or 3 and never a traceback."""
+    with Dnsmasq(srv=[("_sip._udp.nosvc.test", ".", 0, 0, 0)],
+                 naptr=[("rx.test", 10, 10, "E2U+sip", "")],
+                 hosts=[("nosvc.test", "127.0.0.9")]) as dns:
+        r = siplink("resolve", "sip:nosvc.test;transport=udp", "--dns", dns.server)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("1. udp 127.0.0.9:5060  (A)"), r.stdout   # no "." target
+        r = siplink("resolve", "sip:rx.test", "--dns", dns.server)
+        assert r.returncode == 1 and "no NAPTR, SRV, A or AAAA" in r.stderr, r
+    fake = FakeDns()
+    try:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text("[sip]\ndns_timeout_s = 2.0\n")
+        for uri in ("sip:loop1.test:5060", "sip:garbage.test:5060"):
+            t0 = time.monotonic()
+            r = siplink("-c", str(cfg), "resolve", uri, "--dns", fake.server)
+            assert r.returncode in (1, 3), (uri, r)
+            assert "siplink resolve: " in r.stderr and "Traceback" not in r.stderr, r.stderr
+            assert time.monotonic() - t0 < 15
+    finally:
+        fake.close()

@@ -23,6 +23,13 @@ class Account:
     expires: int = 3600
     name: str = "default"              # how commands refer to it (--account NAME)
     transport: str = ""                # udp | tcp | tls toward proxy/registrar ("": the UA's)
+    # behind NATs (RFC 5626 and what registrars without it need): a keep-alive on the
+    # registration's flow every keepalive_s (0: none; CRLF on UDP, CRLFCRLF ping on TCP/TLS),
+    # re-register with the public address the registrar saw (Via received/rport), and the
+    # RFC 5626 outbound Contact parameters (+sip.instance, reg-id) with Supported: outbound
+    keepalive_s: float = 15.0
+    contact_rewrite: bool = True
+    outbound: bool = False
     _digest: DigestClient | None = field(default=None, repr=False, compare=False)
     # realms that challenged us -> the header that answers them (for pre-emptive credentials)
     _realms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)

@@ -316,6 +316,15 @@ class SipTransport:
             self._pumping = False
         self._arm()
 
+    def send_keepalive(self, target: Target, data: bytes) -> None:
+        """A keep-alive on the flow to ``target`` (RFC 5626 §4.4.1): on a stream only when
+        the connection is up (a keep-alive never opens one)."""
+        if target.transport != "udp":
+            conn = self._connections.get(target)
+            if conn is None or conn.transport is None:
+                return
+        self._write(data, target)
+
     def _write(self, data: bytes, target: Target) -> None:
         if target.transport == "udp":
             port = self._udp.get("6" if ":" in target.host else "4")

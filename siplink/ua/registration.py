@@ -5,6 +5,16 @@ and increasing CSeq numbers across refreshes (§10.2.4), answers 401/407 with th
 credentials (through the UA's client-request path), honours 423 Interval Too Brief by
 retrying with Min-Expires, reads the granted expiry from our Contact's ``expires`` parameter
 (or the Expires header), and re-registers at :func:`refresh_delay` before it lapses.
+
+Behind a NAT (the account's ``keepalive_s``, ``contact_rewrite``, ``outbound``): the
+registration's flow (the transport and address its REGISTER went to) gets a keep-alive every
+``keepalive_s`` seconds, so the NAT keeps the mapping the registrar routes incoming requests
+through (RFC 5626 §4.4.1: CRLFCRLF ping on TCP/TLS, answered by a CRLF pong; on UDP a CRLF
+datagram, which registrars ignore, as pjsip sends); when the 200's top Via says the registrar
+saw us at another address (``received``/``rport``, RFC 3581), the binding is moved to that
+public Contact (the private one removed in the same REGISTER), for registrars without
+outbound; with ``outbound`` the Contact carries ``+sip.instance`` (a UUID URN from the UA's
+rng) and ``reg-id=1`` and the REGISTER ``Supported: outbound`` (RFC 5626 §4.2).
 """
 
 from __future__ import annotations
@@ -27,6 +37,13 @@ if TYPE_CHECKING:
 log = Logger()
 
 __all__ = ["Registration", "RegistrationState", "refresh_delay"]
+
+
+def _uuid(rng: Any) -> str:
+    """An RFC 4122 version-4 UUID from ``rng`` (the UA's injected random.Random)."""
+    import uuid
+
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 class RegistrationState(Enum):
@@ -61,7 +78,13 @@ class Registration:
         self.transport = (transport or account.transport or self.hop.params.get("transport")
                           or ("tls" if self.hop.scheme == "sips" else ua.default_transport))
         self.contact = ua.contact(self.transport, account.user)
+        self.private_contact = self.contact      # before any contact rewrite
+        self.instance = ("<urn:uuid:" + _uuid(ua.core.rng) + ">") if account.outbound else None
+        self.flow: Any = None                    # the Target our REGISTER went to
+        self.keepalives_sent = 0
+        self.rewritten = False                   # the Contact is the public address now
         self._refresh: Any = None
+        self._keepalive: Any = None
 
     @property
     def registrar_uri(self) -> str:
@@ -80,13 +103,25 @@ class Registration:
                 ("To", self.account.from_value),
                 ("Call-ID", self.call_id),
                 ("CSeq", f"{cseq} REGISTER"),
-                ("Contact", f"{self.contact};expires={expires}"),
+                ("Contact", self._contact_value(expires)),
                 ("Expires", str(expires)),
                 ("User-Agent", self.ua.user_agent),
             ]
+            if self._drop is not None:       # the private Contact leaves (contact rewrite)
+                hdrs.append(("Contact", f"{self._drop};expires=0"))
+            if self.instance is not None:
+                hdrs.append(("Supported", "outbound, path"))
             hdrs += auth
             return make_request("REGISTER", self.registrar_uri, hdrs)
         return build
+
+    def _contact_value(self, expires: int) -> str:
+        value = f"{self.contact};expires={expires}"
+        if self.instance is not None:
+            value += f';+sip.instance="{self.instance}";reg-id=1'
+        return value
+
+    _drop: str | None = None
 
     async def _send(self, expires: int) -> Response:
         creq = ClientRequest(self._build(expires), self.cseq + 1, self.hop,
@@ -94,7 +129,28 @@ class Registration:
         creq.preauth = True     # refreshes and retries reuse the registrar's last nonce
         resp: Response = await self.ua.send_request(creq)
         self.last_response = resp
+        self.flow = creq.target
         return resp
+
+    def _public_contact(self, resp: Response) -> str | None:
+        """The Contact at the address the registrar saw (our top Via's received/rport, RFC
+        3581), when it differs from the one we registered; None otherwise."""
+        if not resp.via:
+            return None
+        via = resp.via[0]
+        received = via.params.get("received")
+        rport = via.params.get("rport")
+        if not received and not rport:
+            return None
+        host = (received or via.host).strip("[]")
+        port = int(rport) if rport and rport.isdigit() else (via.port or 5060)
+        current = as_uri(self.contact.strip("<>"))
+        if current.host.strip("[]") == host and (current.port or 5060) == port:
+            return None
+        from ice.address import format_host
+
+        tp = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"<sip:{self.account.user}@{format_host(host)}:{port}{tp}>"
 
     async def register(self) -> int:
         """Register (or refresh); returns the granted expiry in seconds."""
@@ -110,7 +166,22 @@ class Registration:
             self.state = RegistrationState.FAILED
             raise SipError(resp.status, resp.reason)
         self.granted = self._granted(resp, expires)
+        public = self._public_contact(resp) if self.account.contact_rewrite else None
+        if public is not None and not self.rewritten:
+            # behind a NAT: bind the public address instead (and drop the private one)
+            log.info("{aor}: registrar saw us at {public}: re-registering that Contact",
+                     aor=self.account.aor, public=public)
+            self._drop, self.contact, self.rewritten = self.contact, public, True
+            try:
+                resp = await self._send(expires)
+            finally:
+                self._drop = None
+            if not 200 <= resp.status < 300:
+                self.state = RegistrationState.FAILED
+                raise SipError(resp.status, resp.reason)
+            self.granted = self._granted(resp, expires)
         self.state = RegistrationState.REGISTERED
+        self._start_keepalive()
         self._refresh = self.ua.reactor.callLater(refresh_delay(self.granted), self._do_refresh)
         log.info("registered {aor} for {n}s", aor=self.account.aor, n=self.granted)
         return self.granted
@@ -127,6 +198,28 @@ class Registration:
             return resp.expires
         return asked
 
+    # ---------------------------------------------------------------- keep-alives
+    def _start_keepalive(self) -> None:
+        if self.account.keepalive_s > 0 and self._keepalive is None:
+            self._keepalive = self.ua.reactor.callLater(self.account.keepalive_s,
+                                                        self._send_keepalive)
+
+    def _send_keepalive(self) -> None:
+        self._keepalive = None
+        if self.state is not RegistrationState.REGISTERED or self.flow is None:
+            return
+        # RFC 5626 §4.4.1 / §3.5.1: CRLFCRLF ping on a stream (the server's CRLF pong is
+        # skipped by our parser), one CRLF datagram on UDP
+        self.ua.transport.send_keepalive(self.flow, b"\r\n" if self.flow.transport == "udp"
+                                         else b"\r\n\r\n")
+        self.keepalives_sent += 1
+        self._start_keepalive()
+
+    def _stop_keepalive(self) -> None:
+        if self._keepalive is not None and self._keepalive.active():
+            self._keepalive.cancel()
+        self._keepalive = None
+
     def _do_refresh(self) -> None:
         self._refresh = None
         d = defer.ensureDeferred(self.register())
@@ -141,6 +234,7 @@ class Registration:
     async def unregister(self) -> Response:
         """Remove our binding (Expires: 0)."""
         self._cancel_refresh()
+        self._stop_keepalive()
         resp = await self._send(0)
         self.state = RegistrationState.UNREGISTERED
         self.granted = None
@@ -148,3 +242,4 @@ class Registration:
 
     def close(self) -> None:
         self._cancel_refresh()
+        self._stop_keepalive()
