@@ -126,6 +126,13 @@ class _StreamProtocol(protocol.Protocol):
         self._incomplete = None
         if self.remote is not None and self.owner._connections.get(self.remote) is self:
             del self.owner._connections[self.remote]
+        flow = self.dialed or self.remote
+        if flow is not None and not self.owner._closed:
+            for listener in list(self.owner.flow_listeners):
+                try:
+                    listener(flow)
+                except Exception:
+                    log.failure("flow listener failed")
 
 
 class _StreamFactory(protocol.Factory):
@@ -189,6 +196,9 @@ class SipTransport:
         self.local: dict[str, Target] = {}       # transport name -> our bound address
         self._udp_local: dict[str, Address] = {}   # family -> UDP socket address
         self.incomplete_timeout = INCOMPLETE_TIMEOUT
+        # told the target of every TCP/TLS connection that closed (RFC 5626 §4.4: a
+        # registration whose flow died registers again on a new one)
+        self.flow_listeners: list[Callable[[Target], None]] = []
         layer.local_for = self.local_address
         # a context-manager factory entered whenever a socket is made (a listener, or a
         # TCP/TLS connection opened later when a request needs one): e.g. a network

@@ -53,6 +53,10 @@ class RegistrationState(Enum):
     FAILED = "failed"
 
 
+FLOW_RETRY_BASE = 1.0      # s: first re-registration after a lost flow (RFC 5626 §4.5)
+FLOW_RETRY_MAX = 30.0
+
+
 def refresh_delay(expires: int) -> float:
     """When to refresh a binding granted for ``expires`` seconds: halfway for short ones,
     otherwise 30 s early (as most UAs do)."""
@@ -85,6 +89,9 @@ class Registration:
         self.rewritten = False                   # the Contact is the public address now
         self._refresh: Any = None
         self._keepalive: Any = None
+        self.flow_failures = 0                   # TCP/TLS flows lost (RFC 5626 §4.5)
+        self._recover_delay = FLOW_RETRY_BASE
+        ua.transport.flow_listeners.append(self._flow_lost)
 
     @property
     def registrar_uri(self) -> str:
@@ -215,6 +222,33 @@ class Registration:
         self.keepalives_sent += 1
         self._start_keepalive()
 
+    def _flow_lost(self, target: Any) -> None:
+        """RFC 5626 §4.5: the connection our binding lives on closed: register again (a new
+        connection, a new flow) after a short wait, doubling on failure up to 30 s."""
+        if target != self.flow or self.state is not RegistrationState.REGISTERED:
+            return
+        self.flow_failures += 1
+        self._stop_keepalive()
+        self._cancel_refresh()
+        log.info("{aor}: flow to {t} lost: registering again in {d:g} s",
+                 aor=self.account.aor, t=target, d=self._recover_delay)
+        self._refresh = self.ua.reactor.callLater(self._recover_delay, self._recover)
+
+    def _recover(self) -> None:
+        self._refresh = None
+
+        def ok(_: Any) -> None:
+            self._recover_delay = FLOW_RETRY_BASE
+
+        def again(f: Any) -> None:
+            log.warn("re-registering {aor} failed: {e}", aor=self.account.aor,
+                     e=f.getErrorMessage())
+            self._recover_delay = min(FLOW_RETRY_MAX, self._recover_delay * 2)
+            self.state = RegistrationState.REGISTERED      # still ours to recover
+            self._refresh = self.ua.reactor.callLater(self._recover_delay, self._recover)
+
+        defer.ensureDeferred(self.register()).addCallbacks(ok, again)
+
     def _stop_keepalive(self) -> None:
         if self._keepalive is not None and self._keepalive.active():
             self._keepalive.cancel()
@@ -235,6 +269,7 @@ class Registration:
         """Remove our binding (Expires: 0)."""
         self._cancel_refresh()
         self._stop_keepalive()
+        self.state = RegistrationState.UNREGISTERED     # a flow closing now is no loss
         resp = await self._send(0)
         self.state = RegistrationState.UNREGISTERED
         self.granted = None
@@ -243,3 +278,5 @@ class Registration:
     def close(self) -> None:
         self._cancel_refresh()
         self._stop_keepalive()
+        if self._flow_lost in self.ua.transport.flow_listeners:
+            self.ua.transport.flow_listeners.remove(self._flow_lost)
