@@ -141,3 +141,56 @@ async def test_udp_contact_rewritten_to_the_address_the_registrar_saw() -> None:
         finally:
             ua.close()
             await sleep(0.1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_outbound_udp_flow_uses_stun_keepalives() -> None:
+    """RFC 5626 §4.2: with outbound the Contact has ``+sip.instance`` (a URN) and
+    ``reg-id``, and the REGISTER ``Supported: outbound``; §4.4.1: on UDP the keep-alive is a
+    STUN Binding request (RFC 8489) on the flow; when its XOR-MAPPED-ADDRESS changes (the NAT
+    gave a new binding) the UA registers again; §4.4.2: when a Binding goes unanswered, the
+    flow has failed and the UA registers again too."""
+    from ice import stun
+
+    ua = UserAgent(reactor, host=HOST, user="alice")
+    ua.listen()
+    with SipPeer("udp") as registrar:
+        acc = Account("alice", HOST, proxy=f"{HOST}:{registrar.port}", keepalive_s=0.3,
+                      outbound=True, contact_rewrite=False)
+        try:
+            reg = ua.register(acc)
+            d = defer.ensureDeferred(reg.register())
+            req = await threads.deferToThread(registrar.request_in, "REGISTER")
+            contact = req["contact"]
+            assert '+sip.instance="<urn:uuid:' in contact and "reg-id=1" in contact, contact
+            assert "outbound" in req.tokens("supported"), req.text()
+            registrar.reply(req, 200, headers=[("Contact", contact)])
+            await d
+
+            def stun_request() -> tuple[Any, Any]:
+                registrar.sock.settimeout(5)
+                while True:
+                    data, src = registrar.sock.recvfrom(2048)
+                    if stun.is_stun(data):
+                        return stun.decode(data), src
+
+            for mapped in (("192.0.2.77", 40000), ("192.0.2.77", 40000), ("192.0.2.77", 40001)):
+                msg, src = await threads.deferToThread(stun_request)
+                assert (msg.method, msg.cls) == (stun.Method.BINDING, stun.Class.REQUEST)
+                ok = stun.Message(stun.Method.BINDING, stun.Class.SUCCESS, msg.transaction_id)
+                ok[stun.Attr.XOR_MAPPED_ADDRESS] = mapped
+                registrar.sock.sendto(stun.encode(ok), src)
+            again = await threads.deferToThread(registrar.request_in, "REGISTER")  # moved
+            assert again.call_id == req.call_id and again.cseq[0] > req.cseq[0]
+            registrar.reply(again, 200, headers=[("Contact", again["contact"])])
+            await sleep(0.2)
+            assert reg.stun_answers == 3 and reg.flow_failures == 1
+            # now stop answering STUN: the flow is declared failed, REGISTER comes again
+            third = await threads.deferToThread(registrar.request_in, "REGISTER", timeout=6)
+            assert third.cseq[0] > again.cseq[0]
+            registrar.reply(third, 200, headers=[("Contact", third["contact"])])
+            await sleep(0.2)
+            assert reg.flow_failures == 2
+        finally:
+            ua.close()
+            await sleep(0.1)

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from ice.address import Address
 from ice.drivers.timer import TimerDriver
 from ice.drivers.tls import VerifyingClientTLS
+from ice.stun import is_stun
 from siplink.core.transaction import Event, Target, TransactionLayer
 from siplink.sip.message import SipParseError, StreamParser
 
@@ -62,6 +63,13 @@ class _UdpProtocol(protocol.DatagramProtocol):
         host, port = addr[0], addr[1]
         if not data.strip(b"\r\n"):
             return  # RFC 5626 keep-alive (CRLF)
+        if data[0] < 2 and is_stun(data):       # RFC 5626 §4.4.1 STUN keep-alive answers
+            for listener in list(self.owner.stun_listeners):
+                try:
+                    listener(data, Target("udp", host, port))
+                except Exception:
+                    log.failure("STUN listener failed")
+            return
         self.owner._input(data, Target("udp", host, port))
 
 
@@ -199,6 +207,8 @@ class SipTransport:
         # told the target of every TCP/TLS connection that closed (RFC 5626 §4.4: a
         # registration whose flow died registers again on a new one)
         self.flow_listeners: list[Callable[[Target], None]] = []
+        # STUN messages that arrive on the SIP UDP socket (keep-alive Binding responses)
+        self.stun_listeners: list[Callable[[bytes, Target], None]] = []
         layer.local_for = self.local_address
         # a context-manager factory entered whenever a socket is made (a listener, or a
         # TCP/TLS connection opened later when a request needs one): e.g. a network

@@ -89,9 +89,14 @@ class Registration:
         self.rewritten = False                   # the Contact is the public address now
         self._refresh: Any = None
         self._keepalive: Any = None
-        self.flow_failures = 0                   # TCP/TLS flows lost (RFC 5626 §4.5)
+        self.flow_failures = 0                   # flows lost (RFC 5626 §4.5)
         self._recover_delay = FLOW_RETRY_BASE
+        # STUN keep-alives (outbound over UDP): the outstanding Binding, what it said
+        self._stun_tid: bytes | None = None
+        self.mapped: tuple[str, int] | None = None   # our address as the registrar sees it
+        self.stun_answers = 0
         ua.transport.flow_listeners.append(self._flow_lost)
+        ua.transport.stun_listeners.append(self._stun_in)
 
     @property
     def registrar_uri(self) -> str:
@@ -174,7 +179,7 @@ class Registration:
             raise SipError(resp.status, resp.reason)
         self.granted = self._granted(resp, expires)
         public = self._public_contact(resp) if self.account.contact_rewrite else None
-        if public is not None and not self.rewritten:
+        if public is not None and (not self.rewritten or public != self.contact):
             # behind a NAT: bind the public address instead (and drop the private one)
             log.info("{aor}: registrar saw us at {public}: re-registering that Contact",
                      aor=self.account.aor, public=public)
@@ -215,12 +220,53 @@ class Registration:
         self._keepalive = None
         if self.state is not RegistrationState.REGISTERED or self.flow is None:
             return
-        # RFC 5626 §4.4.1 / §3.5.1: CRLFCRLF ping on a stream (the server's CRLF pong is
-        # skipped by our parser), one CRLF datagram on UDP
-        self.ua.transport.send_keepalive(self.flow, b"\r\n" if self.flow.transport == "udp"
-                                         else b"\r\n\r\n")
+        if self.flow.transport == "udp" and self.instance is not None:
+            if self._stun_tid is not None:
+                # RFC 5626 §4.4.2: the last Binding went unanswered for a whole interval:
+                # the flow failed; register again (a new binding at the NAT)
+                self._stun_tid = None
+                self._flow_lost(self.flow)
+                return
+            # RFC 5626 §4.4.1 / §8: a STUN Binding request on the flow (RFC 8489)
+            from ice import stun
+
+            tid = self.ua.core.rng.getrandbits(96).to_bytes(12, "big")
+            self._stun_tid = tid
+            self.ua.transport.send_keepalive(
+                self.flow, stun.encode(stun.Message(stun.Method.BINDING, stun.Class.REQUEST,
+                                                    tid)))
+        else:
+            # RFC 5626 §4.4.1 / §3.5.1: CRLFCRLF ping on a stream (the server's CRLF pong
+            # is skipped by our parser), one CRLF datagram on UDP
+            self.ua.transport.send_keepalive(self.flow, b"\r\n" if self.flow.transport
+                                             == "udp" else b"\r\n\r\n")
         self.keepalives_sent += 1
         self._start_keepalive()
+
+    def _stun_in(self, data: bytes, source: Any) -> None:
+        """A STUN keep-alive answer: the flow works; a changed XOR-MAPPED-ADDRESS means the
+        NAT gave us a new binding, so register again from it (RFC 5626 §4.4.1)."""
+        if self._stun_tid is None or source != self.flow:
+            return
+        from ice import stun
+
+        try:
+            msg = stun.decode(data)
+        except stun.StunDecodeError as e:
+            log.info("bad STUN keep-alive answer from {s}: {e}", s=source, e=e.reason)
+            return
+        if msg.transaction_id != self._stun_tid or msg.cls is not stun.Class.SUCCESS:
+            return
+        self._stun_tid = None
+        self.stun_answers += 1
+        mapped = msg.address(stun.Attr.XOR_MAPPED_ADDRESS)
+        if mapped is None:
+            return
+        previous, self.mapped = self.mapped, (mapped[0], mapped[1])
+        if previous is not None and previous != self.mapped:
+            log.info("{aor}: the NAT mapping moved from {a} to {b}: registering again",
+                     aor=self.account.aor, a=previous, b=self.mapped)
+            self._flow_lost(self.flow)
 
     def _flow_lost(self, target: Any) -> None:
         """RFC 5626 §4.5: the connection our binding lives on closed: register again (a new
@@ -280,3 +326,5 @@ class Registration:
         self._stop_keepalive()
         if self._flow_lost in self.ua.transport.flow_listeners:
             self.ua.transport.flow_listeners.remove(self._flow_lost)
+        if self._stun_in in self.ua.transport.stun_listeners:
+            self.ua.transport.stun_listeners.remove(self._stun_in)
