@@ -20,6 +20,12 @@ done
 if command -v baresip >/dev/null 2>&1 && ! ls /usr/lib/baresip/modules/ice.so >/dev/null 2>&1; then
   missing+=(baresip)
 fi
+# RFC 5626 outbound tests load Kamailio's outbound module (a separate package)
+if command -v kamailio >/dev/null 2>&1 && ! ls /usr/lib/*/kamailio/modules/outbound.so >/dev/null 2>&1; then
+  missing+=(kamailio-outbound-modules)
+elif ! command -v kamailio >/dev/null 2>&1; then
+  missing+=(kamailio-outbound-modules)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

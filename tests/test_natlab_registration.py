@@ -11,7 +11,13 @@ Kamailio:
 - without them (``keepalive_s = 0``), the same INVITE dies at the NAT: alice never sees it,
   which shows what the keep-alives do.
 
-Contact rewrite is checked too: the 200 to alice's REGISTER says (Via received/rport) that the
+Twice: with the lab's nathelper-style Kamailio (keep-alives are CRLFs; contact rewrite), and
+with a Kamailio that does RFC 5626 outbound (modules outbound, path, stun): alice's Contact
+has ``+sip.instance``/``reg-id``, the 200 says ``Require: outbound``, her keep-alives are STUN
+Binding requests its stun module answers with her NAT's public address, and the INVITE comes
+over the flow she registered on.
+
+Contact rewrite is checked too (nathelper case): the 200 to alice's REGISTER says (Via received/rport) that the
 registrar saw her at her NAT's public address; she re-registers that Contact and removes the
 private one in the same REGISTER.
 """
@@ -25,7 +31,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from siplink.ua.useragent import Account, Call, UserAgent
-from tests.peers.natlab import PUBLIC_IP, SIP_PORT, NatLab
+from tests.peers.natlab import OUTBOUND_PROXY_CONFIG, PUBLIC_IP, SIP_PORT, NatLab
 
 pytestmark = [pytest.mark.netns, pytest.mark.peer, pytest.mark.timeout(90)]
 REGISTRAR = f"{PUBLIC_IP}:{SIP_PORT}"
@@ -36,15 +42,19 @@ def sleep(seconds: float) -> Any:
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-@pytest.mark.parametrize("keepalive", [2.0, 0.0], ids=["keepalive", "no-keepalive"])
+@pytest.mark.parametrize("proxy, keepalive", [
+    ("nathelper", 2.0), ("nathelper", 0.0), ("outbound", 2.0), ("outbound", 0.0)],
+    ids=["nathelper-keepalive", "nathelper-no-keepalive", "outbound-stun-keepalive",
+         "outbound-no-keepalive"])
 @pytest_twisted.ensureDeferred
-async def test_registration_behind_nat_stays_reachable_with_keepalives(keepalive: float
-                                                                        ) -> None:
+async def test_registration_behind_nat_stays_reachable_with_keepalives(
+        proxy: str, keepalive: float) -> None:
+    outbound = proxy == "outbound"
     with NatLab("eim", "eim") as lab:
         for key in ("net.netfilter.nf_conntrack_udp_timeout",
                     "net.netfilter.nf_conntrack_udp_timeout_stream"):
             lab.a.nat.sysctl(key, str(NAT_UDP_TIMEOUT))
-        lab.start_proxy()
+        kamailio = lab.start_proxy(OUTBOUND_PROXY_CONFIG if outbound else None)
         alice = UserAgent(reactor, host=lab.a.host_ip, user="alice",
                           bind_context=lab.a.host.entered)
         bob = UserAgent(reactor, host=lab.b.host_ip, user="bob",
@@ -53,28 +63,40 @@ async def test_registration_behind_nat_stays_reachable_with_keepalives(keepalive
         bob.listen()
         incoming: list[Call] = []
         alice.on_incoming_call = lambda call: (incoming.append(call), call.answer())
+        # outbound: RFC 5626 alone (no contact rewrite); the registrar keeps the flow
         acc_a = Account("alice", REGISTRAR, proxy=REGISTRAR, expires=300,
-                        keepalive_s=keepalive)
+                        keepalive_s=keepalive, outbound=outbound, contact_rewrite=not outbound)
         acc_b = Account("bob", REGISTRAR, proxy=REGISTRAR, expires=300, keepalive_s=0)
         call = None
         try:
             reg = alice.register(acc_a)
             await reg.register()
             await bob.register(acc_b).register()
-            # contact rewrite: the registrar saw alice at her NAT's WAN address
-            assert reg.rewritten and lab.a.wan_ip in reg.contact, reg.contact
-            assert lab.a.host_ip in reg.private_contact
+            if outbound:
+                assert reg.last_response is not None
+                assert "outbound" in (reg.last_response.headers.get("Require") or ""), \
+                    reg.last_response
+            else:
+                # contact rewrite: the registrar saw alice at her NAT's WAN address
+                assert reg.rewritten and lab.a.wan_ip in reg.contact, reg.contact
+                assert lab.a.host_ip in reg.private_contact
             await sleep(NAT_UDP_TIMEOUT * 2.5)
             assert (reg.keepalives_sent > 0) == (keepalive > 0), reg.keepalives_sent
+            if outbound and keepalive:
+                # STUN keep-alives answered by Kamailio's stun module, through the NAT
+                assert reg.stun_answers >= 3 and reg.flow_failures == 0, reg.stun_answers
+                assert reg.mapped is not None and reg.mapped[0] == lab.a.wan_ip, reg.mapped
             call = bob.call(f"sip:alice@{REGISTRAR}", account=acc_b)
             for _ in range(30):                    # 3 s: the INVITE arrives in milliseconds
                 if incoming:
                     break
                 await sleep(0.1)
             if keepalive > 0:
-                assert incoming, "the INVITE did not reach alice through her NAT"
+                assert incoming, ("the INVITE did not reach alice through her NAT\n"
+                                  + kamailio.log()[-3000:])
                 await call.answered
                 await call.hangup()
+                assert "ROUTED INVITE to sip:alice@" in kamailio.log()
             else:
                 assert not incoming, "the NAT still had a mapping: the test shows nothing"
         finally:

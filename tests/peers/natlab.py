@@ -86,6 +86,7 @@ PUBLIC_IP = "203.0.113.1"
 PUBLIC_IP2 = "203.0.113.2"
 SIP_PORT = 5080
 PROXY_CONFIG = Path(__file__).resolve().parent.parent / "data" / "lab" / "kamailio-nat.cfg"
+OUTBOUND_PROXY_CONFIG = PROXY_CONFIG.with_name("kamailio-outbound.cfg")   # RFC 5626 registrar
 _SITES = {
     "a": {"wan": "203.0.113.10", "lan_net": "192.0.2", "lan_prefix": 24},
     "b": {"wan": "203.0.113.20", "lan_net": "198.51.100", "lan_prefix": 24},
@@ -191,12 +192,13 @@ class SipProxyInNs:
     """Kamailio (``tests/data/lab/kamailio-nat.cfg``: registrar + record-routing proxy that
     fixes NATed Contacts, no auth) on ``ip:port`` inside ``ns``. Stopped with the lab."""
 
-    def __init__(self, ns: NetNs, ip: str = PUBLIC_IP, port: int = SIP_PORT) -> None:
+    def __init__(self, ns: NetNs, ip: str = PUBLIC_IP, port: int = SIP_PORT,
+                 config: Path | None = None) -> None:
         self.ns, self.ip, self.port = ns, ip, port
         self.dir = Path(tempfile.mkdtemp(prefix="siplink-kamailio-ns-"))
         ns.cleanups.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
         cfg = self.dir / "kamailio.cfg"
-        cfg.write_text(PROXY_CONFIG.read_text().replace("__IP__", ip)
+        cfg.write_text((config or PROXY_CONFIG).read_text().replace("__IP__", ip)
                        .replace("__PORT__", str(port)))
         self.process: PeerProcess = ns.peer(
             [require_binary("kamailio"), "-f", str(cfg), "-DD", "-E", "-Y", str(self.dir),
@@ -338,10 +340,11 @@ class NatLab:
             s.nat.iptables("-I", "FORWARD", "1", *_loss_rule(p))
         s.loss = p
 
-    def start_proxy(self) -> SipProxyInNs:
-        """Kamailio on 203.0.113.1:5080 in the public namespace (see SipProxyInNs)."""
+    def start_proxy(self, config: Path | None = None) -> SipProxyInNs:
+        """Kamailio on 203.0.113.1:5080 in the public namespace (see SipProxyInNs);
+        ``config``: another configuration (e.g. ``OUTBOUND_PROXY_CONFIG``)."""
         if self.proxy is None:
-            self.proxy = SipProxyInNs(self.public).start()
+            self.proxy = SipProxyInNs(self.public, config=config).start()
         return self.proxy
 
     def echo(self, ip: str = PUBLIC_IP, port: int = 7000, ns: NetNs | None = None) -> UdpEcho:
