@@ -58,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"siplink answer: {e}", file=sys.stderr)
         return EXIT_USAGE
     transports = tuple(args.transport or ("udp",))
-    try:
-        dns = dns_options(load_config(args))
-    except ValueError as e:          # ConfigError
-        print(f"siplink answer: configuration error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    dns = dns_options(load_config(args))   # a ConfigError: exit 2 (siplink.cli.main)
     ua = UserAgent(reactor, host=host, port=port, transport=transports[0], user="answer",
                    trace=stderr_trace(getattr(args, "verbose", 0)), **dns)
     try:

@@ -69,11 +69,7 @@ def run(args: argparse.Namespace) -> int:
     except (SipParseError, ValueError) as e:
         print(f"siplink options: {e}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        dns = dns_options(load_config(args))
-    except ValueError as e:          # ConfigError
-        print(f"siplink options: configuration error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    dns = dns_options(load_config(args))   # a ConfigError: exit 2 (siplink.cli.main)
     result = {"code": EXIT_FAILED}
 
     async def main(_reactor: Any) -> None:

@@ -43,11 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except SipParseError as e:
         print(f"siplink resolve: not a SIP URI: {args.uri!r} ({e.reason})", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        dns = dns_options(load_config(args))
-    except ValueError as e:          # ConfigError
-        print(f"siplink resolve: configuration error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    dns = dns_options(load_config(args))   # a ConfigError: exit 2 (siplink.cli.main)
     result: dict[str, Any] = {"code": EXIT_FAILED}
 
     async def main(reactor: Any) -> None:
