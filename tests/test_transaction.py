@@ -383,3 +383,36 @@ def test_every_torture_message_is_answered_or_dropped_never_raises() -> None:
     layer = TransactionLayer()
     layer.receive(bad, PEER, 0.0)
     assert [first_line(d)[:11] for d, _ in layer.datagrams_to_send()] == ["SIP/2.0 505"]
+
+
+def test_overload_guard_counts_unanswered_work_not_lingering_transactions() -> None:
+    """Issue 12 §5 / RFC 3261 §21.5.4: 503 (with Retry-After) only under real overload,
+    before a transaction is built.  Requests the TU has not answered count against
+    ``max_server_transactions``; answered ones that only linger for their timers (32 s over
+    UDP, absorbing retransmissions) do not, up to ``max_lingering`` in all."""
+    layer = TransactionLayer(max_server_transactions=3)
+    layer.max_lingering = 8
+    invites = []
+    for i in range(3):                                   # three INVITEs, none answered
+        layer.receive(bytes(request("INVITE", f"z9hG4bKi{i}", call_id=f"i{i}")), PEER, 0.0)
+        invites += events(layer)
+    layer.datagrams_to_send(0.0)
+    layer.receive(bytes(request("OPTIONS", "z9hG4bKo0", call_id="o0")), PEER, 0.1)
+    out = [parse_message(d) for d, _ in layer.datagrams_to_send(0.1)]
+    assert [(m.status, m.headers.get("Retry-After")) for m in out] == [(503, "5")]
+    assert events(layer) == []                           # refused before any transaction
+    for ev in invites:                                   # the TU answers them (486)
+        layer.send_response(ev.key, make_response(ev.request, 486, to_tag="t"), 0.5)
+    # answered work lingers (timer J) but no longer blocks new requests
+    for i in range(5):
+        layer.receive(bytes(request("OPTIONS", f"z9hG4bKp{i}", call_id=f"p{i}")), PEER, 1.0)
+        (ev,) = events(layer)
+        assert isinstance(ev, RequestReceived) and ev.key is not None
+        layer.send_response(ev.key, make_response(ev.request, 200), 1.0)
+    assert len(layer) == 8
+    layer.datagrams_to_send(1.0)
+    # the lingering bound still holds: the ninth transaction gets 503
+    layer.receive(bytes(request("OPTIONS", "z9hG4bKq", call_id="q")), PEER, 2.0)
+    out = [parse_message(d) for d, _ in layer.datagrams_to_send(2.0)]
+    assert [m.status for m in out] == [503]
+    assert layer.refused_overload == 2

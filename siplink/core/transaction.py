@@ -266,10 +266,15 @@ class TransactionLayer:
         self.user_agent = user_agent
         self._encode = encode
         self._now = 0.0
-        # a flood of new requests gets 503 beyond this many live server transactions (each
-        # lives up to 32 s over UDP): memory stays bounded whatever the request rate
+        # overload (503 with Retry-After, before a transaction is built): beyond
+        # ``max_server_transactions`` requests the TU has not answered yet (the work that
+        # costs), or beyond ``max_lingering`` transactions in all, most of them answered and
+        # only absorbing retransmissions until their timers (32 s over UDP): memory stays
+        # bounded whatever the rate, but answered work no longer refuses new work
         self.max_server_transactions = max_server_transactions
+        self.max_lingering = max_server_transactions * 10
         self.refused_overload = 0
+        self._unanswered: set[ServerKey] = set()   # server txns without a final response
         # our own transport address for a message to or from a Target, for the trace: set by
         # the transport driver (SipTransport.local_address); None there means a stream still
         # connecting, whose records wait in _unplaced until stream_local() names the address
@@ -374,6 +379,7 @@ class TransactionLayer:
         t.timers.clear()
         if t.server:
             self._servers.pop(t.key, None)
+            self._unanswered.discard(t.key)
             if t.merge_key is not None and self._merge.get(t.merge_key) == t.key:
                 del self._merge[t.merge_key]
         else:
@@ -501,6 +507,7 @@ class TransactionLayer:
         if status < 200:
             t.state = State.PROCEEDING
             return
+        self._unanswered.discard(key)
         # the merge key stays until the transaction ends: a copy of the request that
         # arrives by another path after our final response is still merged (§8.2.2.2)
         if t.invite:
@@ -584,9 +591,11 @@ class TransactionLayer:
             if t.last_data is not None and t.state in (State.PROCEEDING, State.COMPLETED):
                 self._send(t.last_data, t.target, t.last_response or req, now)
             return
-        if len(self._servers) >= self.max_server_transactions:
+        if (len(self._unanswered) >= self.max_server_transactions
+                or len(self._servers) >= self.max_lingering):
             self.refused_overload += 1
-            self._reply_stateless(req, source, 503, "Service Unavailable", now)
+            self._reply_stateless(req, source, 503, "Service Unavailable", now,
+                                  [("Retry-After", "5")])   # RFC 3261 §21.5.4
             return
         if method == "CANCEL":
             self._cancel(req, source, key, now)
@@ -603,6 +612,7 @@ class TransactionLayer:
         t = _Txn(key, req, b"", target, State.PROCEEDING if invite else State.TRYING,
                  invite=invite, server=True)
         self._servers[key] = t
+        self._unanswered.add(key)
         if merge_key is not None:
             t.merge_key = merge_key
             self._merge[merge_key] = key
@@ -619,6 +629,7 @@ class TransactionLayer:
         t = _Txn(key, req, b"", response_target(req, source), State.TRYING,
                  invite=False, server=True)
         self._servers[key] = t
+        self._unanswered.add(key)
         if inv is None:
             self.send_response(key, make_response(req, 481, to_tag=self._new_tag()), now)
             return
@@ -631,8 +642,9 @@ class TransactionLayer:
         return f"{self._rng.getrandbits(48):012x}"
 
     def _reply_stateless(self, req: Request, source: Target, status: int, reason: str,
-                         now: float) -> None:
-        resp = make_response(req, status, reason, to_tag=self._new_tag())   # §8.2.6.2
+                         now: float, headers: list[tuple[str, str]] | None = None) -> None:
+        resp = make_response(req, status, reason, headers=headers or [],
+                             to_tag=self._new_tag())   # §8.2.6.2
         try:
             target = response_target(req, source)
         except SipParseError:     # the Via itself is malformed: answer the source address
