@@ -14,6 +14,10 @@ from /proc/PID/status.
 
 Usage: python bench/bench_sip_calls.py [--rates 100,200,...] [--seconds 5] [--concurrent 1000]
        [--budget SECONDS]   (stop stepping rates when the budget is spent)
+       python bench/bench_sip_calls.py --steady RATE [--seconds 120] [--concurrent 0]
+         (one rate held steady, e.g. 120 s: what the overload guard and lingering
+          transactions do over time, which 5 s steps cannot show; --concurrent 0 skips the
+          memory measurement)
 """
 
 from __future__ import annotations
@@ -129,6 +133,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds of calls per rate")
     ap.add_argument("--concurrent", type=int, default=1000)
     ap.add_argument("--budget", type=float, default=600.0, help="stop after this many seconds")
+    ap.add_argument("--steady", type=int, default=None, metavar="RATE",
+                    help="hold one rate for --seconds (default 120) instead of stepping")
     ap.add_argument("--_uac-hold", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._uac_hold:
@@ -138,6 +144,11 @@ def main() -> int:
 
     t0 = time.monotonic()
     rates = [int(r) for r in args.rates.split(",")]
+    if args.steady is not None:
+        rates = [args.steady]
+        if "--seconds" not in sys.argv:
+            args.seconds = 120.0
+        args.budget = max(args.budget, 3 * args.seconds + 120)
     ours_port = free_port()
     ours = start_siplink(ours_port)
     ref, ref_port = start_sipp_uas()
@@ -161,6 +172,10 @@ def main() -> int:
     finally:
         ours.stop()
         ref.stop()
+    mem_ours = mem_ref = 0.0
+    rss_ours = rss_ref = 0
+    if args.concurrent <= 0:
+        return _report(args, rows, best, mem_ours, mem_ref, rss_ours, rss_ref)
     # memory: fresh processes
     ours_port = free_port()
     ours = start_siplink(ours_port)
@@ -173,7 +188,11 @@ def main() -> int:
     finally:
         ours.stop()
         ref.stop()
+    return _report(args, rows, best, mem_ours, mem_ref, rss_ours, rss_ref)
 
+
+def _report(args: argparse.Namespace, rows: list, best: dict[str, int], mem_ours: float,
+            mem_ref: float, rss_ours: int, rss_ref: int) -> int:
     print()
     print(f"SIP calls, SIPp uac -> UAS on 127.0.0.1, {args.seconds:g} s per rate, UAS pinned to one core")
     print(f"{'rate cps':>9} | {'siplink ok':>10} {'failed':>6} {'got cps':>7} {'CPU%':>5}"
@@ -186,6 +205,8 @@ def main() -> int:
     ratio = best["siplink"] / best["sipp"] if best["sipp"] else float("nan")
     print(f"highest sustained rate (>=90% of target) with zero failed calls: siplink {best['siplink']} cps, "
           f"sipp-uas {best['sipp']} cps (ratio {ratio:.2f}); goal 500 cps")
+    if args.concurrent <= 0:
+        return 0
     mratio = mem_ours / mem_ref if mem_ref > 0 else float("nan")
     print(f"memory per established call at {args.concurrent} concurrent: siplink {mem_ours:.2f} KiB,"
           f" sipp-uas {mem_ref:.2f} KiB (ratio {mratio:.2f}); RSS after: siplink {rss_ours} KiB,"
