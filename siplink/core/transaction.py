@@ -147,6 +147,7 @@ class TransportFailed:
     key: ClientKey
     request: Request
     reason: str
+    target: Target | None = None      # where it could not go (the connection, the address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +432,8 @@ class TransactionLayer:
         for t in list(self._clients.values()):
             if t.target == target and t.state in (State.CALLING, State.TRYING,
                                                   State.PROCEEDING):
-                self._emit(TransportFailed(t.key, t.request, reason))   # type: ignore[arg-type]
+                self._emit(TransportFailed(t.key, t.request, reason,  # type: ignore[arg-type]
+                                           target))
                 self._terminate(t)
 
     def cancel_client(self, key: ClientKey) -> None:

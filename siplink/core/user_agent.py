@@ -544,7 +544,8 @@ class UserAgentCore:
             if creq is None:
                 pass
             elif creq.target is not None and creq.target.transport == "udp" \
-                    and not creq.udp_only:
+                    and not creq.udp_only and (ev.target is None
+                                               or ev.target.transport != "udp"):
                 # the layer had moved it to TCP (§18.1.1) and TCP cannot be used here
                 log.info("TCP to {host}:{port} failed ({reason}): sending the {method} over "
                          "UDP although it is larger than the RFC 3261 §18.1.1 limit",
