@@ -61,7 +61,7 @@ def _split_params(value: str) -> list[str]:
     return parts
 
 
-@dataclass
+@dataclass(slots=True)
 class Dialog:
     call_id: str
     local_tag: str

@@ -32,6 +32,14 @@ class InviteSession:
     """One INVITE dialog usage, UAC or UAS, and everything RFC 3261/3262/3264/3311/4028 keep
     for it. Created by :meth:`UserAgentCore.invite` or for an incoming INVITE."""
 
+    # one per call, kept for the whole call: slots make it about half the size of a dict
+    __slots__ = ("_timers", "account", "acked", "answered", "cancel_requested", "cancel_sent",
+                 "cause", "context", "core", "creq", "dialog", "direction", "early_dialogs",
+                 "extra_headers", "final_sent", "info_packages", "invite", "local_tag",
+                 "offer_in_2xx", "options", "provisional_seen", "reason", "reinvite",
+                 "reinvite_retry_at", "rel100", "remote_sdp", "rseq", "rseq_seen", "se_offer",
+                 "server_key", "session_timer", "state", "status", "target", "__weakref__")
+
     def __init__(self, core: UserAgentCore, direction: CallDirection,
                  account: Account | None = None) -> None:
         self.core = core

@@ -711,6 +711,8 @@ class UserAgentCore:
             if s.state is CallState.ENDED:
                 return
             s.remote_sdp = resp.body or s.remote_sdp
+            if s.invite is not None:
+                s.invite.headers.compact()   # kept for the whole call: its caches are not
             s._set_state(CallState.CONFIRMED, status=status)
             self._arm_session_timer(s, _safe_uac_result(resp), as_uac=True)
             if resp.body:
@@ -907,6 +909,7 @@ class UserAgentCore:
             s.dialog.confirm()
         self._arm_session_timer(s, s.session_timer, as_uac=False)
         self.stats["answered"] += 1
+        s.invite.headers.compact()      # kept for the whole call: its caches are not
         s._set_state(CallState.CONFIRMED, status=200)
 
     def reject(self, s: InviteSession, status: int, reason: str | None, now: float, *,
