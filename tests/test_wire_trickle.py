@@ -21,7 +21,17 @@ import pytest
 from sdp import parse as parse_sdp
 from sdp.trickle import parse_fragment
 from tests.peers.coturn import Coturn
-from tests.wire import HOST, Answerer, Caller, Leg, SipMessage, SipPeer, new_tag, uri_of
+from tests.wire import (
+    HOST,
+    Answerer,
+    Caller,
+    Leg,
+    SipMessage,
+    SipPeer,
+    answerers,
+    new_tag,
+    uri_of,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -91,17 +101,8 @@ def media_socket() -> Iterator[socket.socket]:
 
 @pytest.fixture
 def answerer() -> Iterator[Callable[..., Answerer]]:
-    started: list[Answerer] = []
-
-    def start(*extra: str, **kw: object) -> Answerer:
-        a = Answerer(*extra, media="ice", **kw)  # type: ignore[arg-type]
-        a.start()
-        started.append(a)
-        return a
-
-    yield start
-    for a in started:
-        a.stop()
+    """``siplink answer`` with ICE media (the trickle side under test)."""
+    yield from answerers(media="ice")
 
 
 def info(leg: Leg, body: bytes, *, headers: list[tuple[str, str]] | None = None,

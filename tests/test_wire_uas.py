@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.wire import HOST, Answerer, Leg, SipMessage, SipPeer, param, sdp, uri_of
+from tests.wire import (
+    HOST,
+    Answerer,
+    Leg,
+    SipMessage,
+    SipPeer,
+    answerers,
+    param,
+    sdp,
+    uri_of,
+)
 
 StartAnswerer = Callable[..., Answerer]
 
@@ -23,17 +33,7 @@ StartAnswerer = Callable[..., Answerer]
 @pytest.fixture
 def answerer() -> Iterator[StartAnswerer]:
     """Start ``siplink answer`` with extra flags; stopped (by PID) after the test."""
-    started: list[Answerer] = []
-
-    def start(*extra: str, **kw: object) -> Answerer:
-        a = Answerer(*extra, **kw)  # type: ignore[arg-type]
-        a.start()
-        started.append(a)
-        return a
-
-    yield start
-    for a in started:
-        a.stop()
+    yield from answerers()
 
 
 @pytest.fixture

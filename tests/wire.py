@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -548,6 +548,23 @@ class Answerer(PeerProcess):
     def uri(self, user: str = "bob", transport: str = "udp") -> str:
         tp = "" if transport == "udp" else f";transport={transport}"
         return f"sip:{user}@{hostport(self.host, self.port)}{tp}"
+
+
+def answerers(**defaults: object) -> Iterator[Callable[..., Answerer]]:
+    """The body of an ``answerer`` fixture: yields ``start(*flags, **kw)``, which starts a
+    ``siplink answer`` (``defaults`` overridden by ``kw``); every one started is stopped
+    (by PID) afterwards."""
+    started: list[Answerer] = []
+
+    def start(*extra: str, **kw: object) -> Answerer:
+        a = Answerer(*extra, **{**defaults, **kw})  # type: ignore[arg-type]
+        a.start()
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.stop()
 
 
 class Caller:

@@ -211,8 +211,7 @@ class UserAgentCore:
         host = loc.host
         if host in _UNSPECIFIED and reached is not None and _is_ip(reached.host.strip("[]")):
             host = reached.host.strip("[]")
-        tp = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{user or self.user}@{format_address(host, loc.port)}{tp}>"
+        return contact_uri(user or self.user, host, loc.port, transport)
 
     def warning(self, code: int, text: str) -> str:
         """A Warning header value (§20.43): ``code host "text"``."""
@@ -1351,6 +1350,12 @@ def _safe_uac_result(resp: Response) -> SessionTimer | None:
         return uac_result(resp)
     except SipParseError:
         return None
+
+
+def contact_uri(user: str, host: str, port: int, transport: str) -> str:
+    """A Contact value ``<sip:user@host:port;transport=...>`` (no parameter for UDP)."""
+    tp = "" if transport == "udp" else f";transport={transport}"
+    return f"<sip:{user}@{format_address(host, port)}{tp}>"
 
 
 def as_uri(uri: str) -> SipUri:

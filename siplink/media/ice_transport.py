@@ -193,7 +193,12 @@ class IceTransport:
         self._event(f"trickled in: {len(candidates)} remote candidates"
                     + (", end-of-candidates" if end else ""))
         # a peer-reflexive remote candidate now signalled takes its real type (RFC 8838 §11)
-        for c in list(self.selected_pairs):
+        self._record_selected()
+
+    def _record_selected(self) -> None:
+        """``selected_pairs`` from the agent's selected pair of each component, with the
+        candidates' current types."""
+        for c in range(1, self.components + 1):
             pair = self.agent.selected_pair(0, c) if self.agent is not None else None
             if pair is not None:
                 self.selected_pairs[c] = PairInfo(c, pair.local.type.value,
@@ -338,12 +343,7 @@ class IceTransport:
     def _completed(self) -> None:
         if self._closed:
             return
-        for c in range(1, self.components + 1):
-            pair = self.agent.selected_pair(0, c) if self.agent is not None else None
-            if pair is not None and c not in self.selected_pairs:
-                self.selected_pairs[c] = PairInfo(c, pair.local.type.value,
-                                                  pair.local.transport_address,
-                                                  pair.remote.type.value, pair.remote_addr)
+        self._record_selected()
         self._event("ICE connected: " + ", ".join(str(p) for _, p in
                                                  sorted(self.selected_pairs.items())))
         if self.on_connected is not None:

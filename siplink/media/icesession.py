@@ -489,18 +489,14 @@ class IceMediaSession:
 
     # ------------------------------------------------------------------ internals: trickle
     def _audio_section(self) -> tuple[str | None, str, str]:
-        """mid, proto and first format of our audio m-line (for the fragment's m= line)."""
-        neg = self.oa.negotiated
-        audio = neg.audio if neg is not None else None
+        """mid, proto and first format of our audio m-line (for the fragment's m= line; an
+        answer's mid is the offer's, RFC 5888)."""
         local = self.oa.local or self.oa.pending_offer
-        m = None
-        if local is not None:
-            m = next((x for x in local.media if x.kind == "audio" and x.port != 0), None)
-        mid = audio.mid if audio is not None and audio.mid is not None else (
-            m.mid if m is not None else None)
-        proto = m.proto if m is not None else "RTP/AVP"
-        fmt = m.fmt[0] if m is not None and m.fmt else "0"
-        return mid, proto, fmt
+        m = None if local is None else next(
+            (x for x in local.media if x.kind == "audio" and x.port != 0), None)
+        if m is None:
+            return None, "RTP/AVP", "0"
+        return m.mid, m.proto, m.fmt[0] if m.fmt else "0"
 
     def _apply_fragment(self, frag: SdpFragment) -> None:
         neg = self.oa.negotiated

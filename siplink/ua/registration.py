@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from siplink.core.account import Account
 from siplink.core.client_request import ClientRequest
 from siplink.core.errors import SipError
-from siplink.core.user_agent import as_uri
+from siplink.core.user_agent import as_uri, contact_uri
 from siplink.sip.message import Request, Response, make_request
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Registration:
             return reg if reg.lower().startswith(("sip:", "sips:")) else f"sip:{reg}"
         return f"sip:{self.account.domain}"
 
-    def _build(self, expires: int) -> Any:
+    def _build(self, expires: int, drop: str | None = None) -> Any:
         def build(cseq: int, auth: list[tuple[str, str]]) -> Request:
             self.cseq = cseq
             hdrs = [
@@ -119,8 +119,8 @@ class Registration:
                 ("Expires", str(expires)),
                 ("User-Agent", self.ua.user_agent),
             ]
-            if self._drop is not None:       # the private Contact leaves (contact rewrite)
-                hdrs.append(("Contact", f"{self._drop};expires=0"))
+            if drop is not None:             # the private Contact leaves (contact rewrite)
+                hdrs.append(("Contact", f"{drop};expires=0"))
             if self.instance is not None:
                 hdrs.append(("Supported", "outbound, path"))
             hdrs += auth
@@ -133,10 +133,8 @@ class Registration:
             value += f';+sip.instance="{self.instance}";reg-id=1'
         return value
 
-    _drop: str | None = None
-
-    async def _send(self, expires: int) -> Response:
-        creq = ClientRequest(self._build(expires), self.cseq + 1, self.hop,
+    async def _send(self, expires: int, drop: str | None = None) -> Response:
+        creq = ClientRequest(self._build(expires, drop), self.cseq + 1, self.hop,
                              account=self.account, transport=self.transport)
         creq.preauth = True     # refreshes and retries reuse the registrar's last nonce
         resp: Response = await self.ua.send_request(creq)
@@ -159,10 +157,7 @@ class Registration:
         current = as_uri(self.contact.strip("<>"))
         if current.host.strip("[]") == host and (current.port or 5060) == port:
             return None
-        from ice.address import format_host
-
-        tp = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"<sip:{self.account.user}@{format_host(host)}:{port}{tp}>"
+        return contact_uri(self.account.user, host, port, self.transport)
 
     async def register(self) -> int:
         """Register (or refresh); returns the granted expiry in seconds."""
@@ -183,11 +178,8 @@ class Registration:
             # behind a NAT: bind the public address instead (and drop the private one)
             log.info("{aor}: registrar saw us at {public}: re-registering that Contact",
                      aor=self.account.aor, public=public)
-            self._drop, self.contact, self.rewritten = self.contact, public, True
-            try:
-                resp = await self._send(expires)
-            finally:
-                self._drop = None
+            old, self.contact, self.rewritten = self.contact, public, True
+            resp = await self._send(expires, drop=old)
             if not 200 <= resp.status < 300:
                 self.state = RegistrationState.FAILED
                 raise SipError(resp.status, resp.reason)
