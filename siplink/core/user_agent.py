@@ -252,17 +252,12 @@ class UserAgentCore:
         secure = uri.scheme == "sips"
         tp = explicit or ("tls" if secure else self.default_transport)
         name = (uri.params.get("maddr") or uri.host).strip("[]")
-        if _is_ip(name):
-            target = Target(tp, name, uri.port or (5061 if tp == "tls" else 5060))
-            if then is not None:
-                then(target, "")
-            return target
-        cached = self.resolved.get(name.lower())       # host_resolved: an address only
-        if cached is not None:
-            port = uri.port or (5061 if tp == "tls" else 5060)
-            target = Target(tp, cached, port)
-            if tp == "tls":
-                self.server_names[(cached, port)] = name   # RFC 5922: check the name
+        # a numeric host, or a name host_resolved gave an address for: known now
+        address = name if _is_ip(name) else self.resolved.get(name.lower())
+        if address is not None:
+            target = Target(tp, address, uri.port or _default_port(tp))
+            if tp == "tls" and address != name:
+                self.server_names[(address, target.port)] = name   # RFC 5922: the name
             if then is not None:
                 then(target, "")
             return target
@@ -303,7 +298,7 @@ class UserAgentCore:
         for key in [k for k in self._pending_resolve if k[0] == lname]:
             _n, port, explicit, secure = key
             tp = explicit or ("tls" if secure else self.default_transport)
-            targets = ([Target(tp, address, port or (5061 if tp == "tls" else 5060))]
+            targets = ([Target(tp, address, port or _default_port(tp))]
                        if address is not None else [])
             for fn in self._pending_resolve.pop(key, []):
                 fn(targets, "" if address is not None else f"cannot resolve {name!r}")
@@ -1350,6 +1345,11 @@ def _safe_uac_result(resp: Response) -> SessionTimer | None:
         return uac_result(resp)
     except SipParseError:
         return None
+
+
+def _default_port(transport: str) -> int:
+    """RFC 3261 §19.1.2: 5061 for TLS, 5060 otherwise."""
+    return 5061 if transport == "tls" else 5060
 
 
 def contact_uri(user: str, host: str, port: int, transport: str) -> str:

@@ -434,7 +434,6 @@ class UserAgent:
         self.dns_servers = list(dns_servers) if dns_servers else None
         self.resolve_timeout = dns_timeout
         self._dns: DnsResolver | None = None
-        self._rng = rng
         # an address-only lookup instead of RFC 3263 (host name -> address, or a Deferred
         # of it): tests and applications with their own name table set it
         self.resolve_host: Callable[[str], Any] | None = None
@@ -646,22 +645,27 @@ class UserAgent:
         elif isinstance(ev, InfoReceived):
             self._info(ev)
         elif isinstance(ev, EarlyDialogResponse | AckReceived):
-            call = ev.session.context
-            ready = getattr(call.media, "signalling_ready", None) if isinstance(call, Call) \
-                else None
-            if ready is not None:
-                msg = ev.response if isinstance(ev, EarlyDialogResponse) else ev.session.invite
-                tags = frozenset(option_tags(msg)) if msg is not None else frozenset()
-                # an unreliable 18x: our INFO tells the peer the early dialog exists
-                force = isinstance(ev, EarlyDialogResponse) and not requires(ev.response,
-                                                                              "100rel")
-                ready(tags, force=force)
+            self._signalling_ready(ev)
         elif isinstance(ev, ResolveHost):
             if self.resolve_host is not None:
                 self._resolve(ev.name)
             else:
                 defer.ensureDeferred(self._locate(ev)).addErrback(
                     lambda f: log.failure("locating {name} failed", f, name=ev.name))
+
+    def _signalling_ready(self, ev: EarlyDialogResponse | AckReceived) -> None:
+        """The dialog can carry the media's INFOs now (trickle ICE): tell it, with the
+        peer's option tags (Supported/Require of the 18x, or of its INVITE)."""
+        call = ev.session.context
+        ready = getattr(call.media, "signalling_ready", None) if isinstance(call, Call) \
+            else None
+        if ready is None:
+            return
+        msg = ev.response if isinstance(ev, EarlyDialogResponse) else ev.session.invite
+        tags = frozenset(option_tags(msg)) if msg is not None else frozenset()
+        # an unreliable 18x: our INFO tells the peer the early dialog exists (RFC 8840 §4.3)
+        force = isinstance(ev, EarlyDialogResponse) and not requires(ev.response, "100rel")
+        ready(tags, force=force)
 
     def _info(self, ev: InfoReceived) -> None:
         """An INFO of a package in the call's Recv-Info: its media answers it."""
@@ -683,7 +687,7 @@ class UserAgent:
         if self._dns is None:
             from siplink.dns.resolver import DnsResolver
             self._dns = DnsResolver(self.reactor, self.dns_servers,
-                                    timeout=self.resolve_timeout, rng=self._rng)
+                                    timeout=self.resolve_timeout, rng=self.core.rng)
         return self._dns
 
     def _usable(self, address: str) -> bool:
