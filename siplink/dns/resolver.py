@@ -106,8 +106,7 @@ class DnsResolver:
             raise LocateError(f"DNS {kind} {clean}: {type(e).__name__}") from e
         except OSError as e:
             raise LocateError(f"DNS {kind} {clean}: {e}") from e
-        records = [rr.payload for rr in answers if rr.name.name.decode().rstrip(".").lower()
-                   == clean or rr.type != dns.CNAME]
+        records = [rr.payload for rr in answers]   # the callers keep the types they asked
         ttl = min((rr.ttl for rr in answers), default=0)
         if ttl > 0:
             self._cache[(kind, clean)] = (now + ttl, records)
